@@ -1,0 +1,103 @@
+"""Boxoffice: an online box office for on-sales with far more buyers than seats."""
+import logging
+import sys
+from types import SimpleNamespace
+
+from flask import Flask
+
+from . import config as config_module
+from .extensions import db, login_manager, migrate, socketio
+
+
+def _configure_logging(app):
+    level = getattr(logging, str(app.config["LOG_LEVEL"]).upper(), logging.INFO)
+    root = logging.getLogger()
+    if not any(getattr(h, "_boxoffice", False) for h in root.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(
+            "%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s"))
+        handler._boxoffice = True
+        root.addHandler(handler)
+    root.setLevel(level)
+    # Request bodies are never logged; engineio/socketio payload logging stays off.
+    for noisy in ("engineio", "socketio", "werkzeug", "amqp", "kombu"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+
+
+def create_app(config=None, role="web"):
+    """Build the app. role is 'web' (serves HTTP and sockets) or 'worker' (Celery side)."""
+    app = Flask(__name__, instance_path=str(config_module.INSTANCE_DIR),
+                template_folder=str(config_module.PROJECT_ROOT / "templates"),
+                static_folder=str(config_module.PROJECT_ROOT / "static"))
+    app.config.update(config_module.from_environment())
+    if config:
+        app.config.update(config)
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {"connect_args": {"timeout": 30}}
+    app.config["ROLE"] = role
+    _configure_logging(app)
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(config_module.PROJECT_ROOT / "migrations"),
+                     render_as_batch=True)
+    login_manager.init_app(app)
+    from . import auth  # noqa: F401  (registers the user loaders)
+
+    from .errors import register_error_handlers
+    register_error_handlers(app)
+
+    from .jobs import celery_init_app
+    celery_init_app(app)
+
+    _init_runtime(app, role)
+
+    from . import api, commands, ops, pages, sockets
+    app.register_blueprint(api.bp)
+    app.register_blueprint(ops.bp)
+    app.register_blueprint(pages.bp)
+    commands.init_app(app)
+    if role == "web":
+        sockets.init_app(app)
+    return app
+
+
+def _init_runtime(app, role):
+    """Shared state, broadcasting and dispatching, as the role and the mode need."""
+    from .broadcast import Broadcaster, SeatsCoalescer
+    from .holds import Settings
+    from .metrics import Metrics
+    from .state import Presence, RequestLedger, UserRateLimit, make_state
+
+    redis_url = app.config["REDIS_URL"]
+    if role == "worker":
+        # A write-only emitter: workers only publish to the message queue.
+        # async_mode='threading' keeps eventlet out of the prefork worker.
+        socketio.init_app(None, message_queue=redis_url, async_mode="threading")
+    else:
+        socketio.init_app(app, message_queue=redis_url,
+                          async_mode=app.config.get("SOCKETIO_ASYNC_MODE"),
+                          cors_allowed_origins=app.config.get("CORS_ALLOWED_ORIGINS", []),
+                          max_http_buffer_size=64 * 1024,
+                          ping_interval=20, ping_timeout=20,
+                          always_connect=False)
+    state = make_state(app)
+    coalescer = None
+    if role == "web":
+        coalescer = SeatsCoalescer(socketio, app.config["SEATS_CHANGED_INTERVAL_MS"] / 1000,
+                                   local_only=bool(redis_url))
+    rt = SimpleNamespace(
+        settings=Settings(hold_ttl_seconds=app.config["HOLD_TTL_SECONDS"],
+                          max_seats_per_order=app.config["MAX_SEATS_PER_ORDER"],
+                          max_open_holds=app.config["MAX_OPEN_HOLDS"]),
+        state=state,
+        ledger=RequestLedger(state),
+        presence=Presence(state, app.config["DISCONNECT_GRACE_SECONDS"]),
+        rate_limit=UserRateLimit(app),
+        coalescer=coalescer,
+        broadcaster=Broadcaster(socketio, redis_url=redis_url, coalescer=coalescer),
+        metrics=Metrics(),
+        dispatcher=None,
+    )
+    if coalescer is not None:
+        coalescer.on_flush = rt.metrics.seats_changed
+    app.extensions["boxoffice"] = rt

@@ -1,0 +1,36 @@
+"""Accounts: signing up and signing in."""
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from .auth import hash_password, verify_password
+from .errors import Conflict, Unauthorized
+from .models import User
+
+# Verified against when the email is unknown, so that a wrong email takes as
+# long as a wrong password and does not reveal which accounts exist.
+_DUMMY = User(password_hash=hash_password("not-a-real-password-0"))
+
+
+def register_user(session, *, email, password, name=""):
+    """Create an account; raises Conflict if the email is taken."""
+    email = email.strip().lower()
+    if session.scalar(sa.select(User.id).where(User.email == email)) is not None:
+        raise Conflict("An account with that email exists.", field="email")
+    user = User(email=email, name=name.strip(), password_hash=hash_password(password))
+    session.add(user)
+    try:
+        session.flush()
+    except IntegrityError as err:  # registered concurrently
+        raise Conflict("An account with that email exists.", field="email") from err
+    return user
+
+
+def authenticate(session, *, email, password):
+    """The user with these credentials; raises Unauthorized otherwise."""
+    user = session.scalar(sa.select(User).where(User.email == email.strip().lower()))
+    if user is None:
+        verify_password(_DUMMY, password)
+        raise Unauthorized("Wrong email or password.")
+    if not verify_password(user, password):
+        raise Unauthorized("Wrong email or password.")
+    return user

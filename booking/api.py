@@ -1,0 +1,77 @@
+"""The REST API, v1 (see API.md)."""
+from flask import Blueprint, jsonify, request
+from flask_login import login_user, logout_user
+
+from . import accounts, catalog
+from .auth import issue_token
+from .errors import MalformedRequest
+from .extensions import db
+from .schemas import (EventDetailSchema, EventSchema, NewUserSchema, SeatSchema, SessionSchema,
+                      UserSchema)
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+_new_user = NewUserSchema()
+_session = SessionSchema()
+_user = UserSchema()
+_events = EventSchema(many=True)
+_event = EventDetailSchema()
+_seats = SeatSchema(many=True)
+
+
+def json_body(schema):
+    """The request's JSON object loaded through schema (400 if not an object, 422 if invalid)."""
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        raise MalformedRequest("The body must be a JSON object.")
+    return schema.load(data)
+
+
+def _signed_in(user, status):
+    login_user(user)
+    body = _user.dump(user) | {"token": issue_token(user)}
+    return jsonify(body), status
+
+
+@bp.post("/users")
+def create_user():
+    """Sign up: create an account, sign it in, and return a bearer token."""
+    fields = json_body(_new_user)
+    user = accounts.register_user(db.session, **fields)
+    db.session.commit()
+    return _signed_in(user, 201)
+
+
+@bp.post("/session")
+def create_session():
+    """Sign in with email and password."""
+    fields = json_body(_session)
+    user = accounts.authenticate(db.session, **fields)
+    db.session.commit()  # a rehashed password, if the parameters changed
+    return _signed_in(user, 200)
+
+
+@bp.delete("/session")
+def delete_session():
+    """Sign out (clears the session cookie)."""
+    logout_user()
+    return "", 204
+
+
+@bp.get("/events")
+def list_events():
+    """Every event with its seat counts."""
+    return jsonify(_events.dump(catalog.list_events(db.session)))
+
+
+@bp.get("/events/<int:event_id>")
+def get_event(event_id):
+    """One event with its sections and rows."""
+    return jsonify(_event.dump(catalog.get_event(db.session, event_id)))
+
+
+@bp.get("/events/<int:event_id>/seats")
+def get_seats(event_id):
+    """Every seat of an event with its status and version."""
+    seats = catalog.event_seats(db.session, event_id)
+    return jsonify({"event_id": event_id, "seats": _seats.dump(seats)})

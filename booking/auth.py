@@ -1,0 +1,75 @@
+"""Who is asking: password hashing (Argon2id), signed bearer tokens, session cookies."""
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from flask import current_app, request
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+from zxcvbn.frequency_lists import FREQUENCY_LISTS
+
+from .extensions import db, login_manager
+from .models import User
+
+_hasher = PasswordHasher()
+# zxcvbn's list of the 30,000 most common passwords (from leaked password sets).
+_COMMON = frozenset(FREQUENCY_LISTS["passwords"])
+MIN_PASSWORD_LENGTH = 10
+
+
+def password_problem(password):
+    """Why a password is too weak, or None."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        return f"Use at least {MIN_PASSWORD_LENGTH} characters."
+    if password.lower() in _COMMON:
+        return "That password is too common; choose another."
+    return None
+
+
+def hash_password(password):
+    return _hasher.hash(password)
+
+
+def verify_password(user, password):
+    """True if the password is the user's; rehashes it if the parameters changed."""
+    try:
+        _hasher.verify(user.password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+    if _hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = _hasher.hash(password)
+    return True
+
+
+def _serializer():
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="boxoffice-api-token")
+
+
+def issue_token(user):
+    return _serializer().dumps({"uid": user.id})
+
+
+def user_id_from_token(token):
+    """The user id a bearer token was issued for, or None if forged or expired."""
+    if not isinstance(token, str) or len(token) > 512:
+        return None
+    try:
+        data = _serializer().loads(token, max_age=current_app.config["TOKEN_MAX_AGE_SECONDS"])
+    except BadSignature:
+        return None
+    uid = data.get("uid") if isinstance(data, dict) else None
+    return uid if isinstance(uid, int) else None
+
+
+def bearer_token():
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else None
+
+
+@login_manager.user_loader
+def _load_user(user_id):
+    return db.session.get(User, int(user_id))
+
+
+@login_manager.request_loader
+def _load_user_from_bearer(req):
+    uid = user_id_from_token(bearer_token())
+    return db.session.get(User, uid) if uid else None

@@ -1,0 +1,125 @@
+"""Getting committed changes to browsers.
+
+Results (hold_result, release_result, ...) go to the buyer's room through
+Flask-SocketIO's message queue, so every web instance delivers them to its own
+sockets of that buyer.
+
+Seat changes take a different path so that they can be coalesced: whoever
+commits publishes them on one Redis channel; every web instance subscribes,
+keeps the newest version of each changed seat per event, and every
+SEATS_CHANGED_INTERVAL_MS emits one `seats_changed` per event to its own
+sockets only (`ignore_queue`), so a thousand watchers cost a thousand sends per
+interval, not per change. Redis pub/sub drops messages while a subscriber is
+disconnected, so after reconnecting a web instance re-sends full snapshots of
+the events its sockets watch; per-seat versions make repeats harmless.
+"""
+import json
+import logging
+import threading
+import time
+from datetime import datetime, timezone
+
+import redis
+
+log = logging.getLogger(__name__)
+
+SEATS_CHANNEL = "bo:seat-changes"
+
+
+def iso_now():
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Broadcaster:
+    """Sends what a committed transaction changed. Call only after commit."""
+
+    def __init__(self, socketio, redis_url=None, coalescer=None):
+        self.socketio = socketio
+        self.redis = redis.Redis.from_url(redis_url) if redis_url else None
+        self.coalescer = coalescer
+
+    def results(self, outcomes):
+        """outcomes: [(user_id, request_id, event, payload)], each to its buyer's room."""
+        for user_id, _rid, event, payload in outcomes:
+            self.socketio.emit(event, payload, to=f"user:{user_id}")
+
+    def to_user(self, user_id, event, payload):
+        self.socketio.emit(event, payload, to=f"user:{user_id}")
+
+    def seats(self, changes):
+        """changes: {event_id: [{id, status, version}]}."""
+        committed_at = iso_now()
+        for event_id, seats in changes.items():
+            if not seats:
+                continue
+            if self.redis is not None:
+                self.redis.publish(SEATS_CHANNEL, json.dumps(
+                    {"event_id": event_id, "seats": seats, "committed_at": committed_at}))
+            else:
+                self.coalescer.add(event_id, seats, committed_at)
+
+
+class SeatsCoalescer:
+    """Collects seat changes per event and emits them to local sockets in batches."""
+
+    def __init__(self, socketio, interval_s, local_only):
+        self.socketio = socketio
+        self.interval_s = interval_s
+        self.local_only = local_only
+        self._pending = {}
+        self._lock = threading.Lock()
+        self.on_flush = None  # (event_id, seat_count) -> None, for metrics
+
+    def add(self, event_id, seats, committed_at):
+        with self._lock:
+            entry = self._pending.setdefault(event_id, {"seats": {}, "committed_at": committed_at})
+            entry["committed_at"] = min(entry["committed_at"], committed_at)
+            current = entry["seats"]
+            for seat in seats:
+                old = current.get(seat["id"])
+                if old is None or old["version"] < seat["version"]:
+                    current[seat["id"]] = seat
+
+    def flush(self):
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        for event_id, entry in pending.items():
+            payload = {"event_id": event_id,
+                       "seats": sorted(entry["seats"].values(), key=lambda s: s["id"]),
+                       "committed_at": entry["committed_at"], "sent_at": iso_now()}
+            kwargs = {"ignore_queue": True} if self.local_only else {}
+            self.socketio.emit("seats_changed", payload, to=f"event:{event_id}", **kwargs)
+            if self.on_flush:
+                self.on_flush(event_id, len(payload["seats"]))
+
+    def run_forever(self):
+        while True:
+            self.socketio.sleep(self.interval_s)
+            try:
+                self.flush()
+            except Exception:
+                log.exception("seats_changed flush failed")
+
+
+def subscribe_forever(socketio, redis_url, coalescer, resync):
+    """Feed the coalescer from the seat-change channel; resync after every reconnect."""
+    client = redis.Redis.from_url(redis_url, socket_connect_timeout=3, health_check_interval=10)
+    failures = 0
+    while True:
+        try:
+            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            pubsub.subscribe(SEATS_CHANNEL)
+            if failures:
+                log.warning("seat-change subscription restored; resyncing watchers")
+                resync()
+            failures = 0
+            while True:
+                message = pubsub.get_message(timeout=1.0)
+                if message is None:
+                    continue
+                data = json.loads(message["data"])
+                coalescer.add(data["event_id"], data["seats"], data["committed_at"])
+        except Exception:
+            failures += 1
+            log.warning("seat-change subscription lost (attempt %d)", failures, exc_info=True)
+            socketio.sleep(min(5.0, 0.2 * 2 ** min(failures, 5)))

@@ -1,0 +1,123 @@
+"""Events and seats: creating them and reading them."""
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from .errors import InvalidRequest, NotFound
+from .models import Event, Seat, Venue
+
+
+def _row_name(index):
+    """Row 0 -> 'A', 25 -> 'Z', 26 -> 'AA'."""
+    name = ""
+    index += 1
+    while index:
+        index, rem = divmod(index - 1, 26)
+        name = chr(65 + rem) + name
+    return name
+
+
+def create_event(session, *, name, venue, starts_at, sections, currency="EUR",
+                 venue_timezone="UTC"):
+    """Create an event and its seats.
+
+    sections: [(section_name, rows, seats_per_row, price_cents)]; rows are named
+    A, B, ... within each section. Raises InvalidRequest for impossible layouts.
+    """
+    if not sections:
+        raise InvalidRequest("An event needs at least one section.")
+    if len(currency) != 3 or not currency.isalpha():
+        raise InvalidRequest("Currency must be an ISO code such as EUR.")
+    for section, rows, per_row, price in sections:
+        if rows < 1 or per_row < 1 or rows * per_row > 100_000 or price < 0:
+            raise InvalidRequest(f"Section {section!r} has an impossible layout or price.")
+    place = session.scalar(sa.select(Venue).where(Venue.name == venue))
+    if place is None:
+        place = Venue(name=venue, timezone=venue_timezone)
+        session.add(place)
+    event = Event(name=name, venue=place, starts_at=starts_at, currency=currency.upper())
+    session.add(event)
+    session.flush()
+    rows_out = []
+    for section, rows, per_row, price in sections:
+        for r in range(rows):
+            row = _row_name(r)
+            for n in range(1, per_row + 1):
+                rows_out.append({
+                    "event_id": event.id, "section": section, "row": row, "number": n,
+                    "label": f"{section} {row}{n}",
+                    "price_cents": price, "status": "available", "version": 0})
+    session.execute(sa.insert(Seat), rows_out)
+    return event
+
+
+@dataclass
+class EventView:
+    event: Event
+    seats_total: int
+    seats_available: int
+    price_min_cents: int
+    price_max_cents: int
+
+    def __getattr__(self, name):
+        return getattr(self.event, name)
+
+
+def _with_counts(session, events):
+    if not events:
+        return []
+    counts = session.execute(
+        sa.select(Seat.event_id, sa.func.count(),
+                  sa.func.sum(sa.case((Seat.status == "available", 1), else_=0)),
+                  sa.func.min(Seat.price_cents), sa.func.max(Seat.price_cents))
+        .where(Seat.event_id.in_([e.id for e in events])).group_by(Seat.event_id)).all()
+    by_event = {row[0]: row[1:] for row in counts}
+    return [EventView(e, *(int(x or 0) for x in by_event.get(e.id, (0, 0, 0, 0))))
+            for e in events]
+
+
+def list_events(session):
+    """Every event, soonest first, with its seat counts."""
+    events = session.scalars(sa.select(Event).order_by(Event.starts_at, Event.id)).all()
+    return _with_counts(session, events)
+
+
+def get_event(session, event_id):
+    """One event with seat counts and its sections; raises NotFound."""
+    event = session.get(Event, event_id)
+    if event is None:
+        raise NotFound("No such event.", event_id=event_id)
+    view = _with_counts(session, [event])[0]
+    rows = session.execute(
+        sa.select(Seat.section, Seat.row).where(Seat.event_id == event_id)
+        .group_by(Seat.section, Seat.row).order_by(sa.func.min(Seat.id))).all()
+    sections = {}
+    for section, row in rows:
+        sections.setdefault(section, []).append(row)
+    view.sections = [{"name": s, "rows": r} for s, r in sections.items()]
+    return view
+
+
+def event_seats(session, event_id):
+    """All seats of an event in id order; raises NotFound."""
+    if session.get(Event, event_id) is None:
+        raise NotFound("No such event.", event_id=event_id)
+    return session.scalars(
+        sa.select(Seat).where(Seat.event_id == event_id).order_by(Seat.id)).all()
+
+
+def seat_states(session, event_id):
+    """[{id, status, version}] of every seat of an event: the live snapshot."""
+    rows = session.execute(
+        sa.select(Seat.id, Seat.status, Seat.version)
+        .where(Seat.event_id == event_id).order_by(Seat.id)).all()
+    return [{"id": i, "status": s, "version": v} for i, s, v in rows]
+
+
+def seat_prices(session, event_id):
+    """{seat_id: price_cents} of an event, or None if there is no such event."""
+    event = session.get(Event, event_id)
+    if event is None:
+        return None
+    return dict(session.execute(
+        sa.select(Seat.id, Seat.price_cents).where(Seat.event_id == event_id)).all())

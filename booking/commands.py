@@ -1,0 +1,87 @@
+"""Ops commands: `flask --app wsgi booking ...`."""
+import json
+import sys
+from datetime import datetime, timedelta, timezone
+
+import click
+import sqlalchemy as sa
+from flask import current_app
+from flask.cli import AppGroup
+
+from . import accounts, audit, catalog
+from .errors import BookingError
+from .extensions import db
+from .models import Event, User
+
+booking_cli = AppGroup("booking", help="Box office operations.")
+
+DEMO_EMAIL = "demo@boxoffice.test"
+DEMO_PASSWORD = "demo-buyer-2026"
+DEMO_SECTIONS = [("Stalls", 10, 20, 6500), ("Circle", 6, 16, 4500), ("Balcony", 4, 14, 2500)]
+
+
+def init_app(app):
+    app.cli.add_command(booking_cli)
+
+
+def _utc(value):
+    """An ISO-8601 time (with Z or an offset; naive means UTC) as naive UTC."""
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError as err:
+        raise click.BadParameter(f"not an ISO-8601 time: {value!r}") from err
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+    return moment
+
+
+@booking_cli.command("create-event")
+@click.option("--name", required=True)
+@click.option("--venue", required=True)
+@click.option("--starts-at", required=True, help="ISO-8601, e.g. 2027-03-01T19:30:00Z")
+@click.option("--rows", required=True, type=click.IntRange(1, 1000))
+@click.option("--seats-per-row", required=True, type=click.IntRange(1, 1000))
+@click.option("--price-cents", required=True, type=click.IntRange(0, 10**8))
+@click.option("--currency", default="EUR", show_default=True)
+@click.option("--section", default="Main", show_default=True)
+def create_event_command(name, venue, starts_at, rows, seats_per_row, price_cents, currency,
+                         section):
+    """Create an event with ROWS x SEATS_PER_ROW seats; prints the new event id last."""
+    try:
+        event = catalog.create_event(
+            db.session, name=name, venue=venue, starts_at=_utc(starts_at), currency=currency,
+            sections=[(section, rows, seats_per_row, price_cents)])
+    except BookingError as err:
+        raise click.ClickException(err.message) from err
+    db.session.commit()
+    click.echo(f"created event {event.id} with {rows * seats_per_row} seats", err=True)
+    click.echo(event.id)
+
+
+@booking_cli.command("seed-demo")
+def seed_demo_command():
+    """Create the demo event and demo buyer if the database has no events (safe to rerun)."""
+    if db.session.scalar(sa.select(sa.func.count()).select_from(Event)):
+        click.echo("events exist; nothing seeded", err=True)
+    else:
+        starts = (datetime.now(timezone.utc) + timedelta(days=30)).replace(
+            hour=19, minute=30, second=0, microsecond=0, tzinfo=None)
+        event = catalog.create_event(db.session, name="Boxoffice Live: Opening Night",
+                                     venue="Grand Hall", venue_timezone="Europe/Amsterdam",
+                                     starts_at=starts, currency="EUR", sections=DEMO_SECTIONS)
+        click.echo(f"created demo event {event.id}", err=True)
+    if db.session.scalar(sa.select(User.id).where(User.email == DEMO_EMAIL)) is None:
+        accounts.register_user(db.session, email=DEMO_EMAIL, password=DEMO_PASSWORD,
+                               name="Demo Buyer")
+        click.echo(f"created demo buyer {DEMO_EMAIL} / {DEMO_PASSWORD}", err=True)
+    db.session.commit()
+
+
+@booking_cli.command("audit")
+@click.option("--event", "event_id", type=int, default=None)
+def audit_command(event_id):
+    """Check every booking invariant; JSON on stdout, exit 0 only if there is no problem."""
+    report = audit.run_audit(db.session, event_id=event_id,
+                             sweep_interval_s=current_app.config["SWEEP_INTERVAL_SECONDS"])
+    click.echo(json.dumps(report, indent=2))
+    sys.exit(0 if not report["problems"] else 1)

@@ -1,0 +1,309 @@
+"""Holding and releasing seats: the rules MySQL enforces for every click.
+
+A batch of requests (from many buyers) is decided in one short transaction:
+lock the buyers' user rows, then every seat the batch touches in ascending id
+order, decide each request in arrival order against the locked rows, write the
+outcome, and let the caller commit. All workers lock in the same order (users,
+then seats, then holds), so concurrent batches wait for each other instead of
+deadlocking; rows locked with FOR UPDATE cannot change under a decision, so
+"every seat or none" holds per request and no seat is ever granted twice.
+
+Functions here take a session and plain values, return plain values, and never
+commit or emit: the task that calls them does that after commit.
+"""
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import sqlalchemy as sa
+
+from .errors import (BookingError, Conflict, HoldExpired, HoldNotOwned, InvalidRequest,
+                     LimitExceeded, NotFound, SeatUnavailable)
+from .models import (HOLD_OPEN_STATUSES, Event, Hold, HoldSeat, RequestRecord, Seat, User,
+                     utcnow)
+from .schemas import UTCDateTimeField
+
+log = logging.getLogger(__name__)
+
+_iso = UTCDateTimeField()._serialize
+
+
+@dataclass
+class Settings:
+    hold_ttl_seconds: int
+    max_seats_per_order: int
+    max_open_holds: int
+
+
+@dataclass
+class Outcome:
+    """What a transaction decided, to send once it has committed."""
+    # (user_id, request_id, event name, payload) for every request answered
+    results: list = field(default_factory=list)
+    # {event_id: {seat_id: {id, status, version}}}
+    seats: dict = field(default_factory=dict)
+    # (user_id, event name, payload) notices not tied to a request
+    notices: list = field(default_factory=list)
+
+    def seat_changes(self):
+        return {e: sorted(s.values(), key=lambda x: x["id"]) for e, s in self.seats.items()}
+
+    def record_seat(self, seat):
+        self.seats.setdefault(seat.event_id, {})[seat.id] = {
+            "id": seat.id, "status": seat.status, "version": seat.version}
+
+
+def _is_free(seat, now):
+    """Available, or held by a hold whose time ran out (lazy expiry; never while paying)."""
+    return seat.status == "available" or (
+        seat.status == "held" and seat.hold_expires_at is not None
+        and seat.hold_expires_at <= now)
+
+
+def _lock_seats(session, seat_ids):
+    """Lock seats in ascending id order; {id: Seat}."""
+    if not seat_ids:
+        return {}
+    seats = session.scalars(
+        sa.select(Seat).where(Seat.id.in_(sorted(seat_ids))).order_by(Seat.id)
+        .with_for_update()).all()
+    return {s.id: s for s in seats}
+
+
+def _lock_users(session, user_ids):
+    session.execute(sa.select(User.id).where(User.id.in_(sorted(user_ids)))
+                    .order_by(User.id).with_for_update())
+
+
+def _open_hold_counts(session, user_ids, now):
+    rows = session.execute(
+        sa.select(Hold.user_id, sa.func.count()).where(
+            Hold.user_id.in_(user_ids), Hold.status.in_(HOLD_OPEN_STATUSES),
+            sa.or_(Hold.status == "paying", Hold.expires_at > now))
+        .group_by(Hold.user_id)).all()
+    return dict(rows)
+
+
+def _set_seat(outcome, seat, status, hold=None, expires_at=None, order_id=None):
+    seat.status = status
+    seat.hold = hold
+    seat.hold_expires_at = expires_at
+    seat.order_id = order_id
+    seat.version += 1
+    outcome.record_seat(seat)
+
+
+def result_payload(request_id, ok, error=None, **fields):
+    if ok:
+        return {"request_id": request_id, "ok": True, **fields}
+    return {"request_id": request_id, "ok": False, "error": error.to_dict()}
+
+
+def process_requests(session, items, settings, now=None):
+    """Decide a batch of hold and release requests in one transaction.
+
+    items: dicts with kind ('hold' or 'release'), user_id, request_id, and
+    event_id + seat_ids (hold) or hold_id (release). Each request is all or
+    nothing; a request already answered is answered again from its record.
+    Returns an Outcome; the caller commits, then sends it. Database errors
+    propagate (the caller retries deadlocks and lock timeouts).
+    """
+    now = now or utcnow()
+    outcome = Outcome()
+    if not items:
+        return outcome
+
+    # Repeats: a redelivered task, or the same request_id sent twice.
+    keys = {(i["user_id"], i["request_id"]) for i in items}
+    recorded = {}
+    for rec in session.scalars(sa.select(RequestRecord).where(
+            sa.tuple_(RequestRecord.user_id, RequestRecord.request_id).in_(list(keys)))):
+        recorded[(rec.user_id, rec.request_id)] = (rec.event, json.loads(rec.result))
+
+    fresh, seen = [], set()
+    for item in items:
+        key = (item["user_id"], item["request_id"])
+        if key in recorded:
+            event, payload = recorded[key]
+            outcome.results.append((key[0], key[1], event, payload))
+        elif key not in seen:
+            seen.add(key)
+            fresh.append(item)
+    if not fresh:
+        return outcome
+
+    # Lock order: users, seats (ascending), then holds.
+    _lock_users(session, {i["user_id"] for i in fresh})
+    release_ids = {i["hold_id"] for i in fresh if i["kind"] == "release"}
+    release_seats = session.execute(
+        sa.select(HoldSeat.hold_id, HoldSeat.seat_id)
+        .where(HoldSeat.hold_id.in_(release_ids))).all() if release_ids else []
+    seat_ids = {s for i in fresh if i["kind"] == "hold" for s in i["seat_ids"]}
+    seat_ids |= {seat_id for _, seat_id in release_seats}
+    seats = _lock_seats(session, seat_ids)
+    holds = {h.id: h for h in session.scalars(
+        sa.select(Hold).where(Hold.id.in_(release_ids)).order_by(Hold.id)
+        .with_for_update())} if release_ids else {}
+    open_holds = _open_hold_counts(session, {i["user_id"] for i in fresh}, now)
+    events, records, stale = {}, [], set()
+
+    # Decide every request against the locked rows first; new holds get their
+    # ids in the one flush below (the seats point at them by relationship).
+    with session.no_autoflush:
+        for item in fresh:
+            event_name = "hold_result" if item["kind"] == "hold" else "release_result"
+            try:
+                if item["kind"] == "hold":
+                    if item["event_id"] not in events:
+                        events[item["event_id"]] = session.get(Event, item["event_id"])
+                    value = {"hold": _hold_one(session, outcome, item, seats,
+                                               events[item["event_id"]], open_holds,
+                                               settings, now, stale)}
+                else:
+                    value = _release_one(outcome, item, seats, holds)
+                records.append((item, event_name, True, value))
+            except BookingError as err:
+                records.append((item, event_name, False, err))
+    session.flush()
+    if stale:
+        # Seats taken over from expired holds: those holds can never be paid now.
+        session.execute(sa.update(Hold).where(Hold.id.in_(stale), Hold.status == "held")
+                        .values(status="expired"), execution_options={"synchronize_session": False})
+
+    rows = []
+    for item, event_name, ok, value in records:
+        uid, rid = item["user_id"], item["request_id"]
+        if ok and "hold" in value:
+            hold = value["hold"]
+            payload = result_payload(rid, True, hold_id=hold.id, event_id=hold.event_id,
+                                     seat_ids=hold.seat_ids, expires_at=_iso(hold.expires_at),
+                                     amount_cents=hold.amount_cents, currency=hold.currency)
+        elif ok:
+            payload = result_payload(rid, True, **value)
+        else:
+            payload = result_payload(rid, False, value)
+        outcome.results.append((uid, rid, event_name, payload))
+        rows.append({"user_id": uid, "request_id": rid, "kind": item["kind"],
+                     "event": event_name, "result": json.dumps(payload), "created_at": now})
+    session.execute(sa.insert(RequestRecord), rows)
+    session.flush()
+    return outcome
+
+
+def _hold_one(session, outcome, item, seats, event, open_holds, settings, now, stale):
+    uid, seat_ids = item["user_id"], item["seat_ids"]
+    if event is None:
+        raise NotFound("No such event.", event_id=item["event_id"])
+    if len(seat_ids) > settings.max_seats_per_order:
+        raise LimitExceeded(f"At most {settings.max_seats_per_order} seats per order.",
+                            limit="seats_per_order", max=settings.max_seats_per_order)
+    if open_holds.get(uid, 0) >= settings.max_open_holds:
+        raise LimitExceeded(f"At most {settings.max_open_holds} open holds at a time.",
+                            limit="open_holds", max=settings.max_open_holds)
+    missing = [s for s in seat_ids if s not in seats or seats[s].event_id != event.id]
+    if missing:
+        raise NotFound("Those seats are not part of this event.", seat_ids=missing)
+    taken = [s for s in seat_ids if not _is_free(seats[s], now)]
+    if taken:
+        raise SeatUnavailable(seat_ids=sorted(taken))
+
+    expires_at = now + timedelta(seconds=settings.hold_ttl_seconds)
+    ordered = sorted(seat_ids)
+    hold = Hold(user_id=uid, event_id=event.id, status="held", currency=event.currency,
+                amount_cents=sum(seats[s].price_cents for s in ordered),
+                expires_at=expires_at, created_at=now)
+    hold.seats = [HoldSeat(seat_id=s, price_cents=seats[s].price_cents) for s in ordered]
+    session.add(hold)
+    stale.update(seats[s].hold_id for s in ordered if seats[s].status == "held")
+    for s in ordered:
+        _set_seat(outcome, seats[s], "held", hold=hold, expires_at=expires_at)
+    open_holds[uid] = open_holds.get(uid, 0) + 1
+    return hold
+
+
+def _release_one(outcome, item, seats, holds):
+    hold = holds.get(item["hold_id"])
+    if hold is None:
+        raise NotFound("No such hold.", hold_id=item["hold_id"])
+    if hold.user_id != item["user_id"]:
+        raise HoldNotOwned(hold_id=hold.id)
+    if hold.status == "paying":
+        raise Conflict("This hold is being paid for and cannot be released now.", hold_id=hold.id)
+    if hold.status == "paid":
+        raise Conflict("This hold has been paid for.", hold_id=hold.id)
+    if hold.status == "held":
+        hold.status = "released"
+        for seat in seats.values():
+            if seat.hold_id == hold.id and seat.status == "held":
+                _set_seat(outcome, seat, "available")
+    # Released or expired already: releasing again changes nothing and succeeds.
+    return {"hold_id": hold.id}
+
+
+def _close_holds(session, outcome, hold_ids, new_status):
+    """Mark still-'held' holds closed, free the given seats of theirs, notify owners."""
+    holds = session.scalars(sa.select(Hold).where(Hold.id.in_(sorted(hold_ids)),
+                                                  Hold.status == "held")
+                            .order_by(Hold.id).with_for_update()).all() if hold_ids else []
+    for hold in holds:
+        hold.status = new_status
+        outcome.notices.append((hold.user_id, "hold_closed",
+                                {"hold_id": hold.id, "event_id": hold.event_id,
+                                 "reason": new_status}))
+    return holds
+
+
+def release_expired(session, now=None, limit=2000):
+    """Free seats whose hold ran out (the sweep behind lazy expiry). Returns an Outcome.
+
+    Seats held for a payment in progress have no expiry and are left alone.
+    """
+    now = now or utcnow()
+    outcome = Outcome()
+    candidates = session.scalars(sa.select(Seat.id).where(
+        Seat.status == "held", Seat.hold_expires_at <= now).order_by(Seat.id).limit(limit)).all()
+    seats = [s for s in _lock_seats(session, candidates).values()
+             if s.status == "held" and s.hold_expires_at is not None and s.hold_expires_at <= now]
+    with session.no_autoflush:
+        _close_holds(session, outcome, {s.hold_id for s in seats}, "expired")
+        for seat in seats:
+            _set_seat(outcome, seat, "available")
+    session.flush()
+    return outcome
+
+
+def release_holds(session, hold_ids, new_status="released"):
+    """Close open holds not being paid (a buyer gone) and free their seats. Returns an Outcome."""
+    outcome = Outcome()
+    if not hold_ids:
+        return outcome
+    seat_ids = session.scalars(sa.select(Seat.id).where(Seat.hold_id.in_(hold_ids))).all()
+    seats = _lock_seats(session, seat_ids)
+    with session.no_autoflush:
+        closed = {h.id for h in _close_holds(session, outcome, hold_ids, new_status)}
+        for seat in seats.values():
+            if seat.hold_id in closed and seat.status == "held":
+                _set_seat(outcome, seat, "available")
+    session.flush()
+    return outcome
+
+
+def holders(session):
+    """{user_id: [hold_id]} of every open hold not being paid."""
+    out = {}
+    for hold_id, user_id in session.execute(
+            sa.select(Hold.id, Hold.user_id).where(Hold.status == "held")):
+        out.setdefault(user_id, []).append(hold_id)
+    return out
+
+
+def open_hold_count(session, user_id, now=None):
+    now = now or utcnow()
+    return _open_hold_counts(session, [user_id], now).get(user_id, 0)
+
+
+def hold_owner(session, hold_id):
+    """(user_id, event_id) of a hold, or None."""
+    row = session.execute(sa.select(Hold.user_id, Hold.event_id).where(Hold.id == hold_id)).first()
+    return tuple(row) if row else None

@@ -1,0 +1,48 @@
+"""Celery wiring: one Celery app per Flask app, every task run inside an app context."""
+from celery import Celery, Task
+
+
+def celery_init_app(app):
+    """Create the Celery app for `app` and keep it in app.extensions["celery"]."""
+
+    class FlaskTask(Task):
+        def __call__(self, *args, **kwargs):
+            with app.app_context():
+                return self.run(*args, **kwargs)
+
+    redis_url = app.config["REDIS_URL"]
+    celery_app = Celery(app.name, task_cls=FlaskTask, include=["workers.tasks"])
+    celery_app.conf.update(
+        broker_url=redis_url or "memory://",
+        # Without Redis, tasks run in the calling process (the embedded mode).
+        task_always_eager=not redis_url,
+        task_ignore_result=True,
+        # A task is acknowledged only once it finished; a worker killed
+        # mid-task leaves its message to be redelivered, and every task is
+        # idempotent, so running it again is safe (DESIGN.md rule 2).
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={
+            # Messages a dead worker held come back after this long. Longer
+            # than any task runs (the slowest is a payment: processor timeout).
+            "visibility_timeout": app.config["TASK_VISIBILITY_TIMEOUT_SECONDS"],
+            "unacked_restore_interval": 5,
+            "unacked_restore_throttle": 1,
+            "socket_timeout": 10,
+            "socket_connect_timeout": 5,
+        },
+        task_default_queue="booking",
+        beat_schedule={
+            "sweep-holds": {
+                "task": "workers.tasks.sweep_holds",
+                "schedule": app.config["SWEEP_INTERVAL_SECONDS"],
+                "options": {"expires": app.config["SWEEP_INTERVAL_SECONDS"] * 3},
+            },
+        },
+        worker_hijack_root_logger=False,
+    )
+    celery_app.set_default()
+    app.extensions["celery"] = celery_app
+    return celery_app

@@ -1,0 +1,55 @@
+"""Operations endpoints: liveness, readiness, metrics."""
+import logging
+
+import sqlalchemy as sa
+from flask import Blueprint, Response, current_app, jsonify
+
+from .extensions import db
+from .metrics import exposition
+
+log = logging.getLogger(__name__)
+bp = Blueprint("ops", __name__)
+
+
+@bp.get("/healthz")
+def healthz():
+    """200 while the process runs."""
+    return jsonify({"status": "ok"})
+
+
+@bp.get("/readyz")
+def readyz():
+    """200 when the database and Redis answer; 503 otherwise and while draining."""
+    rt = current_app.extensions["boxoffice"]
+    checks = {}
+    try:
+        db.session.execute(sa.text("SELECT 1"))
+        checks["database"] = "ok"
+    except Exception as err:
+        log.warning("readiness: database: %s", err)
+        checks["database"] = "down"
+    if current_app.config["REDIS_URL"]:
+        try:
+            rt.state.ping()
+            checks["redis"] = "ok"
+        except Exception as err:
+            log.warning("readiness: redis: %s", err)
+            checks["redis"] = "down"
+    draining = getattr(rt, "draining", False)
+    ready = not draining and all(v == "ok" for v in checks.values())
+    body = {"status": "ready" if ready else ("draining" if draining else "unavailable"),
+            "checks": checks}
+    return jsonify(body), 200 if ready else 503
+
+
+@bp.get("/metrics")
+def metrics():
+    """Prometheus text format."""
+    depth = None
+    if current_app.config["REDIS_URL"]:
+        try:
+            depth = current_app.extensions["boxoffice"].state.redis.llen("booking")
+        except Exception:
+            log.warning("metrics: queue depth unavailable")
+    body, content_type = exposition(depth)
+    return Response(body, content_type=content_type)

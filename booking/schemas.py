@@ -1,0 +1,116 @@
+"""marshmallow schemas: every request body and socket payload is loaded through one."""
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates
+
+from .models import SEAT_STATUSES
+
+# Clients may send fields a later version knows; unknown ones are ignored.
+ID_RANGE = validate.Range(min=1, max=2**31 - 1)
+CLIENT_KEY = validate.Regexp(r"^[A-Za-z0-9_-]{1,64}$",
+                             error="Use 1 to 64 characters from A-Z, a-z, 0-9, '_' and '-'.")
+# An absolute bound on list sizes; the configured MAX_SEATS_PER_ORDER is
+# enforced by the service as limit_exceeded.
+SEAT_LIST_MAX = 100
+
+
+def Id(**kw):
+    return fields.Integer(strict=True, validate=ID_RANGE, **kw)
+
+
+def ClientKey(**kw):
+    return fields.String(validate=CLIENT_KEY, **kw)
+
+
+class InputSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+
+class NewUserSchema(InputSchema):
+    email = fields.Email(required=True, validate=validate.Length(max=254))
+    password = fields.String(required=True, load_only=True, validate=validate.Length(max=1024))
+    name = fields.String(load_default="", validate=validate.Length(max=100))
+
+    @validates("password")
+    def _strong(self, value, **kwargs):
+        from .auth import password_problem
+        problem = password_problem(value)
+        if problem:
+            raise ValidationError(problem)
+
+
+class SessionSchema(InputSchema):
+    email = fields.String(required=True, validate=validate.Length(min=1, max=254))
+    password = fields.String(required=True, load_only=True, validate=validate.Length(min=1, max=1024))
+
+
+class UserSchema(Schema):
+    id = fields.Integer()
+    email = fields.String()
+    name = fields.String()
+
+
+class EventRefSchema(InputSchema):
+    event_id = Id(required=True)
+
+
+class HoldRequestSchema(InputSchema):
+    request_id = ClientKey(required=True)
+    event_id = Id(required=True)
+    seat_ids = fields.List(Id(), required=True,
+                           validate=validate.Length(min=1, max=SEAT_LIST_MAX))
+    admission_token = fields.String(validate=validate.Length(max=2048))
+
+    @validates("seat_ids")
+    def _distinct(self, value, **kwargs):
+        if len(set(value)) != len(value):
+            raise ValidationError("A seat may be listed once.")
+
+
+class ReleaseRequestSchema(InputSchema):
+    request_id = ClientKey(required=True)
+    hold_id = Id(required=True)
+
+
+class SeatStateSchema(Schema):
+    id = fields.Integer()
+    status = fields.String(validate=validate.OneOf(SEAT_STATUSES))
+    version = fields.Integer()
+
+
+class SeatSchema(SeatStateSchema):
+    label = fields.String()
+    section = fields.String()
+    row = fields.String()
+    number = fields.Integer()
+    price_cents = fields.Integer()
+
+
+class UTCDateTimeField(fields.Field):
+    """A naive UTC datetime written as ISO-8601 with a Z."""
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        if value is None:
+            return None
+        return value.isoformat(timespec="milliseconds" if value.microsecond else "seconds") + "Z"
+
+
+class EventSchema(Schema):
+    id = fields.Integer()
+    name = fields.String()
+    venue = fields.Function(lambda e: e.venue.name)
+    timezone = fields.Function(lambda e: e.venue.timezone)
+    starts_at = UTCDateTimeField()
+    currency = fields.String()
+    seats_total = fields.Integer()
+    seats_available = fields.Integer()
+    price_min_cents = fields.Integer()
+    price_max_cents = fields.Integer()
+
+
+class SectionSchema(Schema):
+    name = fields.String()
+    rows = fields.List(fields.String())
+
+
+class EventDetailSchema(EventSchema):
+    sections = fields.List(fields.Nested(SectionSchema))
