@@ -35,6 +35,7 @@ def create_app(config=None, role="web"):
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {"connect_args": {"timeout": 30}}
     app.config["ROLE"] = role
+    app.json.sort_keys = False
     _configure_logging(app)
 
     db.init_app(app)
@@ -69,14 +70,17 @@ def _init_runtime(app, role):
     from .state import Presence, RequestLedger, UserRateLimit, make_state
 
     redis_url = app.config["REDIS_URL"]
+    namespace = app.config["REDIS_NAMESPACE"]
+    queue_options = {"message_queue": redis_url, "channel": f"{namespace}-socketio"}
     if role == "worker":
         # A write-only emitter: workers only publish to the message queue.
         # async_mode='threading' keeps eventlet out of the prefork worker.
-        socketio.init_app(None, message_queue=redis_url, async_mode="threading")
+        socketio.init_app(None, async_mode="threading", **queue_options)
     else:
-        socketio.init_app(app, message_queue=redis_url,
+        socketio.init_app(app, **queue_options,
                           async_mode=app.config.get("SOCKETIO_ASYNC_MODE"),
-                          cors_allowed_origins=app.config.get("CORS_ALLOWED_ORIGINS", []),
+                          # None: only the page's own origin may open a socket.
+                          cors_allowed_origins=app.config.get("CORS_ALLOWED_ORIGINS"),
                           max_http_buffer_size=64 * 1024,
                           ping_interval=20, ping_timeout=20,
                           always_connect=False)
@@ -90,11 +94,12 @@ def _init_runtime(app, role):
                           max_seats_per_order=app.config["MAX_SEATS_PER_ORDER"],
                           max_open_holds=app.config["MAX_OPEN_HOLDS"]),
         state=state,
-        ledger=RequestLedger(state),
-        presence=Presence(state, app.config["DISCONNECT_GRACE_SECONDS"]),
+        ledger=RequestLedger(state, namespace),
+        presence=Presence(state, app.config["DISCONNECT_GRACE_SECONDS"], namespace),
         rate_limit=UserRateLimit(app),
         coalescer=coalescer,
-        broadcaster=Broadcaster(socketio, redis_url=redis_url, coalescer=coalescer),
+        broadcaster=Broadcaster(socketio, redis_url=redis_url, namespace=namespace,
+                                coalescer=coalescer),
         metrics=Metrics(),
         dispatcher=None,
     )

@@ -23,7 +23,9 @@ import redis
 
 log = logging.getLogger(__name__)
 
-SEATS_CHANNEL = "bo:seat-changes"
+
+def seats_channel(namespace):
+    return f"{namespace}:seat-changes"
 
 
 def iso_now():
@@ -33,9 +35,10 @@ def iso_now():
 class Broadcaster:
     """Sends what a committed transaction changed. Call only after commit."""
 
-    def __init__(self, socketio, redis_url=None, coalescer=None):
+    def __init__(self, socketio, redis_url=None, namespace="boxoffice", coalescer=None):
         self.socketio = socketio
         self.redis = redis.Redis.from_url(redis_url) if redis_url else None
+        self.channel = seats_channel(namespace)
         self.coalescer = coalescer
 
     def results(self, outcomes):
@@ -53,7 +56,7 @@ class Broadcaster:
             if not seats:
                 continue
             if self.redis is not None:
-                self.redis.publish(SEATS_CHANNEL, json.dumps(
+                self.redis.publish(self.channel, json.dumps(
                     {"event_id": event_id, "seats": seats, "committed_at": committed_at}))
             else:
                 self.coalescer.add(event_id, seats, committed_at)
@@ -101,14 +104,14 @@ class SeatsCoalescer:
                 log.exception("seats_changed flush failed")
 
 
-def subscribe_forever(socketio, redis_url, coalescer, resync):
+def subscribe_forever(socketio, redis_url, namespace, coalescer, resync):
     """Feed the coalescer from the seat-change channel; resync after every reconnect."""
     client = redis.Redis.from_url(redis_url, socket_connect_timeout=3, health_check_interval=10)
     failures = 0
     while True:
         try:
             pubsub = client.pubsub(ignore_subscribe_messages=True)
-            pubsub.subscribe(SEATS_CHANNEL)
+            pubsub.subscribe(seats_channel(namespace))
             if failures:
                 log.warning("seat-change subscription restored; resyncing watchers")
                 resync()

@@ -41,6 +41,11 @@ def from_environment():
         "SQLALCHEMY_DATABASE_URI": os.environ.get(
             "DATABASE_URL", f"sqlite:///{INSTANCE_DIR / 'booking.db'}"),
         "REDIS_URL": redis_url,
+        # Prefix of every Redis key and pub/sub channel, so that several
+        # deployments (or test runs) can share one Redis server.
+        "REDIS_NAMESPACE": os.environ.get("REDIS_NAMESPACE", "boxoffice"),
+        # The Celery queue (a Redis list) that web processes feed and workers drain.
+        "CELERY_QUEUE": os.environ.get("CELERY_QUEUE", "booking"),
         "SECRET_KEY": _secret_key(),
         "HOLD_TTL_SECONDS": _int("HOLD_TTL_SECONDS", 300),
         "DISCONNECT_GRACE_SECONDS": _int("DISCONNECT_GRACE_SECONDS", 30),
@@ -64,5 +69,4 @@ def from_environment():
         "MAX_CONTENT_LENGTH": 64 * 1024,
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
-        "JSON_SORT_KEYS": False,
     }

@@ -21,12 +21,9 @@ import sqlalchemy as sa
 from .errors import (BookingError, Conflict, HoldExpired, HoldNotOwned, InvalidRequest,
                      LimitExceeded, NotFound, SeatUnavailable)
 from .models import (HOLD_OPEN_STATUSES, Event, Hold, HoldSeat, RequestRecord, Seat, User,
-                     utcnow)
-from .schemas import UTCDateTimeField
+                     iso_utc, utcnow)
 
 log = logging.getLogger(__name__)
-
-_iso = UTCDateTimeField()._serialize
 
 
 @dataclass
@@ -177,7 +174,7 @@ def process_requests(session, items, settings, now=None):
         if ok and "hold" in value:
             hold = value["hold"]
             payload = result_payload(rid, True, hold_id=hold.id, event_id=hold.event_id,
-                                     seat_ids=hold.seat_ids, expires_at=_iso(hold.expires_at),
+                                     seat_ids=hold.seat_ids, expires_at=iso_utc(hold.expires_at),
                                      amount_cents=hold.amount_cents, currency=hold.currency)
         elif ok:
             payload = result_payload(rid, True, **value)

@@ -33,7 +33,7 @@ def celery_init_app(app):
             "socket_timeout": 10,
             "socket_connect_timeout": 5,
         },
-        task_default_queue="booking",
+        task_default_queue=app.config["CELERY_QUEUE"],
         beat_schedule={
             "sweep-holds": {
                 "task": "workers.tasks.sweep_holds",

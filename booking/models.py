@@ -24,6 +24,13 @@ def utcnow():
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
+def iso_utc(moment):
+    """A naive UTC datetime as ISO-8601 with a Z (milliseconds when it has any)."""
+    if moment is None:
+        return None
+    return moment.isoformat(timespec="milliseconds" if moment.microsecond else "seconds") + "Z"
+
+
 def _in(column, values):
     return sa.CheckConstraint(
         f"{column} IN ({', '.join(repr(v) for v in values)})", name=f"{column}_valid")

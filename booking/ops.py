@@ -48,7 +48,8 @@ def metrics():
     depth = None
     if current_app.config["REDIS_URL"]:
         try:
-            depth = current_app.extensions["boxoffice"].state.redis.llen("booking")
+            depth = current_app.extensions["boxoffice"].state.redis.llen(
+                current_app.config["CELERY_QUEUE"])
         except Exception:
             log.warning("metrics: queue depth unavailable")
     body, content_type = exposition(depth)

@@ -1,7 +1,7 @@
 """marshmallow schemas: every request body and socket payload is loaded through one."""
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates
 
-from .models import SEAT_STATUSES
+from .models import SEAT_STATUSES, iso_utc
 
 # Clients may send fields a later version knows; unknown ones are ignored.
 ID_RANGE = validate.Range(min=1, max=2**31 - 1)
@@ -89,9 +89,7 @@ class UTCDateTimeField(fields.Field):
     """A naive UTC datetime written as ISO-8601 with a Z."""
 
     def _serialize(self, value, attr, obj, **kwargs):
-        if value is None:
-            return None
-        return value.isoformat(timespec="milliseconds" if value.microsecond else "seconds") + "Z"
+        return iso_utc(value)
 
 
 class EventSchema(Schema):

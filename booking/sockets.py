@@ -64,7 +64,8 @@ def start_background(app):
     socketio.start_background_task(_refresh_presence, app)
     if app.config["REDIS_URL"]:
         socketio.start_background_task(subscribe_forever, socketio, app.config["REDIS_URL"],
-                                       rt.coalescer, lambda: _resync(app))
+                                       app.config["REDIS_NAMESPACE"], rt.coalescer,
+                                       lambda: _resync(app))
     else:
         socketio.start_background_task(_sweep_inline, app)
 

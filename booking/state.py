@@ -114,12 +114,12 @@ def make_state(app):
 class RequestLedger:
     """Which client requests are in flight and what the finished ones answered."""
 
-    def __init__(self, state):
+    def __init__(self, state, namespace):
         self.state = state
+        self.prefix = f"{namespace}:req"
 
-    @staticmethod
-    def _key(user_id, request_id):
-        return f"bo:req:{user_id}:{request_id}"
+    def _key(self, user_id, request_id):
+        return f"{self.prefix}:{user_id}:{request_id}"
 
     def lookup(self, user_id, request_id):
         """None (never seen), PENDING, or the recorded (event, payload)."""
@@ -147,13 +147,13 @@ class RequestLedger:
 class Presence:
     """When each buyer was last connected, by any socket on any web instance."""
 
-    def __init__(self, state, grace_seconds):
+    def __init__(self, state, grace_seconds, namespace):
         self.state = state
         self.ttl = max(3600, grace_seconds * 10)
+        self.prefix = f"{namespace}:seen"
 
-    @staticmethod
-    def _key(user_id):
-        return f"bo:seen:{user_id}"
+    def _key(self, user_id):
+        return f"{self.prefix}:{user_id}"
 
     def touch(self, user_ids, now=None):
         now = time.time() if now is None else now
@@ -170,7 +170,8 @@ class UserRateLimit:
 
     def __init__(self, app):
         url = app.config["REDIS_URL"]
-        self.storage = storage_from_string(url if url else "memory://")
+        self.storage = (storage_from_string(url, key_prefix=f"{app.config['REDIS_NAMESPACE']}:limits")
+                        if url else storage_from_string("memory://"))
         self.limiter = MovingWindowRateLimiter(self.storage)
         self.limits = parse_many(app.config["USER_RATE_LIMIT"])
 

@@ -3,11 +3,11 @@
 The worker-side app is built on first use (when Celery asks for `workers.app`),
 so that the web tier can import `workers.tasks` to enqueue without building one.
 """
+from booking import create_app
 
 
 def __getattr__(name):
     if name in ("app", "celery"):
-        from booking import create_app
         app = create_app(role="worker").extensions["celery"]
         globals().update(app=app, celery=app)
         return app

@@ -1,0 +1,168 @@
+"""Fixtures: a throwaway MariaDB database and a private Redis namespace per test session.
+
+Tests talk to the real MariaDB (127.0.0.1:3306) and Redis (127.0.0.1:6379) that
+`make test` starts. TEST_MYSQL_URL and TEST_REDIS_URL point them elsewhere.
+"""
+import os
+import subprocess
+import sys
+import uuid
+from urllib.parse import urlparse
+
+import pymysql
+import pytest
+import redis
+import sqlalchemy as sa
+
+from tests.harness import ROOT, Buyer, Cluster, sign_up
+
+MYSQL_SERVER = os.environ.get("TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306")
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+SECRET = "test-secret-" + uuid.uuid4().hex
+
+
+def _mysql_connect():
+    u = urlparse(MYSQL_SERVER.replace("mysql+pymysql", "mysql"))
+    return pymysql.connect(host=u.hostname, port=u.port or 3306, user=u.username or "root",
+                           password=u.password or "", autocommit=True)
+
+
+def migrate(database_url):
+    """Build the schema with the real ops command."""
+    env = dict(os.environ, DATABASE_URL=database_url, SECRET_KEY=SECRET)
+    env.pop("REDIS_URL", None)
+    out = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return out
+
+
+@pytest.fixture(scope="session")
+def mysql_url():
+    """A fresh, migrated MariaDB database for this test session, dropped afterwards."""
+    name = f"bo_test_{uuid.uuid4().hex[:10]}"
+    conn = _mysql_connect()
+    conn.cursor().execute(f"CREATE DATABASE {name} CHARACTER SET utf8mb4")
+    url = f"{MYSQL_SERVER}/{name}?charset=utf8mb4"
+    try:
+        migrate(url)
+        yield url
+    finally:
+        conn.cursor().execute(f"DROP DATABASE IF EXISTS {name}")
+        conn.close()
+
+
+@pytest.fixture(scope="session")
+def redis_namespace():
+    """A Redis key prefix, pub/sub channel prefix and Celery queue private to this session."""
+    ns = f"bo-test-{uuid.uuid4().hex[:10]}"
+    yield ns
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = list(client.scan_iter(f"{ns}*")) + list(client.scan_iter(f"*{ns}*"))
+    if keys:
+        client.delete(*set(keys))
+
+
+def _clean(url):
+    engine = sa.create_engine(url)
+    from booking.extensions import db
+    import booking.models  # noqa: F401
+    with engine.begin() as conn:
+        if engine.dialect.name != "sqlite":
+            conn.execute(sa.text("SET FOREIGN_KEY_CHECKS = 0"))
+        for table in reversed(db.metadata.sorted_tables):
+            conn.execute(table.delete())
+        if engine.dialect.name != "sqlite":
+            conn.execute(sa.text("SET FOREIGN_KEY_CHECKS = 1"))
+    engine.dispose()
+
+
+@pytest.fixture
+def clean_db(mysql_url):
+    """The session's MariaDB database, emptied after the test."""
+    yield mysql_url
+    _clean(mysql_url)
+
+
+@pytest.fixture
+def app(clean_db):
+    """The app on MariaDB in the one-process mode (tasks in-process), for handler tests."""
+    from booking import create_app
+    app = create_app({"SQLALCHEMY_DATABASE_URI": clean_db, "REDIS_URL": None,
+                      "SECRET_KEY": SECRET, "SOCKETIO_ASYNC_MODE": "threading",
+                      "TESTING": True})
+    yield app
+    with app.app_context():
+        from booking.extensions import db
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def proc_env(clean_db, redis_namespace):
+    """Environment for real web/worker/beat processes of the scaled-out mode."""
+    env = dict(os.environ)
+    env.update(DATABASE_URL=clean_db, REDIS_URL=REDIS_URL, REDIS_NAMESPACE=redis_namespace,
+               CELERY_QUEUE=f"{redis_namespace}-q", SECRET_KEY=SECRET, LOG_LEVEL="INFO",
+               PYTHONUNBUFFERED="1")
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    client = redis.Redis.from_url(REDIS_URL)
+    yield env
+    # Leave no queued work for the next test.
+    for key in client.scan_iter(f"{redis_namespace}*"):
+        client.delete(key)
+
+
+@pytest.fixture
+def cluster(proc_env, tmp_path, request):
+    """Start real processes with cluster.web() / .worker() / .beat(); all stopped afterwards."""
+    c = Cluster(proc_env, tmp_path)
+    yield c
+    c.stop()
+    if request.node.rep_call.failed if hasattr(request.node, "rep_call") else False:
+        print(c.tails())
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, "rep_" + rep.when, rep)
+
+
+def create_event(url, rows=5, per_row=10, price=2500, name="Test night"):
+    """Create an event through the real CLI; returns its id."""
+    env = dict(os.environ, DATABASE_URL=url, SECRET_KEY=SECRET)
+    env.pop("REDIS_URL", None)
+    out = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "wsgi", "booking", "create-event",
+         "--name", name, "--venue", "Test Hall", "--starts-at", "2030-01-01T19:00:00Z",
+         "--rows", str(rows), "--seats-per-row", str(per_row), "--price-cents", str(price)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return int(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture
+def buyers():
+    """Makes connected Buyer clients; disconnects them all afterwards."""
+    made = []
+
+    def make(base_url, connect_url=None):
+        uid, token = sign_up(base_url)
+        buyer = Buyer(base_url, token, uid).connect(connect_url)
+        made.append(buyer)
+        return buyer
+    yield make
+    for b in made:
+        b.close()
