@@ -1,36 +1,56 @@
 """Prometheus metrics.
 
-With PROMETHEUS_MULTIPROC_DIR set (the local cluster sets it for every process),
-counters from web processes and Celery workers are aggregated and every web
-process's /metrics shows the whole machine's totals; without it, the process's own.
+With PROMETHEUS_MULTIPROC_DIR set (the local cluster sets it for every process
+it starts, a fresh folder per cluster), every process writes its samples to
+files there, and every web process's /metrics shows the sum over all the
+processes of the machine: web processes, Celery workers and their prefork
+children. Without it, /metrics shows the process's own samples.
+
+The variable must be set before this module is first imported (prometheus_client
+picks its storage at import time). docs/OPERATIONS.md says what each metric means
+and which to alert on.
 """
+import logging
 import os
 import time
 
 from prometheus_client import (CollectorRegistry, Counter, Gauge, Histogram, generate_latest,
                                multiprocess)
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+log = logging.getLogger(__name__)
+
 REQUESTS = Counter("boxoffice_requests_total",
-                   "Socket requests by event and how the ack answered",
+                   "Socket requests by event and how the ack answered: accepted, repeat, "
+                   "or the error code of a rejection",
                    ["event", "outcome"])
 RESULTS = Counter("boxoffice_results_total",
-                  "Results sent to buyers by event and outcome (ok or an error code)",
+                  "Results sent to buyers by result event (hold_result, release_result, "
+                  "payment_result) and outcome (ok or an error code)",
                   ["event", "outcome"])
 LATENCY = Histogram("boxoffice_click_to_result_seconds",
                     "From the web process receiving a request to the worker sending its result",
                     ["event"],
-                    buckets=(.005, .01, .025, .05, .1, .15, .25, .5, 1, 2.5, 5, 10))
+                    buckets=(.005, .01, .025, .05, .1, .15, .25, .5, 1, 2.5, 5, 10, 30))
 BATCH_SIZE = Histogram("boxoffice_task_batch_requests", "Requests carried by one worker task",
                        buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500))
-SOCKETS = Gauge("boxoffice_connected_sockets", "Sockets connected to this web process",
+# livesum: the sum over live processes only; a web process that exits (or that
+# the cluster finds dead) is dropped with mark_process_dead().
+SOCKETS = Gauge("boxoffice_connected_sockets", "Sockets connected to the web processes",
                 multiprocess_mode="livesum")
 SEATS_CHANGED = Counter("boxoffice_seats_changed_batches_total",
-                        "seats_changed messages emitted by web processes")
+                        "seats_changed messages emitted by web processes (one per event "
+                        "per interval on each web process)")
 SEATS_CHANGED_SEATS = Counter("boxoffice_seats_changed_seats_total",
                               "Seat updates carried by seats_changed messages")
-QUEUE_DEPTH = Gauge("boxoffice_queue_depth", "Messages waiting in the Celery queue",
-                    multiprocess_mode="max")
+SEATS_CHANGED_RECIPIENTS = Counter("boxoffice_seats_changed_recipients_total",
+                                   "Sockets that seats_changed messages were sent to "
+                                   "(one message to 100 watchers counts 100)")
+DRAINS = Counter("boxoffice_web_drains_total", "Web processes that started draining (SIGTERM)")
+CONNECTS_REFUSED = Counter("boxoffice_socket_connects_refused_total",
+                           "New Socket.IO sessions refused by a web process, by reason",
+                           ["reason"])
 
 
 class Metrics:
@@ -56,14 +76,82 @@ class Metrics:
     def seats_changed(self, event_id, seat_count):
         SEATS_CHANGED.inc()
         SEATS_CHANGED_SEATS.inc(seat_count)
+        recipients = _room_size(f"event:{event_id}")
+        if recipients:
+            SEATS_CHANGED_RECIPIENTS.inc(recipients)
 
 
-def exposition(queue_depth=None):
-    """The Prometheus text of this process, or of every process when multiprocess."""
-    if queue_depth is not None:
-        QUEUE_DEPTH.set(queue_depth)
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-    return generate_latest(), CONTENT_TYPE_LATEST
+def _room_size(room):
+    """Sockets of this process in a room (the coalescer emits to local sockets only)."""
+    from .extensions import socketio
+    server = getattr(socketio, "server", None)
+    if server is None:
+        return 0
+    try:
+        return len(server.manager.rooms.get("/", {}).get(room, ()))
+    except Exception:
+        log.debug("room size unavailable", exc_info=True)
+        return 0
+
+
+class QueueDepthCollector:
+    """boxoffice_queue_depth, read from Redis at scrape time.
+
+    The depth is a fact of the broker, not of a process, so it is not kept in
+    multiprocess files (where a dead process's last reading would linger).
+    """
+
+    def __init__(self, read_depth):
+        self.read_depth = read_depth
+
+    def collect(self):
+        family = GaugeMetricFamily("boxoffice_queue_depth",
+                                   "Messages waiting in the Celery queue (a Redis list), "
+                                   "not counting those a worker has taken",
+                                   labels=["queue"])
+        depth = self.read_depth()
+        if depth is not None:
+            family.add_metric([depth[0]], depth[1])
+        yield family
+
+
+def multiprocess_dir():
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+def registry(read_depth=None):
+    """A registry with every process's samples (multiprocess) or this process's own."""
+    if multiprocess_dir():
+        reg = CollectorRegistry()
+        multiprocess.MultiProcessCollector(reg)
+    else:
+        from prometheus_client import REGISTRY
+        reg = CollectorRegistry()
+        reg.register(_Delegate(REGISTRY))
+    if read_depth is not None:
+        reg.register(QueueDepthCollector(read_depth))
+    return reg
+
+
+class _Delegate:
+    """Exposes the default registry's metrics through another registry."""
+
+    def __init__(self, source):
+        self.source = source
+
+    def collect(self):
+        return self.source.collect()
+
+
+def exposition(read_depth=None):
+    """The Prometheus text of this process, or of every process when multiprocess.
+
+    read_depth: () -> (queue name, depth) or None, called once per scrape.
+    """
+    return generate_latest(registry(read_depth)), CONTENT_TYPE_LATEST
+
+
+def process_exited(pid=None):
+    """Drop a process's live gauges (its counters stay in the totals)."""
+    if multiprocess_dir():
+        multiprocess.mark_process_dead(pid or os.getpid())

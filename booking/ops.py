@@ -1,10 +1,11 @@
 """Operations endpoints: liveness, readiness, metrics."""
 import logging
+import os
 
 import sqlalchemy as sa
 from flask import Blueprint, Response, current_app, jsonify
 
-from .extensions import db
+from .extensions import db, socketio
 from .metrics import exposition
 
 log = logging.getLogger(__name__)
@@ -38,19 +39,32 @@ def readyz():
     draining = getattr(rt, "draining", False)
     ready = not draining and all(v == "ok" for v in checks.values())
     body = {"status": "ready" if ready else ("draining" if draining else "unavailable"),
-            "checks": checks}
+            "checks": checks,
+            # This process only: lets an operator (and the cluster tests) see
+            # how sockets spread over the instances behind the load balancer.
+            "instance": {"pid": os.getpid(), "sockets": _local_sockets()}}
     return jsonify(body), 200 if ready else 503
+
+
+def _local_sockets():
+    server = getattr(socketio, "server", None)
+    eio = getattr(server, "eio", None)
+    return len(getattr(eio, "sockets", {}) or {})
 
 
 @bp.get("/metrics")
 def metrics():
     """Prometheus text format."""
-    depth = None
+    read_depth = None
     if current_app.config["REDIS_URL"]:
-        try:
-            depth = current_app.extensions["boxoffice"].state.redis.llen(
-                current_app.config["CELERY_QUEUE"])
-        except Exception:
-            log.warning("metrics: queue depth unavailable")
-    body, content_type = exposition(depth)
+        redis_client = current_app.extensions["boxoffice"].state.redis
+        queue = current_app.config["CELERY_QUEUE"]
+
+        def read_depth():
+            try:
+                return queue, redis_client.llen(queue)
+            except Exception:
+                log.warning("metrics: queue depth unavailable")
+                return None
+    body, content_type = exposition(read_depth)
     return Response(body, content_type=content_type)
