@@ -4,7 +4,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from .errors import InvalidRequest, NotFound
-from .models import Event, Seat, Venue
+from .models import ID_MAX, Event, Seat, Venue
 
 
 def _row_name(index):
@@ -17,18 +17,32 @@ def _row_name(index):
     return name
 
 
+def _check_name(what, value, column):
+    """Refuse a blank name or one longer than its column (MariaDB would refuse the row)."""
+    if not value.strip() or len(value) > column.type.length:
+        raise InvalidRequest(f"{what} must have 1 to {column.type.length} characters.")
+
+
+def _get_event(session, event_id):
+    return session.get(Event, event_id) if 0 < event_id <= ID_MAX else None
+
+
 def create_event(session, *, name, venue, starts_at, sections, currency="EUR",
                  venue_timezone="UTC"):
     """Create an event and its seats.
 
     sections: [(section_name, rows, seats_per_row, price_cents)]; rows are named
-    A, B, ... within each section. Raises InvalidRequest for impossible layouts.
+    A, B, ... within each section. Raises InvalidRequest for impossible layouts
+    and for names that are blank or too long.
     """
     if not sections:
         raise InvalidRequest("An event needs at least one section.")
+    _check_name("The event name", name, Event.__table__.c.name)
+    _check_name("The venue name", venue, Venue.__table__.c.name)
     if len(currency) != 3 or not currency.isalpha():
         raise InvalidRequest("Currency must be an ISO code such as EUR.")
     for section, rows, per_row, price in sections:
+        _check_name("A section name", section, Seat.__table__.c.section)
         if rows < 1 or per_row < 1 or rows * per_row > 100_000 or price < 0:
             raise InvalidRequest(f"Section {section!r} has an impossible layout or price.")
     place = session.scalar(sa.select(Venue).where(Venue.name == venue))
@@ -84,7 +98,7 @@ def list_events(session):
 
 def get_event(session, event_id):
     """One event with seat counts and its sections; raises NotFound."""
-    event = session.get(Event, event_id)
+    event = _get_event(session, event_id)
     if event is None:
         raise NotFound("No such event.", event_id=event_id)
     view = _with_counts(session, [event])[0]
@@ -100,7 +114,7 @@ def get_event(session, event_id):
 
 def event_seats(session, event_id):
     """All seats of an event in id order; raises NotFound."""
-    if session.get(Event, event_id) is None:
+    if _get_event(session, event_id) is None:
         raise NotFound("No such event.", event_id=event_id)
     return session.scalars(
         sa.select(Seat).where(Seat.event_id == event_id).order_by(Seat.id)).all()
@@ -116,8 +130,7 @@ def seat_states(session, event_id):
 
 def seat_prices(session, event_id):
     """{seat_id: price_cents} of an event, or None if there is no such event."""
-    event = session.get(Event, event_id)
-    if event is None:
+    if _get_event(session, event_id) is None:
         return None
     return dict(session.execute(
         sa.select(Seat.id, Seat.price_cents).where(Seat.event_id == event_id)).all())

@@ -12,6 +12,10 @@ from .extensions import db
 # hold expiry is compared to the second and ordered below it.
 UTCDateTime = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 
+# Every id is an INT column: a larger number names nothing (and SQLite cannot even
+# bind one beyond 64 bits), so readers treat it as unknown instead of querying.
+ID_MAX = 2**31 - 1
+
 SEAT_STATUSES = ("available", "held", "sold")
 HOLD_STATUSES = ("held", "paying", "paid", "released", "expired")
 HOLD_OPEN_STATUSES = ("held", "paying")

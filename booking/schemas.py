@@ -1,10 +1,10 @@
 """marshmallow schemas: every request body and socket payload is loaded through one."""
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates
 
-from .models import SEAT_STATUSES, iso_utc
+from .models import ID_MAX, SEAT_STATUSES, iso_utc
 
 # Clients may send fields a later version knows; unknown ones are ignored.
-ID_RANGE = validate.Range(min=1, max=2**31 - 1)
+ID_RANGE = validate.Range(min=1, max=ID_MAX)
 CLIENT_KEY = validate.Regexp(r"^[A-Za-z0-9_-]{1,64}$",
                              error="Use 1 to 64 characters from A-Z, a-z, 0-9, '_' and '-'.")
 # An absolute bound on list sizes; the configured MAX_SEATS_PER_ORDER is

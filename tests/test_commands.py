@@ -104,6 +104,10 @@ def _create_with(flag, value):
     ("--rows", "many", 2),
     ("--currency", "EURO", 1),
     ("--currency", "E1R", 1),
+    ("--name", "n" * 201, 1),      # longer than the column: refused, not a database error
+    ("--name", "   ", 1),
+    ("--venue", "v" * 201, 1),
+    ("--section", "s" * 41, 1),
 ])
 def test_create_event_refuses_bad_options(app, runner, flag, value, exit_code):
     """Bad options fail with a message, a non-zero exit and no id, and create nothing."""

@@ -113,6 +113,19 @@ def test_hold_and_release_in_one_process(embedded):
         ("available", 0)] * 2
 
 
+@pytest.mark.parametrize("path", [
+    "/api/v1/events/424242",
+    "/api/v1/events/2147483648",
+    "/api/v1/events/99999999999999999999",
+    "/api/v1/events/9223372036854775808/seats",
+])
+def test_unknown_event_ids_on_sqlite_are_404(embedded, path):
+    """Ids no INT column holds are unknown events, not a SQLite overflow (500)."""
+    r = requests.get(embedded.url + path, timeout=10)
+    assert r.status_code == 404
+    assert r.json()["error"]["code"] == "not_found"
+
+
 def test_passwords_are_stored_as_argon2id(embedded):
     """The embedded database holds an Argon2id hash, never the password."""
     email = f"hash-{uuid.uuid4().hex[:8]}@example.test"
