@@ -6,7 +6,7 @@ from types import SimpleNamespace
 from flask import Flask
 
 from . import config as config_module
-from .extensions import db, login_manager, migrate, socketio
+from .extensions import csrf, db, login_manager, migrate, socketio
 
 
 def _configure_logging(app):
@@ -34,6 +34,12 @@ def create_app(config=None, role="web"):
         app.config.update(config)
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {"connect_args": {"timeout": 30}}
+    elif app.config["SQLALCHEMY_DATABASE_URI"].startswith("mysql"):
+        # Every plain read sees the latest commit: decisions are taken on rows
+        # locked FOR UPDATE, and reads after a lock must not see an older snapshot.
+        app.config["SQLALCHEMY_ENGINE_OPTIONS"] = dict(
+            app.config["SQLALCHEMY_ENGINE_OPTIONS"], isolation_level="READ COMMITTED",
+            pool_recycle=3600)
     app.config["ROLE"] = role
     app.json.sort_keys = False
     _configure_logging(app)
@@ -42,6 +48,7 @@ def create_app(config=None, role="web"):
     migrate.init_app(app, db, directory=str(config_module.PROJECT_ROOT / "migrations"),
                      render_as_batch=True)
     login_manager.init_app(app)
+    csrf.init_app(app)
     from . import auth  # noqa: F401  (registers the user loaders)
 
     from .errors import register_error_handlers
@@ -52,18 +59,25 @@ def create_app(config=None, role="web"):
 
     _init_runtime(app, role)
 
-    from . import api, commands, ops, pages, sockets
+    from . import api, commands, ops, pages
+    # The JSON API takes JSON bodies or bearer tokens, never form posts.
+    csrf.exempt(api.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(ops.bp)
     app.register_blueprint(pages.bp)
     commands.init_app(app)
     if role == "web":
+        from . import sockets
         sockets.init_app(app)
     return app
 
 
 def _init_runtime(app, role):
     """Shared state, broadcasting and dispatching, as the role and the mode need."""
+    # The handlers must be declared before the first socketio.init_app():
+    # Flask-SocketIO keeps them for every later init_app only if no server
+    # existed when they were declared.
+    from . import sockets  # noqa: F401
     from .broadcast import Broadcaster, SeatsCoalescer
     from .holds import Settings
     from .metrics import Metrics

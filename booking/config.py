@@ -61,6 +61,9 @@ def from_environment():
         "REQUEST_BATCH_MAX": _int("REQUEST_BATCH_MAX", 200),
         # Per-account limit on socket requests (limits' notation).
         "USER_RATE_LIMIT": os.environ.get("USER_RATE_LIMIT", "20/second;300/minute"),
+        # An accepted request still unanswered after this long is enqueued again
+        # (its message may have been lost with a killed worker; tasks are idempotent).
+        "REQUEUE_AFTER_SECONDS": _float("REQUEUE_AFTER_SECONDS", 30.0),
         # A task held by a worker that died is redelivered after this long.
         "TASK_VISIBILITY_TIMEOUT_SECONDS": _int("TASK_VISIBILITY_TIMEOUT_SECONDS", 60),
         "TOKEN_MAX_AGE_SECONDS": _int("TOKEN_MAX_AGE_SECONDS", 7 * 24 * 3600),

@@ -3,6 +3,7 @@ from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_socketio import SocketIO
 from flask_sqlalchemy import SQLAlchemy
+from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
 
@@ -23,3 +24,5 @@ db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
 socketio = SocketIO()
 login_manager = LoginManager()
+# CSRF tokens for the HTML forms; the JSON API blueprint is exempt (see create_app).
+csrf = CSRFProtect()

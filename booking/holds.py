@@ -111,6 +111,11 @@ def process_requests(session, items, settings, now=None):
     if not items:
         return outcome
 
+    # Lock order: users, seats (ascending), then holds. Locking the buyers
+    # first serializes each buyer's requests across workers, so the repeat
+    # check and the open-hold count below cannot race a concurrent batch.
+    _lock_users(session, {i["user_id"] for i in items})
+
     # Repeats: a redelivered task, or the same request_id sent twice.
     keys = {(i["user_id"], i["request_id"]) for i in items}
     recorded = {}
@@ -130,8 +135,6 @@ def process_requests(session, items, settings, now=None):
     if not fresh:
         return outcome
 
-    # Lock order: users, seats (ascending), then holds.
-    _lock_users(session, {i["user_id"] for i in fresh})
     release_ids = {i["hold_id"] for i in fresh if i["kind"] == "release"}
     release_seats = session.execute(
         sa.select(HoldSeat.hold_id, HoldSeat.seat_id)
@@ -165,8 +168,7 @@ def process_requests(session, items, settings, now=None):
     session.flush()
     if stale:
         # Seats taken over from expired holds: those holds can never be paid now.
-        session.execute(sa.update(Hold).where(Hold.id.in_(stale), Hold.status == "held")
-                        .values(status="expired"), execution_options={"synchronize_session": False})
+        _close_holds(session, outcome, stale, "expired")
 
     rows = []
     for item, event_name, ok, value in records:

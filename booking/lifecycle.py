@@ -117,7 +117,15 @@ def close_sockets(app):
         socketio.sleep(0.2)  # let the notices leave before the close packets
         # Closing the Engine.IO session (not a Socket.IO namespace disconnect,
         # after which clients stay away) makes clients reconnect on their own.
-        server.eio.disconnect()
+        # wait=False: a polling client that stopped polling would never take
+        # its close packet, and waiting for it would stall the drain.
+        eio = server.eio
+        for sid, sock in list(eio.sockets.items()):
+            try:
+                sock.close(wait=False, reason=eio.reason.SERVER_DISCONNECT)
+            except Exception:
+                log.debug("closing socket %s failed", sid, exc_info=True)
+            eio.sockets.pop(sid, None)
     return count
 
 

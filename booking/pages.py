@@ -1,10 +1,240 @@
-"""Pages for people (the buyer's website)."""
-from flask import Blueprint, render_template
+"""Pages for people (the buyer's website).
 
+The views render page shells; the seat map, holds and payments run in the
+browser against the public contract (REST reads and Socket.IO, see API.md),
+the same one mobile clients use. Front-end libraries come from node_modules
+through a whitelist, and every asset URL carries a content hash so that a
+proxy may cache it for a year.
+"""
+import hashlib
+import logging
+from datetime import datetime, timezone
+from functools import wraps
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from flask import (Blueprint, abort, current_app, flash, redirect, render_template, request,
+                   send_file, session, url_for)
+from flask_login import current_user, login_user, logout_user
+from flask_wtf.csrf import CSRFError
+from marshmallow import ValidationError
+
+from . import accounts, catalog
+from .config import PROJECT_ROOT
+from .errors import Conflict, NotFound, Unauthorized
+from .extensions import db
+from .forms import LoginForm, LogoutForm, SignupForm
+from .schemas import EventDetailSchema, EventSchema, NewUserSchema
+
+log = logging.getLogger(__name__)
 bp = Blueprint("pages", __name__)
+
+NODE_MODULES = PROJECT_ROOT / "node_modules"
+# The only files of node_modules the app serves: URL name -> path in node_modules.
+VENDOR_FILES = {
+    "bootstrap/bootstrap.min.css": "bootstrap/dist/css/bootstrap.min.css",
+    "bootstrap/bootstrap.min.css.map": "bootstrap/dist/css/bootstrap.min.css.map",
+    "bootstrap/bootstrap.bundle.min.js": "bootstrap/dist/js/bootstrap.bundle.min.js",
+    "bootstrap/bootstrap.bundle.min.js.map": "bootstrap/dist/js/bootstrap.bundle.min.js.map",
+    "socket.io-client/socket.io.esm.min.js": "socket.io-client/dist/socket.io.esm.min.js",
+    "socket.io-client/socket.io.esm.min.js.map":
+        "socket.io-client/dist/socket.io.esm.min.js.map",
+}
+YEAR = 365 * 24 * 3600
+
+_events_schema = EventSchema(many=True)
+_event_schema = EventDetailSchema()
+_new_user = NewUserSchema()
+_hashes = {}  # path -> (mtime_ns, size, sha256 prefix)
+
+
+def _content_hash(path: Path):
+    """The first 12 hex digits of a file's sha256, recomputed only when the file changes."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    cached = _hashes.get(path)
+    if cached and cached[:2] == (st.st_mtime_ns, st.st_size):
+        return cached[2]
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    _hashes[path] = (st.st_mtime_ns, st.st_size, digest)
+    return digest
+
+
+def asset_url(filename):
+    """URL of a file in static/ with its content hash (?v=...), for far-future caching."""
+    digest = _content_hash(Path(current_app.static_folder) / filename)
+    return url_for("static", filename=filename, v=digest) if digest else url_for(
+        "static", filename=filename)
+
+
+def vendor_url(name):
+    """URL of a whitelisted node_modules file with its content hash."""
+    digest = _content_hash(NODE_MODULES / VENDOR_FILES[name])
+    if digest is None:
+        log.warning("front-end library missing: %s (run npm ci)", VENDOR_FILES[name])
+    return url_for("pages.vendor", name=name, v=digest) if digest else url_for(
+        "pages.vendor", name=name)
+
+
+@bp.app_context_processor
+def _template_globals():
+    return {"asset_url": asset_url, "vendor_url": vendor_url, "logout_form": LogoutForm()}
+
+
+@bp.app_template_filter("money")
+def _money(cents, currency):
+    """Money for pages without scripts (the scripts show it in the buyer's locale)."""
+    return f"{cents / 100:,.2f} {currency}" if cents is not None else ""
+
+
+@bp.get("/vendor/<path:name>")
+def vendor(name):
+    """A whitelisted dist file of bootstrap or socket.io-client from node_modules."""
+    relative = VENDOR_FILES.get(name)
+    if relative is None:
+        abort(404)
+    path = NODE_MODULES / relative
+    if not path.is_file():
+        abort(404)
+    versioned = request.args.get("v") == _content_hash(path)
+    # A URL with the right content hash never changes meaning: cache it for a year.
+    return send_file(path, max_age=YEAR if versioned else 0, conditional=True)
+
+
+def _safe_next(target):
+    """A redirect target on this site only (no scheme, no host), else the event list."""
+    if target:
+        parts = urlsplit(target)
+        if not parts.scheme and not parts.netloc and target.startswith("/") \
+                and not target.startswith("//") and "\\" not in target:
+            return target
+    return url_for("pages.index")
+
+
+def sign_in_required(view):
+    """Send anonymous visitors to the login page, and back here afterwards."""
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        if not current_user.is_authenticated:
+            return redirect(url_for("pages.login", next=request.full_path.rstrip("?")))
+        return view(*args, **kwargs)
+    return wrapper
+
+
+def _page_config(**extra):
+    """Settings the page scripts need, rendered into the page as JSON."""
+    cfg = current_app.config
+    return {
+        "signed_in": current_user.is_authenticated,
+        "max_seats": cfg["MAX_SEATS_PER_ORDER"],
+        "hold_ttl_seconds": cfg["HOLD_TTL_SECONDS"],
+        # Countdowns use the server's clock: the page corrects for the browser's offset.
+        "server_now": datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z"),
+        **extra,
+    }
 
 
 @bp.get("/")
 def index():
     """The list of events."""
-    return render_template("index.html")
+    events = _events_schema.dump(catalog.list_events(db.session))
+    return render_template("index.html", events=events, page=_page_config())
+
+
+@bp.get("/events/<int:event_id>")
+def event(event_id):
+    """One event: its seat map, holds and the payment window."""
+    try:
+        detail = _event_schema.dump(catalog.get_event(db.session, event_id))
+    except NotFound:
+        return render_template("not_found.html", what="event"), 404
+    return render_template("event.html", event=detail,
+                           page=_page_config(event_id=event_id, event=detail))
+
+
+@bp.get("/orders")
+@sign_in_required
+def orders():
+    """The buyer's orders, newest first."""
+    return render_template("orders.html", page=_page_config())
+
+
+@bp.get("/orders/<int:order_id>")
+@sign_in_required
+def order(order_id):
+    """The confirmation of one order."""
+    return render_template("order.html", page=_page_config(order_id=order_id))
+
+
+@bp.route("/signup", methods=["GET", "POST"])
+def signup():
+    """Create an account and sign in."""
+    form = SignupForm()
+    if form.validate_on_submit():
+        try:
+            fields = _new_user.load({"email": form.email.data, "password": form.password.data,
+                                     "name": form.name.data or ""})
+        except ValidationError as err:
+            for field, messages in err.messages.items():
+                if field in form:
+                    form[field].errors = list(form[field].errors) + list(messages)
+        else:
+            try:
+                user = accounts.register_user(db.session, **fields)
+            except Conflict as err:
+                form.email.errors = [err.message + " Log in instead?"]
+            else:
+                db.session.commit()
+                _start_session(user)
+                flash("Welcome! Your account is ready.", "success")
+                return redirect(_safe_next(request.args.get("next")))
+    return render_template("signup.html", form=form, next=request.args.get("next"),
+                           page=_page_config()), 422 if form.errors else 200
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    """Sign in with email and password."""
+    form = LoginForm()
+    error = None
+    if form.validate_on_submit():
+        try:
+            user = accounts.authenticate(db.session, email=form.email.data,
+                                         password=form.password.data)
+        except Unauthorized as err:
+            error = err.message
+        else:
+            db.session.commit()  # a rehashed password, if the parameters changed
+            _start_session(user)
+            return redirect(_safe_next(request.args.get("next")))
+    status = 401 if error else (422 if form.errors else 200)
+    return render_template("login.html", form=form, error=error, next=request.args.get("next"),
+                           page=_page_config()), status
+
+
+def _start_session(user):
+    # A fresh session at sign-in: nothing from before it (or planted in it) carries over.
+    session.clear()
+    login_user(user)
+
+
+@bp.post("/logout")
+def logout():
+    """Sign out (a POST with a CSRF token)."""
+    if LogoutForm().validate_on_submit():
+        logout_user()
+        session.clear()
+        flash("You are signed out.", "info")
+    return redirect(url_for("pages.index"))
+
+
+@bp.errorhandler(CSRFError)
+def csrf_failed(err):
+    """A form without a valid CSRF token (often a page left open too long): ask again."""
+    flash("That form had expired. Please try again.", "warning")
+    if request.endpoint == "pages.logout":
+        return redirect(url_for("pages.index")), 303
+    return redirect(request.full_path.rstrip("?")), 303

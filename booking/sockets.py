@@ -167,6 +167,7 @@ def on_join_event(data=None):
     """Watch an event: answer its seat snapshot and subscribe to its changes."""
     rt = _rt()
     try:
+        rt.rate_limit.check(_user_id())
         payload = _load(_event_ref, data)
         event_id = payload["event_id"]
         if _seat_map(event_id) is None:
@@ -179,6 +180,11 @@ def on_join_event(data=None):
     except BookingError as err:
         rt.metrics.request("join_event", err.code)
         return _failure(None, err)
+    except (redis.RedisError, OperationalError):
+        log.warning("join_event: shared state or database unavailable", exc_info=True)
+        rt.metrics.request("join_event", "busy")
+        return _failure(None, Busy("The box office cannot take requests right now.",
+                                   retry_after_s=2))
 
 
 @socketio.on("leave_event")
@@ -225,7 +231,7 @@ def _request(kind, data, schema, accept):
             return {"ok": True, "request_id": rid, "queued": False}
         item = accept(uid, payload)
         item.update(kind=kind, user_id=uid, request_id=rid, received_at=received_at)
-        if not rt.ledger.begin(uid, rid):
+        if not rt.ledger.begin(item):
             rt.metrics.request(kind, "repeat")
             return {"ok": True, "request_id": rid, "queued": True}
         try:

@@ -16,10 +16,9 @@ from limits.strategies import MovingWindowRateLimiter
 from .errors import RateLimited
 
 REQUEST_TTL_SECONDS = 24 * 3600
-# An in-flight mark outlives any normal task; if its task was somehow lost, a
-# repeat after this is enqueued again (and the worker answers it from its record
-# if it was in fact done).
-PENDING_TTL_SECONDS = 120
+# An in-flight mark outlives any backlog; a request whose task was lost is
+# found by the overdue sweep long before this.
+PENDING_TTL_SECONDS = 3600
 PENDING = "pending"
 
 
@@ -57,6 +56,16 @@ class RedisState:
     def delete(self, key):
         self.redis.delete(key)
 
+    def index_add(self, index, member, score):
+        self.redis.zadd(index, {member: score})
+
+    def index_remove(self, index, members):
+        if members:
+            self.redis.zrem(index, *members)
+
+    def index_older_than(self, index, score, limit):
+        return [m.decode() for m in self.redis.zrangebyscore(index, "-inf", score, 0, limit)]
+
     def ping(self):
         return self.redis.ping()
 
@@ -66,6 +75,7 @@ class LocalState:
 
     def __init__(self):
         self._data = {}
+        self._indexes = {}
         self._lock = threading.Lock()
 
     def _live(self, key):
@@ -102,6 +112,20 @@ class LocalState:
         with self._lock:
             self._data.pop(key, None)
 
+    def index_add(self, index, member, score):
+        with self._lock:
+            self._indexes.setdefault(index, {})[member] = score
+
+    def index_remove(self, index, members):
+        with self._lock:
+            for m in members:
+                self._indexes.get(index, {}).pop(m, None)
+
+    def index_older_than(self, index, score, limit):
+        with self._lock:
+            items = sorted((v, m) for m, v in self._indexes.get(index, {}).items() if v <= score)
+            return [m for _v, m in items[:limit]]
+
     def ping(self):
         return True
 
@@ -112,11 +136,17 @@ def make_state(app):
 
 
 class RequestLedger:
-    """Which client requests are in flight and what the finished ones answered."""
+    """Which client requests are in flight and what the finished ones answered.
+
+    An accepted request is also indexed with its payload until a worker answers
+    it, so that one lost on its way (the Redis broker can lose a message whose
+    worker is killed at the wrong instant) is found and enqueued again.
+    """
 
     def __init__(self, state, namespace):
         self.state = state
         self.prefix = f"{namespace}:req"
+        self.index = f"{namespace}:req-pending"
 
     def _key(self, user_id, request_id):
         return f"{self.prefix}:{user_id}:{request_id}"
@@ -124,24 +154,56 @@ class RequestLedger:
     def lookup(self, user_id, request_id):
         """None (never seen), PENDING, or the recorded (event, payload)."""
         value = self.state.get(self._key(user_id, request_id))
-        if value is None or value == PENDING:
-            return value
+        if value is None:
+            return None
         record = json.loads(value)
+        if "pending" in record:
+            return PENDING
         return record["event"], record["payload"]
 
-    def begin(self, user_id, request_id):
+    def begin(self, item):
         """Mark a request in flight; False if it already was (a concurrent repeat)."""
-        return self.state.add(self._key(user_id, request_id), PENDING, PENDING_TTL_SECONDS)
+        uid, rid = item["user_id"], item["request_id"]
+        if not self.state.add(self._key(uid, rid), json.dumps({"pending": item}),
+                              PENDING_TTL_SECONDS):
+            return False
+        self.state.index_add(self.index, f"{uid}:{rid}", time.time())
+        return True
 
     def forget(self, user_id, request_id):
-        """Drop a request that was never enqueued, so that its repeat is tried afresh."""
+        """Drop a request that was never performed, so that its repeat is tried afresh."""
         self.state.delete(self._key(user_id, request_id))
+        self.state.index_remove(self.index, [f"{user_id}:{request_id}"])
 
     def finish_many(self, outcomes):
         """Record answered requests: [(user_id, request_id, event, payload)]."""
+        if not outcomes:
+            return
         self.state.put_many({
             self._key(uid, rid): json.dumps({"event": event, "payload": payload})
             for uid, rid, event, payload in outcomes}, REQUEST_TTL_SECONDS)
+        self.state.index_remove(self.index, [f"{uid}:{rid}" for uid, rid, _e, _p in outcomes])
+
+    def overdue(self, older_than_s, limit=500):
+        """Requests accepted longer ago than older_than_s and still unanswered: their items.
+
+        Each returned request is re-stamped, so that it is returned again only
+        after another older_than_s.
+        """
+        now = time.time()
+        members = self.state.index_older_than(self.index, now - older_than_s, limit)
+        items, done = [], []
+        for member in members:
+            uid, rid = member.split(":", 1)
+            value = self.state.get(self._key(int(uid), rid))
+            record = json.loads(value) if value else {}
+            if "pending" in record:
+                items.append(record["pending"])
+                self.state.index_add(self.index, member, now)
+            else:
+                done.append(member)
+        self.state.index_remove(self.index, done)
+        return items
 
 
 class Presence:

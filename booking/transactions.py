@@ -3,7 +3,7 @@ import logging
 import random
 import time
 
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from .errors import Busy
 from .extensions import db
@@ -12,6 +12,9 @@ log = logging.getLogger(__name__)
 
 # MariaDB: deadlock, lock wait timeout, record changed since the snapshot.
 CONFLICT_CODES = {1213, 1205, 1020}
+# A unique key another transaction just took (e.g. a redelivered request
+# recorded concurrently): deciding again sees that row.
+DUPLICATE_KEY = 1062
 # MariaDB/PyMySQL: cannot connect, server gone, connection lost, shutting down, killed.
 CONNECTION_CODES = {2002, 2003, 2006, 2013, 1053, 1927, 4031}
 
@@ -45,7 +48,9 @@ def run_transaction(work, attempts=6):
             return result
         except DBAPIError as err:
             db.session.rollback()
-            if isinstance(err, OperationalError) and is_conflict(err) and attempt < attempts:
+            retryable = (isinstance(err, OperationalError) and is_conflict(err)) or (
+                isinstance(err, IntegrityError) and _code(err) == DUPLICATE_KEY)
+            if retryable and attempt < attempts:
                 log.info("transaction conflict (%s), retry %d", _code(err), attempt)
                 time.sleep(random.uniform(0.002, 0.01 * attempt))
                 continue

@@ -84,13 +84,18 @@ def clean_db(mysql_url):
     _clean(mysql_url)
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "app_config(**settings): extra config for the app fixture")
+
+
 @pytest.fixture
-def app(clean_db):
+def app(clean_db, request):
     """The app on MariaDB in the one-process mode (tasks in-process), for handler tests."""
     from booking import create_app
+    marker = request.node.get_closest_marker("app_config")
     app = create_app({"SQLALCHEMY_DATABASE_URI": clean_db, "REDIS_URL": None,
                       "SECRET_KEY": SECRET, "SOCKETIO_ASYNC_MODE": "threading",
-                      "TESTING": True})
+                      "TESTING": True, **(marker.kwargs if marker else {})})
     yield app
     with app.app_context():
         from booking.extensions import db
@@ -151,6 +156,24 @@ def create_event(url, rows=5, per_row=10, price=2500, name="Test night"):
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     return int(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture
+def make_users(app):
+    """Create n accounts directly (one Argon2 hash shared, for speed); returns [(id, token)]."""
+    from booking.auth import hash_password, issue_token
+    from booking.extensions import db
+    from booking.models import User
+
+    def make(n):
+        pw = hash_password("correct-horse-battery")
+        with app.app_context():
+            users = [User(email=f"u{uuid.uuid4().hex[:12]}@example.test", name="", password_hash=pw)
+                     for _ in range(n)]
+            db.session.add_all(users)
+            db.session.commit()
+            return [(u.id, issue_token(u)) for u in users]
+    return make
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from celery import shared_task
 from flask import current_app
 
 from booking import holds
-from booking.errors import Busy
+from booking.errors import BookingError, Busy
 from booking.extensions import db
 from booking.transactions import DatabaseUnavailable, run_transaction
 
@@ -35,8 +35,8 @@ def send(outcome, items=()):
         (i["user_id"], i["request_id"]): i.get("received_at") for i in items})
 
 
-def _answer_busy(items, err):
-    """Tell each buyer to retry; nothing was recorded, so the same request_id may be re-sent."""
+def _answer_unrecorded(items, err):
+    """Answer each request with err; nothing was recorded, so the same request_id may be re-sent."""
     rt = _runtime()
     results = []
     for item in items:
@@ -55,14 +55,20 @@ def process_requests(self, items):
     try:
         outcome = run_transaction(lambda s: holds.process_requests(s, items, rt.settings))
     except Busy as err:
-        _answer_busy(items, err)
+        _answer_unrecorded(items, err)
         return
     except DatabaseUnavailable as exc:
         if self.request.retries >= self.max_retries or self.request.is_eager:
-            _answer_busy(items, Busy("The box office database is unavailable.", retry_after_s=5))
+            _answer_unrecorded(items, Busy("The box office database is unavailable.", retry_after_s=5))
             return
         log.warning("database unavailable; retrying %d requests", len(items))
         raise self.retry(countdown=min(2.0, 0.25 * 2 ** self.request.retries), exc=exc)
+    except Exception:
+        # A bug, not a transient state: answer every request rather than leave
+        # buyers waiting; nothing was committed or recorded.
+        log.exception("batch of %d requests failed", len(items))
+        _answer_unrecorded(items, BookingError(code="internal"))
+        return
     rt.metrics.batch(len(items))
     try:
         send(outcome, items)
@@ -93,3 +99,15 @@ def sweep_holds():
     if gone:
         log.info("releasing %d holds of departed buyers", len(gone))
         send(run_transaction(lambda s: holds.release_holds(s, gone, "released")))
+
+
+@shared_task(name="workers.tasks.requeue_overdue_requests")
+def requeue_overdue_requests():
+    """Enqueue again accepted requests that no worker answered in REQUEUE_AFTER_SECONDS."""
+    rt = _runtime()
+    items = rt.ledger.overdue(current_app.config["REQUEUE_AFTER_SECONDS"])
+    if items:
+        log.warning("re-enqueueing %d overdue requests", len(items))
+        batch_max = current_app.config["REQUEST_BATCH_MAX"]
+        for start in range(0, len(items), batch_max):
+            process_requests.apply_async(args=[items[start:start + batch_max]])

@@ -1,0 +1,31 @@
+"""HTML forms of the buyer's website (Flask-WTF: every form carries a CSRF token).
+
+The forms check only presence and length; the account rules (a valid email, a
+strong enough password) are the API's own marshmallow schema, applied by the
+views, so that the website and the API never disagree on what is acceptable.
+"""
+from flask_wtf import FlaskForm
+from wtforms import EmailField, PasswordField, StringField
+from wtforms.validators import DataRequired, EqualTo, Length, Optional
+
+
+class SignupForm(FlaskForm):
+    name = StringField("Name (optional)", validators=[Optional(), Length(max=100)])
+    email = EmailField("Email", validators=[DataRequired("Enter your email address."),
+                                            Length(max=254)])
+    password = PasswordField("Password", validators=[
+        DataRequired("Choose a password."), Length(max=1024)])
+    confirm = PasswordField("Repeat the password", validators=[
+        DataRequired("Repeat the password."),
+        EqualTo("password", "The two passwords are not the same.")])
+
+
+class LoginForm(FlaskForm):
+    email = EmailField("Email", validators=[DataRequired("Enter your email address."),
+                                            Length(max=254)])
+    password = PasswordField("Password", validators=[DataRequired("Enter your password."),
+                                                     Length(max=1024)])
+
+
+class LogoutForm(FlaskForm):
+    """Only the CSRF token: logging out is a POST so that no link can do it for you."""
