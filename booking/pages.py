@@ -173,15 +173,21 @@ def order(order_id):
 def signup():
     """Create an account and sign in."""
     form = SignupForm()
-    if form.validate_on_submit():
+    if form.is_submitted():
+        valid = form.validate()
+        # The API's own rules, checked even when the form has other errors, so
+        # that the buyer sees every problem at once.
         try:
-            fields = _new_user.load({"email": form.email.data, "password": form.password.data,
+            fields = _new_user.load({"email": form.email.data or "",
+                                     "password": form.password.data or "",
                                      "name": form.name.data or ""})
         except ValidationError as err:
+            valid = False
             for field, messages in err.messages.items():
-                if field in form:
-                    form[field].errors = list(form[field].errors) + list(messages)
-        else:
+                if field in form and form.data.get(field):
+                    form[field].errors = list(form[field].errors) + [
+                        m for m in messages if m not in form[field].errors]
+        if valid:
             try:
                 user = accounts.register_user(db.session, **fields)
             except Conflict as err:
@@ -191,8 +197,9 @@ def signup():
                 _start_session(user)
                 flash("Welcome! Your account is ready.", "success")
                 return redirect(_safe_next(request.args.get("next")))
+    # 200 even with errors: the page itself is fine, and browsers log any 4xx as an error.
     return render_template("signup.html", form=form, next=request.args.get("next"),
-                           page=_page_config()), 422 if form.errors else 200
+                           page=_page_config())
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -210,9 +217,8 @@ def login():
             db.session.commit()  # a rehashed password, if the parameters changed
             _start_session(user)
             return redirect(_safe_next(request.args.get("next")))
-    status = 401 if error else (422 if form.errors else 200)
     return render_template("login.html", form=form, error=error, next=request.args.get("next"),
-                           page=_page_config()), status
+                           page=_page_config())
 
 
 def _start_session(user):

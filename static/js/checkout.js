@@ -1,0 +1,250 @@
+// The payment window: the held seats, the total, a countdown to the hold's
+// end, and the card form. Closing it (Cancel, the X, Escape) gives the hold back.
+import { errorText, money, newId, serverNow } from "app/common";
+import { cardPayload, checkCard, groupNumber } from "app/card";
+
+const FIELDS = ["name", "number", "exp", "cvc"];
+
+export class Checkout {
+  constructor({ requests, describeSeat, onClosed }) {
+    this.requests = requests;
+    this.describeSeat = describeSeat;
+    this.onClosed = onClosed; // (hold, reason) after the window has closed
+    this.modalEl = document.getElementById("payment-modal");
+    this.modal = window.bootstrap.Modal.getOrCreateInstance(this.modalEl, { backdrop: "static", keyboard: true });
+    this.form = document.getElementById("card-form");
+    this.payButton = document.getElementById("pay-button");
+    this.cancelButton = document.getElementById("cancel-button");
+    this.closeButton = this.modalEl.querySelector(".btn-close");
+    this.errorBox = document.getElementById("payment-error");
+    this.countdown = document.getElementById("countdown");
+    this.announce = document.getElementById("countdown-announce");
+    this.inputs = Object.fromEntries(FIELDS.map((f) => [f, document.getElementById(`card-${f}`)]));
+    this.hold = null;
+    this.attempt = null; // {request_id, idempotency_key} of the payment in flight
+    this.closeReason = null;
+    this.touched = new Set();
+
+    this.form.addEventListener("submit", (e) => {
+      e.preventDefault();
+      this._pay();
+    });
+    for (const [field, input] of Object.entries(this.inputs)) {
+      input.addEventListener("blur", () => {
+        if (input.value) this.touched.add(field);
+        this._showProblems(this._problems(), [field]);
+      });
+      input.addEventListener("input", () => {
+        if (field === "number" && input.selectionStart === input.value.length) {
+          input.value = groupNumber(input.value);
+        }
+        // Clear an error as soon as it is fixed; do not nag while the buyer is still typing.
+        if (input.classList.contains("is-invalid")) this._showProblems(this._problems(), [field]);
+      });
+    }
+    this.modalEl.addEventListener("hide.bs.modal", (e) => {
+      // A payment in flight decides the hold's fate; the window waits for it.
+      if (this.attempt) {
+        e.preventDefault();
+        return;
+      }
+      if (!this.closeReason) this.closeReason = "cancelled";
+    });
+    this.modalEl.addEventListener("hidden.bs.modal", () => {
+      const hold = this.hold;
+      const reason = this.closeReason;
+      this._reset();
+      if (hold) this.onClosed(hold, reason);
+    });
+    this.modalEl.addEventListener("shown.bs.modal", () => {
+      // A close asked for while the window was still opening happens now.
+      if (this.closeReason) this.modal.hide();
+      else this.inputs.name.focus();
+    });
+  }
+
+  get isOpen() {
+    return this.hold !== null;
+  }
+
+  open(hold) {
+    this.hold = hold;
+    this.closeReason = null;
+    this.attempt = null;
+    this.announced = new Set();
+    const list = document.getElementById("held-seats");
+    list.replaceChildren(...hold.seat_ids.map((id) => {
+      const item = document.createElement("li");
+      item.className = "list-group-item";
+      item.textContent = this.describeSeat(id);
+      return item;
+    }));
+    document.getElementById("hold-total").textContent = money(hold.amount_cents, hold.currency);
+    this.payButton.querySelector(".label").textContent = `Proceed: pay ${money(hold.amount_cents, hold.currency)}`;
+    this._setBusy(false);
+    this._hideError();
+    this._tick();
+    this.timer = setInterval(() => this._tick(), 250);
+    this.modal.show();
+  }
+
+  // Close without releasing: the hold ended ('expired'), was closed by the server, or was paid.
+  close(reason) {
+    if (!this.hold) return;
+    this.attempt = null;
+    this.closeReason = reason;
+    this.modal.hide();
+  }
+
+  remainingMs() {
+    if (!this.hold) return 0;
+    // The server's expiry on the server's clock, but never more than a full hold from
+    // when the grant arrived: a wrong clock can only shorten the countdown.
+    const byExpiry = Date.parse(this.hold.expires_at) - serverNow();
+    const byTtl = this.hold.received_at + this.hold.ttl_ms - Date.now();
+    return Math.max(0, Math.min(byExpiry, byTtl));
+  }
+
+  _tick() {
+    const ms = this.remainingMs();
+    const total = Math.ceil(ms / 1000);
+    const m = Math.floor(total / 60);
+    const s = String(total % 60).padStart(2, "0");
+    this.countdown.textContent = `${m}:${s}`;
+    this.countdown.classList.toggle("text-danger", total <= 30);
+    // The timer itself is silent; a screen reader hears a few milestones instead.
+    for (const mark of [60, 30, 10]) {
+      if (total <= mark && total > 0 && !this.announced.has(mark) && this.hold.ttl_ms / 1000 > mark) {
+        this.announced.add(mark);
+        this.announce.textContent = `${mark} seconds left to pay.`;
+      }
+    }
+    if (ms <= 0 && !this.attempt) this.close("expired");
+  }
+
+  _values() {
+    return Object.fromEntries(FIELDS.map((f) => [f, this.inputs[f].value]));
+  }
+
+  _problems() {
+    return checkCard(this._values());
+  }
+
+  _showProblems(problems, fields = FIELDS) {
+    for (const field of fields) {
+      const input = this.inputs[field];
+      const message = problems[field];
+      // Only fields the buyer has finished with (or tried to submit) show errors.
+      const show = message && (this.touched.has(field) || this.submitted);
+      input.classList.toggle("is-invalid", Boolean(show));
+      input.setAttribute("aria-invalid", show ? "true" : "false");
+      document.getElementById(`card-${field}-error`).textContent = show ? message : "";
+    }
+  }
+
+  _pay() {
+    // One attempt at a time: a second click while one is in flight does nothing,
+    // so a double click can never send two payments.
+    if (this.attempt || !this.hold) return;
+    this.submitted = true;
+    const problems = this._problems();
+    this._showProblems(problems);
+    const firstBad = FIELDS.find((f) => problems[f]);
+    if (firstBad) {
+      this.inputs[firstBad].focus();
+      return;
+    }
+    this._hideError();
+    // A new attempt gets a new idempotency key; a re-send of this attempt (after a
+    // reconnect) reuses it, so the card is charged at most once per attempt.
+    const attempt = { request_id: newId(), idempotency_key: newId() };
+    this.attempt = attempt;
+    this._setBusy(true);
+    this.requests.send("pay", {
+      request_id: attempt.request_id,
+      hold_id: this.hold.hold_id,
+      idempotency_key: attempt.idempotency_key,
+      card: cardPayload(this._values()),
+    }, (error) => this._failed(attempt, error));
+  }
+
+  // payment_result for this window's attempt.
+  onPaymentResult(result) {
+    if (!this.attempt || result.request_id !== this.attempt.request_id) return false;
+    if (result.ok) {
+      this.closeReason = "paid";
+      this.payButton.querySelector(".label").textContent = "Paid. Opening your order…";
+      window.location.assign(`/orders/${result.order_id}?new=1`);
+      return true;
+    }
+    this._failed(this.attempt, result.error || {});
+    return true;
+  }
+
+  _failed(attempt, error) {
+    if (this.attempt !== attempt) return;
+    this.attempt = null;
+    this._setBusy(false);
+    if (error.code === "hold_expired" || error.code === "not_found") {
+      this.close("expired");
+      return;
+    }
+    if (error.code === "invalid_request" && error.details && error.details.fields) {
+      this._serverFieldErrors(error.details.fields);
+    }
+    this._showError(errorText(error));
+    if (this.remainingMs() <= 0) this.close("expired");
+  }
+
+  _serverFieldErrors(fields) {
+    const flat = {};
+    const walk = (prefix, value) => {
+      if (Array.isArray(value)) flat[prefix] = value.join(" ");
+      else if (value && typeof value === "object") {
+        for (const [k, v] of Object.entries(value)) walk(prefix ? `${prefix}.${k}` : k, v);
+      }
+    };
+    walk("", fields);
+    const map = { "card.number": "number", "card.exp_month": "exp", "card.exp_year": "exp", "card.cvc": "cvc", "card.name": "name" };
+    const problems = {};
+    for (const [key, message] of Object.entries(flat)) {
+      const field = map[key];
+      if (field) problems[field] = message;
+    }
+    FIELDS.forEach((f) => this.touched.add(f));
+    this._showProblems(problems);
+  }
+
+  _showError(text) {
+    this.errorBox.textContent = text;
+    this.errorBox.classList.remove("d-none");
+  }
+
+  _hideError() {
+    this.errorBox.textContent = "";
+    this.errorBox.classList.add("d-none");
+  }
+
+  _setBusy(busy) {
+    this.payButton.disabled = busy;
+    this.payButton.querySelector(".spinner-border").classList.toggle("d-none", !busy);
+    if (busy) this.payButton.querySelector(".label").textContent = "Paying…";
+    else if (this.hold) this.payButton.querySelector(".label").textContent = `Proceed: pay ${money(this.hold.amount_cents, this.hold.currency)}`;
+    this.cancelButton.disabled = busy;
+    this.closeButton.disabled = busy;
+    for (const input of Object.values(this.inputs)) input.readOnly = busy;
+  }
+
+  _reset() {
+    clearInterval(this.timer);
+    this.hold = null;
+    this.attempt = null;
+    this.submitted = false;
+    this.touched.clear();
+    this.form.reset();
+    this._showProblems({});
+    this._hideError();
+    this._setBusy(false);
+    this.announce.textContent = "";
+  }
+}

@@ -1,0 +1,301 @@
+// The event page: the live seat map, choosing seats, holding them, paying.
+import {
+  errorText, getJSON, localizeDates, localizePrices, money, newId, page, serverNow, showMessage,
+} from "app/common";
+import { openLive, Requests, SeatVersions, setLiveStatus } from "app/live";
+import { SeatMap } from "app/seatmap";
+import { Checkout } from "app/checkout";
+
+const eventId = page.event_id;
+const currency = page.event.currency;
+const storageKey = `boxoffice.hold.${eventId}`;
+
+const versions = new SeatVersions();
+const selected = new Set();
+const mine = new Map(); // seat id -> hold id, for holds of this buyer
+let holdRequest = null; // {request_id, seat_ids} while a hold is asked for
+let map;
+let requests;
+let checkout;
+let socket;
+let restored = false;
+
+const holdButton = document.getElementById("hold-button");
+const clearButton = document.getElementById("clear-button");
+const summary = document.getElementById("selection-summary");
+
+localizeDates();
+localizePrices();
+
+function seatName(id) {
+  const s = map.seats.get(id);
+  return `row ${s.row}, seat ${s.number}`;
+}
+
+function stateOf(id) {
+  const status = versions.status(id);
+  if (status === "sold") return "sold";
+  if (status === "held") return mine.has(id) ? "mine" : "held";
+  return selected.has(id) ? "selected" : "available";
+}
+
+function redraw(ids) {
+  for (const id of ids) map.render(id, stateOf(id));
+}
+
+function updateSelectionBar() {
+  const ids = [...selected];
+  const total = ids.reduce((sum, id) => sum + map.seats.get(id).price_cents, 0);
+  const pending = holdRequest !== null;
+  if (!ids.length) summary.textContent = "No seats selected.";
+  else {
+    const names = ids.map((id) => map.seats.get(id)).sort((a, b) => a.id - b.id)
+      .map((s) => `${s.row}${s.number}`).join(", ");
+    summary.textContent = `${ids.length} ${ids.length === 1 ? "seat" : "seats"} selected (${names}): ${money(total, currency)}`;
+  }
+  holdButton.disabled = !ids.length || pending || !socket || !socket.connected;
+  clearButton.disabled = !ids.length || pending;
+  holdButton.querySelector(".spinner-border").classList.toggle("d-none", !pending);
+  holdButton.querySelector(".label").textContent = pending ? "Holding your seats…" : "Hold seats";
+}
+
+function activate(id) {
+  if (!page.signed_in) {
+    showMessage("Log in or sign up to choose seats.", "info");
+    return;
+  }
+  if (holdRequest) {
+    showMessage("One moment: we are holding the seats you chose.", "info");
+    return;
+  }
+  const state = stateOf(id);
+  if (state === "sold") {
+    showMessage(`Sorry, ${seatName(id)} is sold.`, "warning");
+  } else if (state === "held") {
+    showMessage(`Sorry, ${seatName(id)} is taken: someone else is holding it right now. It may become free again if they do not buy it.`, "warning");
+  } else if (state === "mine") {
+    showMessage(`You are already holding ${seatName(id)}.`, "info");
+  } else if (state === "selected") {
+    selected.delete(id);
+  } else if (selected.size >= page.max_seats) {
+    showMessage(`You can choose up to ${page.max_seats} seats in one order.`, "warning");
+  } else {
+    selected.add(id);
+  }
+  redraw([id]);
+  updateSelectionBar();
+}
+
+// Newer seat versions from a snapshot or a seats_changed message.
+function applySeats(list, { fromSnapshot = false } = {}) {
+  const changed = versions.apply(list);
+  const lost = [];
+  for (const id of changed) {
+    const status = versions.status(id);
+    if (status !== "held") mine.delete(id);
+    // A seat the buyer chose was taken by someone else; a seat being held for
+    // this buyer right now is not "taken" (its hold_result may come after this).
+    if (selected.has(id) && status !== "available" && !(holdRequest && holdRequest.seat_ids.includes(id))) {
+      selected.delete(id);
+      lost.push(id);
+    }
+  }
+  redraw(changed);
+  if (lost.length) {
+    const names = lost.map(seatName).join("; ");
+    showMessage(`Sorry, ${names} ${lost.length === 1 ? "was" : "were"} just taken by someone else and removed from your choice.`, "warning");
+  }
+  if (changed.length || fromSnapshot) updateSelectionBar();
+}
+
+function requestHold() {
+  if (holdRequest || !selected.size) return;
+  const seatIds = [...selected].sort((a, b) => a - b);
+  holdRequest = { request_id: newId(), seat_ids: seatIds };
+  updateSelectionBar();
+  const request = holdRequest;
+  requests.send("hold", { request_id: request.request_id, event_id: eventId, seat_ids: seatIds }, (error) => {
+    if (holdRequest === request) holdFailed(error);
+  });
+}
+
+function holdFailed(error) {
+  const taken = (error.details && error.details.seat_ids) || [];
+  holdRequest = null;
+  if (error.code === "seat_unavailable") {
+    for (const id of taken) selected.delete(id);
+    redraw(taken);
+  }
+  showMessage(errorText(error), "danger");
+  updateSelectionBar();
+}
+
+function onHoldResult(result) {
+  const ours = requests.settle(result.request_id);
+  if (result.ok && result.event_id === eventId) {
+    // Every tab of this buyer learns which seats are theirs; only the asking tab pays.
+    for (const id of result.seat_ids) mine.set(id, result.hold_id);
+  }
+  if (!ours || !holdRequest || holdRequest.request_id !== result.request_id) {
+    if (result.ok && result.event_id === eventId) redraw(result.seat_ids);
+    return;
+  }
+  holdRequest = null;
+  if (!result.ok) {
+    holdFailed(result.error || {});
+    return;
+  }
+  for (const id of result.seat_ids) selected.delete(id);
+  redraw(result.seat_ids);
+  updateSelectionBar();
+  document.getElementById("messages").replaceChildren();
+  const hold = {
+    hold_id: result.hold_id, seat_ids: result.seat_ids, expires_at: result.expires_at,
+    amount_cents: result.amount_cents, currency: result.currency,
+    received_at: Date.now(), ttl_ms: page.hold_ttl_seconds * 1000,
+  };
+  remember(hold);
+  checkout.open(hold);
+}
+
+function remember(hold) {
+  try {
+    sessionStorage.setItem(storageKey, JSON.stringify({ ...hold, received_at_server: serverNow() }));
+  } catch (err) { /* private mode: the window just will not come back after a reload */ }
+}
+
+function forget() {
+  try {
+    sessionStorage.removeItem(storageKey);
+  } catch (err) { /* nothing stored */ }
+}
+
+// After a reload: bring the payment window back for a hold that is still running.
+function restoreHold() {
+  if (restored) return;
+  restored = true;
+  let hold;
+  try {
+    hold = JSON.parse(sessionStorage.getItem(storageKey) || "null");
+  } catch (err) {
+    hold = null;
+  }
+  if (!hold) return;
+  const stillHeld = hold.seat_ids.every((id) => versions.status(id) === "held");
+  if (!stillHeld || Date.parse(hold.expires_at) <= serverNow()) {
+    forget();
+    return;
+  }
+  const elapsed = Math.max(0, serverNow() - hold.received_at_server);
+  hold.received_at = Date.now() - elapsed;
+  for (const id of hold.seat_ids) mine.set(id, hold.hold_id);
+  redraw(hold.seat_ids);
+  checkout.open(hold);
+}
+
+function onCheckoutClosed(hold, reason) {
+  forget();
+  if (reason === "cancelled") {
+    requests.send("release", { request_id: newId(), hold_id: hold.hold_id }, (error) => {
+      showMessage(`We could not give your seats back just now (${errorText(error)}) They will be released automatically when the hold ends.`, "warning");
+    });
+    showMessage("Your seats are being released.", "info");
+  } else if (reason === "expired") {
+    for (const id of hold.seat_ids) mine.delete(id);
+    redraw(hold.seat_ids);
+    showMessage("Your hold ran out, so the seats were released. Choose seats again to continue.", "warning");
+  } else if (reason === "away") {
+    for (const id of hold.seat_ids) mine.delete(id);
+    redraw(hold.seat_ids);
+    showMessage("Your seats were released because the connection was gone for too long. Choose seats again to continue.", "warning");
+  }
+  document.getElementById("seatmap").querySelector(".seat[tabindex='0']")?.focus();
+}
+
+function onReleaseResult(result) {
+  if (!requests.settle(result.request_id)) return;
+  if (result.ok) {
+    const ids = [...mine].filter(([, holdId]) => holdId === result.hold_id).map(([id]) => id);
+    for (const id of ids) mine.delete(id);
+    redraw(ids);
+    showMessage("Your seats were released.", "info");
+  } else {
+    showMessage(errorText(result.error), "warning");
+  }
+}
+
+function onHoldClosed(message) {
+  if (message.event_id !== eventId) return;
+  const ids = [...mine].filter(([, holdId]) => holdId === message.hold_id).map(([id]) => id);
+  for (const id of ids) mine.delete(id);
+  redraw(ids);
+  if (checkout.hold && checkout.hold.hold_id === message.hold_id) {
+    checkout.close(message.reason === "expired" ? "expired" : "away");
+  }
+}
+
+function join() {
+  socket.timeout(15000).emit("join_event", { event_id: eventId }, (timedOut, ack) => {
+    if (timedOut) {
+      // The connection is probably gone; the next connect joins again.
+      return;
+    }
+    if (!ack.ok) {
+      showMessage(errorText(ack.error), "danger");
+      return;
+    }
+    applySeats(ack.seats, { fromSnapshot: true });
+    restoreHold();
+    // Requests that had no result before the connection dropped: the server
+    // answers each once, from its record if it already finished.
+    requests.resend();
+  });
+}
+
+async function start() {
+  const container = document.getElementById("seatmap");
+  let data;
+  try {
+    data = await getJSON(`/api/v1/events/${eventId}/seats`);
+  } catch (err) {
+    container.removeAttribute("aria-busy");
+    container.replaceChildren();
+    showMessage("We could not load the seat map. Check your connection and reload the page.", "danger");
+    return;
+  }
+  map = new SeatMap(container, {
+    seats: data.seats, sections: page.event.sections, currency, onActivate: activate,
+  });
+  applySeats(data.seats.map(({ id, status, version }) => ({ id, status, version })), { fromSnapshot: true });
+  holdButton.addEventListener("click", requestHold);
+  clearButton.addEventListener("click", () => {
+    const ids = [...selected];
+    selected.clear();
+    redraw(ids);
+    updateSelectionBar();
+  });
+  if (!page.signed_in) {
+    setLiveStatus("anonymous");
+    return;
+  }
+  socket = openLive({ onConnect: join, onDown: () => updateSelectionBar() });
+  requests = new Requests(socket);
+  checkout = new Checkout({
+    requests,
+    describeSeat: (id) => `${map.describe(id, "mine").replace(/, held by you$/, "")}`,
+    onClosed: onCheckoutClosed,
+  });
+  socket.on("seats_changed", (msg) => {
+    if (msg.event_id === eventId) applySeats(msg.seats);
+  });
+  socket.on("hold_result", onHoldResult);
+  socket.on("release_result", onReleaseResult);
+  socket.on("hold_closed", onHoldClosed);
+  socket.on("payment_result", (result) => {
+    if (requests.settle(result.request_id)) checkout.onPaymentResult(result);
+  });
+  // For tests and for debugging from the console; nothing here is secret.
+  window.boxoffice = { socket, versions, selected, mine, checkout };
+}
+
+start();
