@@ -21,7 +21,12 @@ _seats = SeatSchema(many=True)
 
 def json_body(schema):
     """The request's JSON object loaded through schema (400 if not an object, 422 if invalid)."""
-    data = request.get_json(silent=True)
+    try:
+        data = request.get_json(silent=True)
+    except RecursionError:
+        # Deeply nested JSON fits in 64 KiB; the parser gives up with this rather
+        # than the ValueError that silent=True swallows.
+        data = None
     if not isinstance(data, dict):
         raise MalformedRequest("The body must be a JSON object.")
     return schema.load(data)

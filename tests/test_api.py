@@ -146,7 +146,10 @@ def test_wrong_method_is_an_error_in_the_contract_shape(client):
     ("42", "application/json"),
     ("null", "application/json"),
     ("true", "application/json"),
-])
+    (b"\xff\xfe{}", "application/json"),                  # not UTF-8
+    ("[" * 30000 + "]" * 30000, "application/json"),       # nested past the parser's depth
+    ('{"a":' * 10000 + "1" + "}" * 10000, "application/json"),
+], ids=lambda v: v if isinstance(v, str) and len(v) < 40 else None)
 def test_body_not_a_json_object_is_400(app, client, path, body, content_type):
     """Not JSON, not declared as JSON, or not an object: 400 invalid_request, nothing written."""
     before = row_counts(app)
