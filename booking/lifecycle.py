@@ -5,8 +5,8 @@ A drain, in order:
    (a load balancer retries them on another instance);
 2. after DRAIN_NOTICE_SECONDS (time for a readiness probe or a load balancer to
    notice): every socket of this process gets a `draining` event, then its
-   Engine.IO session is closed, which Socket.IO clients treat as a lost
-   transport: they reconnect (through the load balancer, to another
+   transport is dropped, which Socket.IO clients treat as a lost connection:
+   they reconnect (through the load balancer, to another
    instance), re-join and re-send what they have no result for;
 3. DRAIN_GRACE_SECONDS for handlers still running (an accepted request is in the
    broker before its ack is sent, so nothing accepted is lost even if the ack is);
@@ -115,14 +115,15 @@ def close_sockets(app):
         socketio.emit("draining", {"reconnect": True, "reason": "server_draining"},
                       namespace="/", ignore_queue=True)
         socketio.sleep(0.2)  # let the notices leave before the close packets
-        # Closing the Engine.IO session (not a Socket.IO namespace disconnect,
-        # after which clients stay away) makes clients reconnect on their own.
-        # wait=False: a polling client that stopped polling would never take
-        # its close packet, and waiting for it would stall the drain.
+        # The transport is dropped without a close packet: Socket.IO clients
+        # (browser and python alike) take a lost transport as a cue to
+        # reconnect, whereas after a Socket.IO disconnect or an Engine.IO close
+        # packet python-socketio stays away. wait=False: a polling client that
+        # stopped polling would never collect anything, and waiting would stall.
         eio = server.eio
         for sid, sock in list(eio.sockets.items()):
             try:
-                sock.close(wait=False, reason=eio.reason.SERVER_DISCONNECT)
+                sock.close(wait=False, abort=True, reason=eio.reason.SERVER_DISCONNECT)
             except Exception:
                 log.debug("closing socket %s failed", sid, exc_info=True)
             eio.sockets.pop(sid, None)
