@@ -14,10 +14,9 @@ import logging
 import os
 import time
 
-from prometheus_client import (CollectorRegistry, Counter, Gauge, Histogram, generate_latest,
-                               multiprocess)
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.exposition import choose_encoder
 
 log = logging.getLogger(__name__)
 
@@ -143,12 +142,15 @@ class _Delegate:
         return self.source.collect()
 
 
-def exposition(read_depth=None):
-    """The Prometheus text of this process, or of every process when multiprocess.
+def exposition(read_depth=None, accept=None):
+    """(body, content type) for a scrape: this process's samples, or every process's.
 
     read_depth: () -> (queue name, depth) or None, called once per scrape.
+    accept: the scraper's Accept header; without one, the classic text format
+    (version 0.0.4), which every Prometheus version reads.
     """
-    return generate_latest(registry(read_depth)), CONTENT_TYPE_LATEST
+    encoder, content_type = choose_encoder(accept)
+    return encoder(registry(read_depth)), content_type
 
 
 def process_exited(pid=None):

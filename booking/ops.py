@@ -3,7 +3,7 @@ import logging
 import os
 
 import sqlalchemy as sa
-from flask import Blueprint, Response, current_app, jsonify
+from flask import Blueprint, Response, current_app, jsonify, request
 
 from .extensions import db, socketio
 from .metrics import exposition
@@ -66,5 +66,5 @@ def metrics():
             except Exception:
                 log.warning("metrics: queue depth unavailable")
                 return None
-    body, content_type = exposition(read_depth)
+    body, content_type = exposition(read_depth, request.headers.get("Accept"))
     return Response(body, content_type=content_type)
