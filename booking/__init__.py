@@ -24,6 +24,15 @@ def _configure_logging(app):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
 
+def _sqlite_foreign_keys(engine):
+    """SQLite checks foreign keys only when asked, per connection."""
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):
+        dbapi_connection.execute("PRAGMA foreign_keys=ON")
+
+
 def create_app(config=None, role="web"):
     """Build the app. role is 'web' (serves HTTP and sockets) or 'worker' (Celery side)."""
     app = Flask(__name__, instance_path=str(config_module.INSTANCE_DIR),
@@ -45,6 +54,9 @@ def create_app(config=None, role="web"):
     _configure_logging(app)
 
     db.init_app(app)
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        with app.app_context():
+            _sqlite_foreign_keys(db.engine)
     migrate.init_app(app, db, directory=str(config_module.PROJECT_ROOT / "migrations"),
                      render_as_batch=True)
     login_manager.init_app(app)
@@ -81,6 +93,7 @@ def _init_runtime(app, role):
     from .broadcast import Broadcaster, SeatsCoalescer
     from .holds import Settings
     from .metrics import Metrics
+    from .payments import make_processor
     from .state import Presence, RequestLedger, UserRateLimit, make_state
 
     redis_url = app.config["REDIS_URL"]
@@ -115,6 +128,7 @@ def _init_runtime(app, role):
         broadcaster=Broadcaster(socketio, redis_url=redis_url, namespace=namespace,
                                 coalescer=coalescer),
         metrics=Metrics(),
+        processor=make_processor(app),
         dispatcher=None,
     )
     if coalescer is not None:

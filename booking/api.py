@@ -1,13 +1,13 @@
 """The REST API, v1 (see API.md)."""
 from flask import Blueprint, jsonify, request
-from flask_login import login_user, logout_user
+from flask_login import current_user, login_required, login_user, logout_user
 
-from . import accounts, catalog
+from . import accounts, catalog, checkout
 from .auth import issue_token
 from .errors import MalformedRequest
 from .extensions import db
-from .schemas import (EventDetailSchema, EventSchema, NewUserSchema, SeatSchema, SessionSchema,
-                      UserSchema)
+from .schemas import (EventDetailSchema, EventSchema, NewUserSchema, OrderSchema, SeatSchema,
+                      SessionSchema, UserSchema)
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -17,6 +17,8 @@ _user = UserSchema()
 _events = EventSchema(many=True)
 _event = EventDetailSchema()
 _seats = SeatSchema(many=True)
+_order = OrderSchema()
+_orders = OrderSchema(many=True)
 
 
 def json_body(schema):
@@ -80,3 +82,17 @@ def get_seats(event_id):
     """Every seat of an event with its status and version."""
     seats = catalog.event_seats(db.session, event_id)
     return jsonify({"event_id": event_id, "seats": _seats.dump(seats)})
+
+
+@bp.get("/orders")
+@login_required
+def list_orders():
+    """The caller's orders, newest first."""
+    return jsonify(_orders.dump(checkout.orders_of(db.session, current_user.id)))
+
+
+@bp.get("/orders/<int:order_id>")
+@login_required
+def get_order(order_id):
+    """One of the caller's orders (404 for anyone else's)."""
+    return jsonify(_order.dump(checkout.order_of(db.session, current_user.id, order_id)))

@@ -73,3 +73,9 @@ def _load_user(user_id):
 def _load_user_from_bearer(req):
     uid = user_id_from_token(bearer_token())
     return db.session.get(User, uid) if uid else None
+
+
+@login_manager.unauthorized_handler
+def _unauthorized():
+    from .errors import Unauthorized
+    raise Unauthorized()

@@ -16,7 +16,6 @@ the events its sockets watch; per-seat versions make repeats harmless.
 import json
 import logging
 import threading
-import time
 from datetime import datetime, timezone
 
 import redis

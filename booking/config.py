@@ -66,6 +66,13 @@ def from_environment():
         "REQUEUE_AFTER_SECONDS": _float("REQUEUE_AFTER_SECONDS", 30.0),
         # A task held by a worker that died is redelivered after this long.
         "TASK_VISIBILITY_TIMEOUT_SECONDS": _int("TASK_VISIBILITY_TIMEOUT_SECONDS", 60),
+        # The card processor behind checkout ('simulated': the built-in one).
+        "PAYMENT_PROCESSOR": os.environ.get("PAYMENT_PROCESSOR", "simulated"),
+        # How long a charge may take before its outcome counts as unknown
+        # (the payment stays pending and reconciliation asks the processor).
+        "PAYMENT_TIMEOUT_SECONDS": _float("PAYMENT_TIMEOUT_SECONDS", 10.0),
+        # How often reconciliation settles unanswered payments.
+        "RECONCILE_INTERVAL_SECONDS": _float("RECONCILE_INTERVAL_SECONDS", 10.0),
         "TOKEN_MAX_AGE_SECONDS": _int("TOKEN_MAX_AGE_SECONDS", 7 * 24 * 3600),
         "LOG_LEVEL": os.environ.get("LOG_LEVEL", "INFO"),
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},

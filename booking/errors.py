@@ -8,6 +8,7 @@ import logging
 
 from flask import jsonify
 from marshmallow import ValidationError
+from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 log = logging.getLogger(__name__)
@@ -105,7 +106,21 @@ def from_validation(err: ValidationError):
     messages = err.messages
     if not isinstance(messages, dict):
         messages = {"_schema": messages}
-    fields = {k: (v if isinstance(v, list) else [v]) for k, v in messages.items()}
+    fields = {}
+
+    def flatten(prefix, value):
+        # A nested schema reports {"card": {"number": [...]}}: clients get
+        # "card.number". A list reports {"seat_ids": {0: [...]}}: the messages
+        # stay under "seat_ids", naming the item.
+        if isinstance(value, dict) and any(isinstance(k, int) for k in value):
+            fields[prefix] = [f"Item {k}: {m}" for k, msgs in value.items()
+                              for m in (msgs if isinstance(msgs, list) else [msgs])]
+        elif isinstance(value, dict):
+            for key, inner in value.items():
+                flatten(f"{prefix}.{key}" if prefix else str(key), inner)
+        else:
+            fields[prefix] = value if isinstance(value, list) else [value]
+    flatten("", messages)
     return InvalidRequest("Some fields are not valid.", fields=fields)
 
 
@@ -137,6 +152,13 @@ def register_error_handlers(app):
                 405: "invalid_request", 409: "conflict", 429: "rate_limited",
                 503: "busy"}.get(err.code, "invalid_request" if err.code < 500 else "internal")
         return jsonify(error_body(BookingError(err.description, code=code))), err.code
+
+    @app.errorhandler(OperationalError)
+    def database_unavailable(err):
+        log.warning("database unavailable: %s", err.orig)
+        e = BookingError("The box office is busy; please retry shortly.", code="busy",
+                         retry_after_s=2)
+        return jsonify(error_body(e)), 503
 
     @app.errorhandler(Exception)
     def unexpected(err):

@@ -11,17 +11,17 @@ deadlocking; rows locked with FOR UPDATE cannot change under a decision, so
 Functions here take a session and plain values, return plain values, and never
 commit or emit: the task that calls them does that after commit.
 """
-import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 
 import sqlalchemy as sa
 
-from .errors import (BookingError, Conflict, HoldExpired, HoldNotOwned, InvalidRequest,
-                     LimitExceeded, NotFound, SeatUnavailable)
-from .models import (HOLD_OPEN_STATUSES, Event, Hold, HoldSeat, RequestRecord, Seat, User,
-                     iso_utc, utcnow)
+from .errors import (BookingError, Conflict, HoldNotOwned, LimitExceeded, NotFound, SeatUnavailable)
+from . import records
+from .locking import lock_holds, lock_seats, lock_users
+from .models import HOLD_OPEN_STATUSES, Event, Hold, HoldSeat, Seat, iso_utc, utcnow
+from .outcome import Outcome, result_payload, set_seat
 
 log = logging.getLogger(__name__)
 
@@ -33,44 +33,11 @@ class Settings:
     max_open_holds: int
 
 
-@dataclass
-class Outcome:
-    """What a transaction decided, to send once it has committed."""
-    # (user_id, request_id, event name, payload) for every request answered
-    results: list = field(default_factory=list)
-    # {event_id: {seat_id: {id, status, version}}}
-    seats: dict = field(default_factory=dict)
-    # (user_id, event name, payload) notices not tied to a request
-    notices: list = field(default_factory=list)
-
-    def seat_changes(self):
-        return {e: sorted(s.values(), key=lambda x: x["id"]) for e, s in self.seats.items()}
-
-    def record_seat(self, seat):
-        self.seats.setdefault(seat.event_id, {})[seat.id] = {
-            "id": seat.id, "status": seat.status, "version": seat.version}
-
-
 def _is_free(seat, now):
     """Available, or held by a hold whose time ran out (lazy expiry; never while paying)."""
     return seat.status == "available" or (
         seat.status == "held" and seat.hold_expires_at is not None
         and seat.hold_expires_at <= now)
-
-
-def _lock_seats(session, seat_ids):
-    """Lock seats in ascending id order; {id: Seat}."""
-    if not seat_ids:
-        return {}
-    seats = session.scalars(
-        sa.select(Seat).where(Seat.id.in_(sorted(seat_ids))).order_by(Seat.id)
-        .with_for_update()).all()
-    return {s.id: s for s in seats}
-
-
-def _lock_users(session, user_ids):
-    session.execute(sa.select(User.id).where(User.id.in_(sorted(user_ids)))
-                    .order_by(User.id).with_for_update())
 
 
 def _open_hold_counts(session, user_ids, now):
@@ -80,21 +47,6 @@ def _open_hold_counts(session, user_ids, now):
             sa.or_(Hold.status == "paying", Hold.expires_at > now))
         .group_by(Hold.user_id)).all()
     return dict(rows)
-
-
-def _set_seat(outcome, seat, status, hold=None, expires_at=None, order_id=None):
-    seat.status = status
-    seat.hold = hold
-    seat.hold_expires_at = expires_at
-    seat.order_id = order_id
-    seat.version += 1
-    outcome.record_seat(seat)
-
-
-def result_payload(request_id, ok, error=None, **fields):
-    if ok:
-        return {"request_id": request_id, "ok": True, **fields}
-    return {"request_id": request_id, "ok": False, "error": error.to_dict()}
 
 
 def process_requests(session, items, settings, now=None):
@@ -114,15 +66,10 @@ def process_requests(session, items, settings, now=None):
     # Lock order: users, seats (ascending), then holds. Locking the buyers
     # first serializes each buyer's requests across workers, so the repeat
     # check and the open-hold count below cannot race a concurrent batch.
-    _lock_users(session, {i["user_id"] for i in items})
+    lock_users(session, {i["user_id"] for i in items})
 
     # Repeats: a redelivered task, or the same request_id sent twice.
-    keys = {(i["user_id"], i["request_id"]) for i in items}
-    recorded = {}
-    for rec in session.scalars(sa.select(RequestRecord).where(
-            sa.tuple_(RequestRecord.user_id, RequestRecord.request_id).in_(list(keys)))):
-        recorded[(rec.user_id, rec.request_id)] = (rec.event, json.loads(rec.result))
-
+    recorded = records.recorded(session, {(i["user_id"], i["request_id"]) for i in items})
     fresh, seen = [], set()
     for item in items:
         key = (item["user_id"], item["request_id"])
@@ -141,18 +88,16 @@ def process_requests(session, items, settings, now=None):
         .where(HoldSeat.hold_id.in_(release_ids))).all() if release_ids else []
     seat_ids = {s for i in fresh if i["kind"] == "hold" for s in i["seat_ids"]}
     seat_ids |= {seat_id for _, seat_id in release_seats}
-    seats = _lock_seats(session, seat_ids)
-    holds = {h.id: h for h in session.scalars(
-        sa.select(Hold).where(Hold.id.in_(release_ids)).order_by(Hold.id)
-        .with_for_update())} if release_ids else {}
+    seats = lock_seats(session, seat_ids)
+    holds = {h.id: h for h in lock_holds(session, release_ids)}
     open_holds = _open_hold_counts(session, {i["user_id"] for i in fresh}, now)
-    events, records, stale = {}, [], set()
+    events, decided, stale = {}, [], set()
 
     # Decide every request against the locked rows first; new holds get their
     # ids in the one flush below (the seats point at them by relationship).
     with session.no_autoflush:
         for item in fresh:
-            event_name = "hold_result" if item["kind"] == "hold" else "release_result"
+            event_name = records.RESULT_EVENTS[item["kind"]]
             try:
                 if item["kind"] == "hold":
                     if item["event_id"] not in events:
@@ -162,16 +107,16 @@ def process_requests(session, items, settings, now=None):
                                                settings, now, stale)}
                 else:
                     value = _release_one(outcome, item, seats, holds)
-                records.append((item, event_name, True, value))
+                decided.append((item, event_name, True, value))
             except BookingError as err:
-                records.append((item, event_name, False, err))
+                decided.append((item, event_name, False, err))
     session.flush()
     if stale:
         # Seats taken over from expired holds: those holds can never be paid now.
         _close_holds(session, outcome, stale, "expired")
 
-    rows = []
-    for item, event_name, ok, value in records:
+    answers = []
+    for item, event_name, ok, value in decided:
         uid, rid = item["user_id"], item["request_id"]
         if ok and "hold" in value:
             hold = value["hold"]
@@ -182,10 +127,9 @@ def process_requests(session, items, settings, now=None):
             payload = result_payload(rid, True, **value)
         else:
             payload = result_payload(rid, False, value)
-        outcome.results.append((uid, rid, event_name, payload))
-        rows.append({"user_id": uid, "request_id": rid, "kind": item["kind"],
-                     "event": event_name, "result": json.dumps(payload), "created_at": now})
-    session.execute(sa.insert(RequestRecord), rows)
+        answers.append((uid, rid, event_name, payload))
+    records.record(session, answers, now)
+    outcome.results += answers
     session.flush()
     return outcome
 
@@ -216,7 +160,7 @@ def _hold_one(session, outcome, item, seats, event, open_holds, settings, now, s
     session.add(hold)
     stale.update(seats[s].hold_id for s in ordered if seats[s].status == "held")
     for s in ordered:
-        _set_seat(outcome, seats[s], "held", hold=hold, expires_at=expires_at)
+        set_seat(outcome, seats[s], "held", hold=hold, expires_at=expires_at)
     open_holds[uid] = open_holds.get(uid, 0) + 1
     return hold
 
@@ -235,16 +179,14 @@ def _release_one(outcome, item, seats, holds):
         hold.status = "released"
         for seat in seats.values():
             if seat.hold_id == hold.id and seat.status == "held":
-                _set_seat(outcome, seat, "available")
+                set_seat(outcome, seat, "available")
     # Released or expired already: releasing again changes nothing and succeeds.
     return {"hold_id": hold.id}
 
 
 def _close_holds(session, outcome, hold_ids, new_status):
     """Mark still-'held' holds closed, free the given seats of theirs, notify owners."""
-    holds = session.scalars(sa.select(Hold).where(Hold.id.in_(sorted(hold_ids)),
-                                                  Hold.status == "held")
-                            .order_by(Hold.id).with_for_update()).all() if hold_ids else []
+    holds = lock_holds(session, hold_ids, Hold.status == "held")
     for hold in holds:
         hold.status = new_status
         outcome.notices.append((hold.user_id, "hold_closed",
@@ -262,12 +204,12 @@ def release_expired(session, now=None, limit=2000):
     outcome = Outcome()
     candidates = session.scalars(sa.select(Seat.id).where(
         Seat.status == "held", Seat.hold_expires_at <= now).order_by(Seat.id).limit(limit)).all()
-    seats = [s for s in _lock_seats(session, candidates).values()
+    seats = [s for s in lock_seats(session, candidates).values()
              if s.status == "held" and s.hold_expires_at is not None and s.hold_expires_at <= now]
     with session.no_autoflush:
         _close_holds(session, outcome, {s.hold_id for s in seats}, "expired")
         for seat in seats:
-            _set_seat(outcome, seat, "available")
+            set_seat(outcome, seat, "available")
     session.flush()
     return outcome
 
@@ -278,12 +220,12 @@ def release_holds(session, hold_ids, new_status="released"):
     if not hold_ids:
         return outcome
     seat_ids = session.scalars(sa.select(Seat.id).where(Seat.hold_id.in_(hold_ids))).all()
-    seats = _lock_seats(session, seat_ids)
+    seats = lock_seats(session, seat_ids)
     with session.no_autoflush:
         closed = {h.id for h in _close_holds(session, outcome, hold_ids, new_status)}
         for seat in seats.values():
             if seat.hold_id in closed and seat.status == "held":
-                _set_seat(outcome, seat, "available")
+                set_seat(outcome, seat, "available")
     session.flush()
     return outcome
 

@@ -40,6 +40,11 @@ def celery_init_app(app):
                 "schedule": app.config["SWEEP_INTERVAL_SECONDS"],
                 "options": {"expires": app.config["SWEEP_INTERVAL_SECONDS"] * 3},
             },
+            "reconcile-payments": {
+                "task": "workers.tasks.reconcile_payments",
+                "schedule": app.config["RECONCILE_INTERVAL_SECONDS"],
+                "options": {"expires": app.config["RECONCILE_INTERVAL_SECONDS"] * 3},
+            },
             "requeue-overdue-requests": {
                 "task": "workers.tasks.requeue_overdue_requests",
                 "schedule": max(1.0, app.config["REQUEUE_AFTER_SECONDS"] / 3),

@@ -191,6 +191,10 @@ class Payment(db.Model):
     brand: Mapped[str] = mapped_column(sa.String(20), default="")
     last4: Mapped[str] = mapped_column(sa.String(4), default="")
     processor: Mapped[str] = mapped_column(sa.String(20))
+    # The processor's idempotency key: the buyer's key, scoped to the buyer.
+    processor_key: Mapped[str] = mapped_column(sa.String(100), unique=True)
+    # The socket request that started it, so that a late outcome reaches the buyer.
+    request_id: Mapped[str] = mapped_column(sa.String(64))
     reference: Mapped[str | None] = mapped_column(sa.String(64))
     decline_reason: Mapped[str | None] = mapped_column(sa.String(40))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -208,3 +212,22 @@ class RequestRecord(db.Model):
     event: Mapped[str] = mapped_column(sa.String(20))
     result: Mapped[str] = mapped_column(sa.Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class SimCharge(db.Model):
+    """The simulated processor's own ledger (what an outside processor would keep)."""
+    __tablename__ = "sim_charges"
+    __table_args__ = (
+        sa.CheckConstraint("status IN ('captured', 'declined', 'refunded')", name="status_valid"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(sa.String(100), unique=True)
+    amount_cents: Mapped[int] = mapped_column(sa.Integer)
+    currency: Mapped[str] = mapped_column(sa.String(3))
+    status: Mapped[str] = mapped_column(sa.String(10))
+    decline_reason: Mapped[str | None] = mapped_column(sa.String(40))
+    brand: Mapped[str] = mapped_column(sa.String(20))
+    last4: Mapped[str] = mapped_column(sa.String(4))
+    reference: Mapped[str] = mapped_column(sa.String(40), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    refunded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

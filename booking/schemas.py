@@ -1,5 +1,6 @@
 """marshmallow schemas: every request body and socket payload is loaded through one."""
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates
+from marshmallow import (EXCLUDE, Schema, ValidationError, fields, post_load, validate,
+                         validates, validates_schema)
 
 from .models import ID_MAX, SEAT_STATUSES, iso_utc
 
@@ -71,6 +72,45 @@ class ReleaseRequestSchema(InputSchema):
     hold_id = Id(required=True)
 
 
+class CardSchema(InputSchema):
+    """Card details, checked without a processor. Never stored or logged."""
+    number = fields.String(required=True, validate=validate.Length(min=1, max=40))
+    exp_month = fields.Integer(strict=True, required=True, validate=validate.Range(min=1, max=12))
+    exp_year = fields.Integer(strict=True, required=True, validate=validate.Range(min=0, max=2100))
+    cvc = fields.String(required=True, validate=validate.Length(min=1, max=8))
+    name = fields.String(load_default="", validate=validate.Length(max=100))
+
+    @validates_schema(skip_on_field_errors=True)
+    def _card(self, data, **kwargs):
+        from .payments import cards
+        number = cards.digits_only(data["number"])
+        errors = {}
+        if not cards.luhn_valid(number):
+            errors["number"] = ["This card number is not valid."]
+        year = data["exp_year"] + 2000 if data["exp_year"] < 100 else data["exp_year"]
+        if cards.expired(data["exp_month"], year):
+            errors["exp_year"] = ["This card has expired."]
+        if "number" not in errors and not cards.cvc_valid(data["cvc"], cards.brand(number)):
+            errors["cvc"] = ["The security code is not valid for this card."]
+        if errors:
+            raise ValidationError(errors)
+
+    @post_load
+    def _normalize(self, data, **kwargs):
+        from .payments import cards
+        data["number"] = cards.digits_only(data["number"])
+        if data["exp_year"] < 100:
+            data["exp_year"] += 2000
+        return data
+
+
+class PayRequestSchema(InputSchema):
+    request_id = ClientKey(required=True)
+    hold_id = Id(required=True)
+    idempotency_key = ClientKey(required=True)
+    card = fields.Nested(CardSchema, required=True)
+
+
 class SeatStateSchema(Schema):
     id = fields.Integer()
     status = fields.String(validate=validate.OneOf(SEAT_STATUSES))
@@ -112,3 +152,16 @@ class SectionSchema(Schema):
 
 class EventDetailSchema(EventSchema):
     sections = fields.List(fields.Nested(SectionSchema))
+
+
+class OrderSchema(Schema):
+    id = fields.Integer()
+    event_id = fields.Integer()
+    status = fields.String()
+    amount_cents = fields.Integer()
+    currency = fields.String()
+    seats = fields.Function(lambda o: [{"id": i.seat_id, "label": i.label,
+                                        "price_cents": i.price_cents} for i in o.items])
+    payment = fields.Function(lambda o: {"brand": o.payment.brand, "last4": o.payment.last4,
+                                         "reference": o.payment.reference} if o.payment else None)
+    created_at = UTCDateTimeField()

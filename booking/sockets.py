@@ -13,17 +13,19 @@ from sqlalchemy.exc import OperationalError
 from flask import current_app, request, session
 from flask_login import current_user
 from flask_socketio import join_room, leave_room
+from socketio.exceptions import ConnectionRefusedError as SocketRefused
 from marshmallow import ValidationError
 
-from . import catalog, holds
+from . import catalog, checkout, holds
 from .auth import user_id_from_token
 from .broadcast import subscribe_forever
 from .dispatch import BatchingDispatcher, InlineDispatcher
-from .errors import (Busy, BookingError, HoldNotOwned, InvalidRequest, LimitExceeded, NotFound,
-                     from_validation)
+from .errors import (Busy, BookingError, Conflict, HoldExpired, HoldNotOwned, InvalidRequest,
+                     LimitExceeded, NotFound, from_validation)
 from .extensions import db, socketio
 from .metrics import SOCKETS
-from .schemas import EventRefSchema, HoldRequestSchema, ReleaseRequestSchema
+from .models import utcnow
+from .schemas import EventRefSchema, HoldRequestSchema, PayRequestSchema, ReleaseRequestSchema
 from .state import PENDING
 
 log = logging.getLogger(__name__)
@@ -31,6 +33,7 @@ log = logging.getLogger(__name__)
 _event_ref = EventRefSchema()
 _hold_request = HoldRequestSchema()
 _release_request = ReleaseRequestSchema()
+_pay_request = PayRequestSchema()
 
 
 def _rt():
@@ -42,19 +45,16 @@ def init_app(app):
     rt = app.extensions["boxoffice"]
     rt.local_users = Counter()   # user_id -> sockets connected to this process
     rt.seat_maps = {}            # event_id -> {seat_id: price_cents}; seats never move
+    from workers.tasks import enqueue, run_inline
     if app.config["REDIS_URL"]:
-        from workers.tasks import process_requests
-        rt.dispatcher = BatchingDispatcher(
-            socketio, lambda items: process_requests.apply_async(args=[items]),
-            app.config["REQUEST_BATCH_MAX"])
+        rt.dispatcher = BatchingDispatcher(socketio, enqueue, app.config["REQUEST_BATCH_MAX"])
     else:
-        def run_inline(items):
-            from workers.tasks import process_requests
+        def run_here(items):
             try:
-                process_requests.apply(args=[items], throw=True)
+                run_inline(items)
             except Exception:
                 log.exception("in-process task failed")
-        rt.dispatcher = InlineDispatcher(socketio, run_inline)
+        rt.dispatcher = InlineDispatcher(socketio, run_here)
 
 
 def start_background(app):
@@ -83,14 +83,20 @@ def _refresh_presence(app):
 
 
 def _sweep_inline(app):
-    """The embedded mode's beat: the same sweep task, in this process."""
-    from workers.tasks import sweep_holds
+    """The embedded mode's beat: the same periodic tasks, in this process."""
+    from workers.tasks import reconcile_payments, sweep_holds
+    interval = app.config["SWEEP_INTERVAL_SECONDS"]
+    every = max(1, round(app.config["RECONCILE_INTERVAL_SECONDS"] / interval))
+    ticks = 0
     while True:
-        socketio.sleep(app.config["SWEEP_INTERVAL_SECONDS"])
-        try:
-            sweep_holds.apply(throw=True)
-        except Exception:
-            log.exception("hold sweep failed")
+        socketio.sleep(interval)
+        ticks += 1
+        for task, due in ((sweep_holds, True), (reconcile_payments, ticks % every == 0)):
+            if due:
+                try:
+                    task.apply(throw=True)
+                except Exception:
+                    log.exception("%s failed", task.name)
 
 
 def _resync(app):
@@ -119,8 +125,10 @@ def on_connect(auth=None):
         uid = current_user.id
     if uid is None:
         _rt().metrics.request("connect", "unauthorized")
-        raise ConnectionRefusedError({"code": "unauthorized",
-                                      "message": "Sign in to connect."})
+        refusal = SocketRefused("Sign in to connect.")
+        # The connect_error data is the contract's error object.
+        refusal.error_args = {"code": "unauthorized", "message": "Sign in to connect."}
+        raise refusal
     session["bo_uid"] = uid
     join_room(f"user:{uid}")
     rt = _rt()
@@ -210,6 +218,12 @@ def on_release(data=None):
     return _request("release", data, _release_request, _accept_release)
 
 
+@socketio.on("pay")
+def on_pay(data=None):
+    """Pay for a hold: acked at once; payment_result follows."""
+    return _request("pay", data, _pay_request, _accept_pay)
+
+
 def _request(kind, data, schema, accept):
     """The shared path of every request that a worker performs."""
     rt = _rt()
@@ -290,3 +304,22 @@ def _accept_release(uid, p):
     if owner[0] != uid:
         raise HoldNotOwned(hold_id=p["hold_id"])
     return {"hold_id": p["hold_id"]}
+
+
+def _accept_pay(uid, p):
+    hold = checkout.hold_for_payment(db.session, p["hold_id"])
+    if hold is None:
+        raise NotFound("No such hold.", hold_id=p["hold_id"])
+    owner, status, expires_at = hold
+    if owner != uid:
+        raise HoldNotOwned(hold_id=p["hold_id"])
+    if status in ("expired", "released") or (status == "held" and expires_at <= utcnow()):
+        raise HoldExpired(hold_id=p["hold_id"])
+    if status == "paid":
+        raise Conflict("This hold has been paid for already.", hold_id=p["hold_id"])
+    # The card goes no further than this process: only the processor's token,
+    # the brand and the last 4 digits travel to the workers.
+    card = p.pop("card")
+    token = _rt().processor.tokenize(**card)
+    return {"hold_id": p["hold_id"], "idempotency_key": p["idempotency_key"],
+            "card_token": token.token, "brand": token.brand, "last4": token.last4}

@@ -7,12 +7,6 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-# Imported before any create_app(): Flask-SocketIO keeps a handler for later apps only
-# if it was declared while no server existed; booking.sockets first imported inside
-# create_app() binds its handlers to the first app's server alone, and every later
-# test app would accept any socket (no connect handler). The lasting fix is for
-# create_app() to import booking.sockets before socketio.init_app().
-import booking.sockets  # noqa: F401
 from booking import catalog
 from booking.extensions import db
 

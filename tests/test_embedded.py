@@ -160,11 +160,6 @@ def test_socket_without_a_valid_token_is_refused(embedded, auth):
     assert len(_refusals(embedded.url, auth)) == 1
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "booking/sockets.py raises the builtin ConnectionRefusedError, which python-socketio "
-    "answers with {message: 'Connection refused by server'}; raising "
-    "socketio.exceptions.ConnectionRefusedError with error_args set to the error object "
-    "makes this pass"))
 def test_refusal_data_is_the_contract_error(embedded):
     """API.md: the refusal's data is the error object {code: 'unauthorized', message}."""
     [refusal] = _refusals(embedded.url, {"token": "forged.token.value"})

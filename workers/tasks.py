@@ -9,9 +9,12 @@ import time
 from celery import shared_task
 from flask import current_app
 
-from booking import holds
+from booking import checkout, holds
 from booking.errors import BookingError, Busy
+from booking.outcome import result_payload
+from booking.records import RESULT_EVENTS
 from booking.extensions import db
+from booking.payments import ProcessorUnavailable, TokenInvalid
 from booking.transactions import DatabaseUnavailable, run_transaction
 
 log = logging.getLogger(__name__)
@@ -21,6 +24,26 @@ DB_RETRIES = 30  # about a minute of waiting for the database, then `busy`
 
 def _runtime():
     return current_app.extensions["boxoffice"]
+
+
+def enqueue(items, batch_max=200):
+    """Send accepted requests to the workers: holds and releases batched, payments one each."""
+    batchable = [i for i in items if i["kind"] != "pay"]
+    for start in range(0, len(batchable), batch_max):
+        process_requests.apply_async(args=[batchable[start:start + batch_max]])
+    for item in items:
+        if item["kind"] == "pay":
+            pay.apply_async(args=[item])
+
+
+def run_inline(items):
+    """The embedded mode: perform requests in this process, the same tasks, eagerly."""
+    batchable = [i for i in items if i["kind"] != "pay"]
+    if batchable:
+        process_requests.apply(args=[batchable], throw=True)
+    for item in items:
+        if item["kind"] == "pay":
+            pay.apply(args=[item], throw=True)
 
 
 def send(outcome, items=()):
@@ -40,9 +63,9 @@ def _answer_unrecorded(items, err):
     rt = _runtime()
     results = []
     for item in items:
-        event = "hold_result" if item["kind"] == "hold" else "release_result"
+        event = RESULT_EVENTS[item["kind"]]
         results.append((item["user_id"], item["request_id"], event,
-                        holds.result_payload(item["request_id"], False, err)))
+                        result_payload(item["request_id"], False, err)))
         rt.ledger.forget(item["user_id"], item["request_id"])
     rt.broadcaster.results(results)
     rt.metrics.results(results)
@@ -108,6 +131,78 @@ def requeue_overdue_requests():
     items = rt.ledger.overdue(current_app.config["REQUEUE_AFTER_SECONDS"])
     if items:
         log.warning("re-enqueueing %d overdue requests", len(items))
-        batch_max = current_app.config["REQUEST_BATCH_MAX"]
-        for start in range(0, len(items), batch_max):
-            process_requests.apply_async(args=[items[start:start + batch_max]])
+        enqueue(items, current_app.config["REQUEST_BATCH_MAX"])
+
+
+@shared_task(bind=True, name="workers.tasks.pay", max_retries=DB_RETRIES)
+def pay(self, item):
+    """Charge a hold under the buyer's idempotency key, then sell its seats (or give it back)."""
+    rt = _runtime()
+    try:
+        start = run_transaction(lambda s: checkout.begin_payment(s, item, rt.processor.name))
+    except Busy as err:
+        _answer_unrecorded([item], err)
+        return
+    except DatabaseUnavailable as exc:
+        if self.request.retries >= self.max_retries or self.request.is_eager:
+            _answer_unrecorded([item], Busy("The box office database is unavailable.",
+                                            retry_after_s=5))
+            return
+        raise self.retry(countdown=min(2.0, 0.25 * 2 ** self.request.retries), exc=exc)
+    if start.payment_id is None:
+        send(start.outcome, [item])
+        return
+    try:
+        charge = rt.processor.charge(key=start.processor_key, amount_cents=start.amount_cents,
+                                     currency=start.currency, card_token=item["card_token"],
+                                     timeout_s=current_app.config["PAYMENT_TIMEOUT_SECONDS"])
+    except ProcessorUnavailable:
+        # Charged or not, nobody knows yet: the payment stays pending and
+        # reconciliation asks the processor by key, then answers the buyer.
+        log.warning("processor did not answer for payment %s", start.payment_id)
+        return
+    except TokenInvalid:
+        charge = None
+    try:
+        _finish_payment(start.payment_id, charge, [item])
+    except DatabaseUnavailable as exc:
+        # Charged but not recorded: run again; the same key will not charge twice.
+        raise self.retry(countdown=1, exc=exc)
+
+
+def _finish_payment(payment_id, charge, items=()):
+    outcome = run_transaction(lambda s: checkout.finish_payment(s, payment_id, charge))
+    _refund(outcome.refunds)
+    send(outcome, items)
+
+
+def _refund(keys):
+    """Refund captures that cannot become orders; what fails now, reconciliation retries."""
+    rt = _runtime()
+    done = []
+    for key in keys:
+        try:
+            rt.processor.refund(key=key, timeout_s=current_app.config["PAYMENT_TIMEOUT_SECONDS"])
+            done.append(key)
+        except ProcessorUnavailable:
+            log.warning("refund of %s not confirmed; reconciliation will retry", key)
+    if done:
+        run_transaction(lambda s: checkout.mark_refunded(s, done))
+
+
+@shared_task(name="workers.tasks.reconcile_payments")
+def reconcile_payments():
+    """Settle payments whose processor answer never came, and refund orphaned captures."""
+    rt = _runtime()
+    timeout = current_app.config["PAYMENT_TIMEOUT_SECONDS"]
+    pending, orphans = checkout.unsettled_payments(db.session, pending_older_than_s=timeout * 2)
+    db.session.rollback()
+    for payment_id, key in pending:
+        try:
+            charge = rt.processor.lookup(key=key, timeout_s=timeout)
+        except ProcessorUnavailable:
+            continue
+        log.info("reconciling payment %s: processor says %s", payment_id,
+                 charge.status if charge else "no charge")
+        _finish_payment(payment_id, charge)
+    _refund(orphans)

@@ -1,0 +1,245 @@
+"""Paying for a hold exactly once (DESIGN rule 6): two phases around a keyed charge.
+
+1. begin_payment: under locks, check the hold is the buyer's, still held and not
+   expired; mark it 'paying' (its seats stop expiring: neither the sweep, a lazy
+   claim nor the buyer's own release can take them) and create a pending payment
+   keyed by the buyer's idempotency key. Commit.
+2. The processor charges under that key (the same key never charges twice).
+3. finish_payment: in one transaction, a capture turns the seats sold and creates
+   the order and its payment record; a decline or processor error returns the
+   hold to 'held' (still the buyer's until its expiry). A capture that can no
+   longer become an order is marked for refund.
+
+A charge whose answer never came leaves the payment 'pending'; settle_payment
+(run by the reconciliation task) asks the processor by key and finishes it the
+same way. Functions take a session and plain values, never commit or emit.
+"""
+import logging
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+
+from . import records
+from .errors import BookingError, Conflict, HoldExpired, HoldNotOwned, NotFound
+from .locking import lock_holds, lock_payment, lock_seats_of_hold, lock_users
+from .models import Hold, HoldSeat, Order, OrderSeat, Payment, utcnow
+from .outcome import Outcome, result_payload, set_seat
+
+log = logging.getLogger(__name__)
+
+EVENT = "payment_result"
+
+
+class PaymentDeclined(BookingError):
+    code = "payment_declined"
+
+
+class PaymentError(BookingError):
+    code = "payment_error"
+
+
+@dataclass
+class PaymentStart:
+    """Either a charge to make (payment_id set) or an answer to send now."""
+    outcome: Outcome = field(default_factory=Outcome)
+    payment_id: int | None = None
+    processor_key: str | None = None
+    amount_cents: int = 0
+    currency: str = ""
+
+
+def processor_key(user_id, idempotency_key):
+    """The buyer's key scoped to the buyer: two buyers' keys never collide."""
+    return f"u{user_id}:{idempotency_key}"
+
+
+def _answer(outcome, user_id, request_id, payload, now, session):
+    entry = (user_id, request_id, EVENT, payload)
+    records.record(session, [entry], now)
+    outcome.results.append(entry)
+
+
+def _payment_answer(payment, request_id):
+    """The result a finished payment gives, for whichever request asks."""
+    if payment.status == "captured" and payment.order_id:
+        return result_payload(request_id, True, order_id=payment.order_id, hold_id=payment.hold_id)
+    if payment.status == "declined":
+        return result_payload(request_id, False, PaymentDeclined(
+            reason=payment.decline_reason or "card_declined"))
+    if payment.status == "refunded":
+        return result_payload(request_id, False, Conflict(
+            "The hold could not be sold, so the charge was refunded.", hold_id=payment.hold_id))
+    return result_payload(request_id, False, PaymentError())
+
+
+def begin_payment(session, item, processor_name, now=None):
+    """Phase 1. Returns a PaymentStart; raises nothing for the buyer's mistakes (they are answered)."""
+    now = now or utcnow()
+    uid, rid, hold_id = item["user_id"], item["request_id"], item["hold_id"]
+    start = PaymentStart()
+    lock_users(session, [uid])
+    seen = records.recorded(session, [(uid, rid)])
+    if seen:
+        event, payload = seen[(uid, rid)]
+        start.outcome.results.append((uid, rid, event, payload))
+        return start
+
+    key = processor_key(uid, item["idempotency_key"])
+    payment = session.scalar(sa.select(Payment).where(Payment.processor_key == key))
+    if payment is not None:
+        if payment.hold_id != hold_id:
+            _answer(start.outcome, uid, rid, result_payload(rid, False, Conflict(
+                "That idempotency key was used for another hold.")), now, session)
+        elif payment.status == "pending":
+            # The same payment again (a redelivery or a double send): ask the
+            # processor again under the same key; it will not charge twice.
+            start.payment_id, start.processor_key = payment.id, key
+            start.amount_cents, start.currency = payment.amount_cents, payment.currency
+        else:
+            _answer(start.outcome, uid, rid, _payment_answer(payment, rid), now, session)
+        return start
+
+    seats = lock_seats_of_hold(session, hold_id)
+    hold = next(iter(lock_holds(session, [hold_id])), None)
+    try:
+        _check_payable(hold, uid, now)
+    except BookingError as err:
+        _answer(start.outcome, uid, rid, result_payload(rid, False, err), now, session)
+        return start
+    hold.status = "paying"
+    for seat in seats.values():
+        seat.hold_expires_at = None  # a seat being paid for never expires
+    payment = Payment(user_id=uid, hold_id=hold.id, idempotency_key=item["idempotency_key"],
+                      processor_key=key, request_id=rid, status="pending",
+                      amount_cents=hold.amount_cents, currency=hold.currency,
+                      brand=item["brand"], last4=item["last4"], processor=processor_name,
+                      created_at=now, updated_at=now)
+    session.add(payment)
+    session.flush()
+    start.payment_id, start.processor_key = payment.id, key
+    start.amount_cents, start.currency = payment.amount_cents, payment.currency
+    return start
+
+
+def _check_payable(hold, user_id, now):
+    if hold is None:
+        raise NotFound("No such hold.")
+    if hold.user_id != user_id:
+        raise HoldNotOwned(hold_id=hold.id)
+    if hold.status == "paying":
+        raise Conflict("A payment for this hold is already in progress.", hold_id=hold.id)
+    if hold.status == "paid":
+        raise Conflict("This hold has been paid for already.", hold_id=hold.id)
+    if hold.status == "released":
+        raise Conflict("This hold was released.", hold_id=hold.id)
+    if hold.status == "expired" or hold.expires_at <= now:
+        raise HoldExpired(hold_id=hold.id)
+
+
+def finish_payment(session, payment_id, charge, now=None):
+    """Phase 3: apply the processor's answer (a Charge, or None for 'no charge exists').
+
+    Returns an Outcome: the buyer's answer, seat changes, and processor keys to
+    refund (a capture that cannot become an order).
+    """
+    now = now or utcnow()
+    outcome = Outcome()
+    head = session.execute(sa.select(Payment.user_id, Payment.hold_id)
+                           .where(Payment.id == payment_id)).one()
+    lock_users(session, [head.user_id])
+    seats = lock_seats_of_hold(session, head.hold_id)
+    hold = lock_holds(session, [head.hold_id])[0]
+    payment = lock_payment(session, payment_id)
+
+    captured = charge is not None and charge.status == "captured"
+    if payment.status != "pending":
+        # Settled already (by the task or by reconciliation). A capture we did
+        # not turn into this payment's order must not stay charged.
+        if captured and payment.order_id is None and payment.status != "refunded":
+            payment.status = "captured"
+            outcome.refunds.append(payment.processor_key)
+        return outcome
+
+    payment.updated_at = now
+    if captured:
+        payment.reference = charge.reference
+        if hold.status == "paying" and _seats_intact(session, hold, seats):
+            order = _create_order(session, outcome, hold, seats, payment, now)
+            payment.status, payment.order_id = "captured", order.id
+            hold.status = "paid"
+        else:
+            log.warning("capture for hold %s cannot become an order; refunding", hold.id)
+            payment.status = "captured"
+            outcome.refunds.append(payment.processor_key)
+    else:
+        if charge is not None and charge.status == "declined":
+            payment.status, payment.decline_reason = "declined", charge.decline_reason
+        else:
+            payment.status = "failed"
+        if hold.status == "paying":
+            # Back to the buyer until the hold's own expiry: another card may be tried.
+            hold.status = "held"
+            for seat in seats.values():
+                seat.hold_expires_at = hold.expires_at
+    _answer(outcome, payment.user_id, payment.request_id,
+            _payment_answer(payment, payment.request_id), now, session)
+    session.flush()
+    return outcome
+
+
+def _seats_intact(session, hold, seats):
+    wanted = set(session.scalars(sa.select(HoldSeat.seat_id).where(HoldSeat.hold_id == hold.id)))
+    return wanted == {s.id for s in seats.values() if s.status == "held"}
+
+
+def _create_order(session, outcome, hold, seats, payment, now):
+    order = Order(user_id=hold.user_id, event_id=hold.event_id, hold_id=hold.id, status="paid",
+                  amount_cents=hold.amount_cents, currency=hold.currency, created_at=now)
+    order.items = [OrderSeat(seat_id=s.id, label=s.label, price_cents=hs.price_cents)
+                   for s, hs in zip(sorted(seats.values(), key=lambda x: x.id), hold.seats)]
+    session.add(order)
+    session.flush()
+    for seat in seats.values():
+        set_seat(outcome, seat, "sold", order_id=order.id)
+    return order
+
+
+def mark_refunded(session, processor_keys, now=None):
+    """Record that the processor refunded these charges."""
+    now = now or utcnow()
+    if processor_keys:
+        session.execute(sa.update(Payment).where(Payment.processor_key.in_(processor_keys),
+                                                 Payment.order_id.is_(None))
+                        .values(status="refunded", updated_at=now))
+
+
+def unsettled_payments(session, pending_older_than_s, now=None, limit=200):
+    """Payments to reconcile: pending past the processor's timeout, and captures without an order."""
+    from datetime import timedelta
+    now = now or utcnow()
+    cutoff = now - timedelta(seconds=pending_older_than_s)
+    pending = session.execute(sa.select(Payment.id, Payment.processor_key).where(
+        Payment.status == "pending", Payment.updated_at < cutoff).limit(limit)).all()
+    orphans = session.scalars(sa.select(Payment.processor_key).where(
+        Payment.status == "captured", Payment.order_id.is_(None)).limit(limit)).all()
+    return pending, orphans
+
+
+def hold_for_payment(session, hold_id):
+    """(user_id, status, expires_at) of a hold, or None: the web tier's early check."""
+    row = session.execute(sa.select(Hold.user_id, Hold.status, Hold.expires_at)
+                          .where(Hold.id == hold_id)).first()
+    return tuple(row) if row else None
+
+
+def orders_of(session, user_id):
+    return session.scalars(sa.select(Order).where(Order.user_id == user_id)
+                           .order_by(Order.created_at.desc(), Order.id.desc())).all()
+
+
+def order_of(session, user_id, order_id):
+    """The buyer's order; NotFound for anyone else's."""
+    order = session.get(Order, order_id)
+    if order is None or order.user_id != user_id:
+        raise NotFound("No such order.", order_id=order_id)
+    return order

@@ -1,0 +1,67 @@
+"""Card processors behind one interface, chosen by configuration (PAYMENT_PROCESSOR).
+
+The checkout (booking.checkout) talks only to this interface, so that a real
+provider can be added beside the simulated one without touching checkout code.
+
+Card data: `tokenize()` is what a provider's browser library does (Stripe.js,
+say): it turns card details into an opaque token. Only the token, the brand and
+the last 4 digits travel further (task messages, database, logs); the number and
+the CVC never leave the web process's memory.
+"""
+from dataclasses import dataclass
+
+
+class ProcessorUnavailable(Exception):
+    """The processor did not answer in time: whether it charged is unknown."""
+
+
+class TokenInvalid(Exception):
+    """A card token that this processor did not issue (or that has expired)."""
+
+
+@dataclass
+class CardToken:
+    token: str
+    brand: str
+    last4: str
+
+
+@dataclass
+class Charge:
+    """A processor's answer about one charge (by idempotency key)."""
+    status: str              # captured, declined, failed, refunded
+    reference: str | None = None
+    amount_cents: int = 0
+    currency: str = ""
+    decline_reason: str | None = None   # card_declined, insufficient_funds
+
+
+class Processor:
+    """What checkout needs from a card processor. Every call is idempotent by key."""
+    name = "abstract"
+
+    def tokenize(self, *, number, exp_month, exp_year, cvc, name):
+        raise NotImplementedError
+
+    def charge(self, *, key, amount_cents, currency, card_token, timeout_s):
+        """Authorize and capture; the same key always answers the same charge.
+
+        Raises ProcessorUnavailable when no answer came within timeout_s.
+        """
+        raise NotImplementedError
+
+    def refund(self, *, key, timeout_s):
+        """Refund the charge made under key (idempotent). Raises ProcessorUnavailable."""
+        raise NotImplementedError
+
+    def lookup(self, *, key, timeout_s):
+        """The charge made under key, or None if there was none."""
+        raise NotImplementedError
+
+
+def make_processor(app):
+    kind = app.config["PAYMENT_PROCESSOR"]
+    if kind == "simulated":
+        from .simulated import SimulatedProcessor
+        return SimulatedProcessor(app)
+    raise RuntimeError(f"unknown PAYMENT_PROCESSOR {kind!r}")
