@@ -1,0 +1,262 @@
+"""Deployment files, checked offline against their schemas and against each other.
+
+- deploy/k8s: every built-in kind against the Kubernetes OpenAPI schemas that
+  kubernetes-validate ships (strict: unknown fields are errors); the KEDA
+  ScaledObject (a CRD) against deploy/k8s/schemas/keda-scaledobject-v1alpha1.schema.json.
+- deploy/docker/compose.yaml against the compose-spec JSON schema that
+  check-jsonschema vendors (check_jsonschema/builtin_schemas/vendor/compose-spec.json).
+- nginx: the local cluster's rendered config passes `nginx -t`.
+Each validator is also shown a broken document, to prove it rejects one.
+"""
+import copy
+import importlib.machinery
+import importlib.resources
+import importlib.util
+import json
+import re
+import subprocess
+from pathlib import Path
+from urllib.parse import urlparse
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+K8S = ROOT / "deploy" / "k8s"
+DOCKER = ROOT / "deploy" / "docker"
+KUBERNETES_VERSIONS = ["1.30.0", "1.37.0"]
+
+
+def k8s_documents():
+    docs = []
+    for path in sorted(K8S.glob("*.yaml")):
+        if path.name == "kustomization.yaml":
+            continue
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc:
+                docs.append((path.name, doc))
+    return docs
+
+
+def by_kind(kind, name=None):
+    found = [d for _f, d in k8s_documents()
+             if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)]
+    assert found, (kind, name)
+    return found[0] if name else found
+
+
+def keda_schema():
+    return json.loads((K8S / "schemas" / "keda-scaledobject-v1alpha1.schema.json").read_text())
+
+
+def compose_schema():
+    vendor = importlib.resources.files("check_jsonschema.builtin_schemas.vendor")
+    return json.loads((vendor / "compose-spec.json").read_text())
+
+
+def validate_k8s(doc, version):
+    if doc["apiVersion"].startswith("keda.sh/"):
+        jsonschema.validate(doc, keda_schema())
+    else:
+        kubernetes_validate.validate(doc, version, strict=True)
+
+
+# --- Kubernetes ---------------------------------------------------------------
+
+def test_kustomization_lists_every_manifest():
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    listed = kustomization["resources"]
+    assert len(listed) == len(set(listed))
+    on_disk = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
+    assert set(listed) == on_disk
+    names = [(d["kind"], d["metadata"]["name"]) for _f, d in k8s_documents()]
+    assert len(names) == len(set(names))
+    assert {i["name"] for i in kustomization["images"]} == {"boxoffice"}
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+@pytest.mark.parametrize("name,doc", k8s_documents(), ids=lambda v: v if isinstance(v, str) else "")
+def test_manifest_is_valid(name, doc, version):
+    validate_k8s(doc, version)
+
+
+def test_validators_reject_broken_manifests():
+    deployment = copy.deepcopy(by_kind("Deployment", "boxoffice-web"))
+    deployment["spec"]["replicas"] = "two"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, KUBERNETES_VERSIONS[-1], strict=True)
+    ingress = copy.deepcopy(by_kind("Ingress", "boxoffice-web"))
+    ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["servce"] = {}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(ingress, KUBERNETES_VERSIONS[-1], strict=True)
+    scaled = copy.deepcopy(by_kind("ScaledObject", "boxoffice-worker"))
+    scaled["spec"]["triggers"][0]["metadata"]["listLength"] = 5
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(scaled, keda_schema())
+    scaled = copy.deepcopy(by_kind("ScaledObject", "boxoffice-worker"))
+    del scaled["spec"]["triggers"][0]["metadata"]["listName"]
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(scaled, keda_schema())
+
+
+def _pod_labels(deployment):
+    return deployment["spec"]["template"]["metadata"]["labels"]
+
+
+def _selects(selector, labels):
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+def test_web_tier_hangs_together():
+    web = by_kind("Deployment", "boxoffice-web")
+    labels = _pod_labels(web)
+    assert _selects(web["spec"]["selector"]["matchLabels"], labels)
+    service = by_kind("Service", "boxoffice-web")
+    assert _selects(service["spec"]["selector"], labels)
+    container = web["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"] == ["web"]
+    port_names = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert port_names == {"http": 8000}
+    assert service["spec"]["ports"][0]["targetPort"] == "http"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    pre_stop = " ".join(container["lifecycle"]["preStop"]["exec"]["command"])
+    assert "SIGTERM" in pre_stop
+    # The drain fits in the grace period.
+    config = by_kind("ConfigMap", "boxoffice-config")["data"]
+    assert (float(config["DRAIN_TIMEOUT_SECONDS"])
+            < web["spec"]["template"]["spec"]["terminationGracePeriodSeconds"])
+
+    ingress = by_kind("Ingress", "boxoffice-web")
+    notes = ingress["metadata"]["annotations"]
+    assert notes["nginx.ingress.kubernetes.io/affinity"] == "cookie"
+    assert int(notes["nginx.ingress.kubernetes.io/proxy-read-timeout"]) >= 3600
+    assert int(notes["nginx.ingress.kubernetes.io/proxy-send-timeout"]) >= 3600
+    backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    assert backend == {"name": "boxoffice-web", "port": {"name": "http"}}
+
+    hpa = by_kind("HorizontalPodAutoscaler", "boxoffice-web")
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
+                                             "name": "boxoffice-web"}
+    assert hpa["spec"]["metrics"][0]["resource"]["name"] == "cpu"
+    assert "requests" in container["resources"] and container["resources"]["requests"]["cpu"]
+    pdb = by_kind("PodDisruptionBudget", "boxoffice-web")
+    assert _selects(pdb["spec"]["selector"]["matchLabels"], labels)
+
+
+def test_workers_beat_and_migration_hang_together():
+    config = by_kind("ConfigMap", "boxoffice-config")["data"]
+    worker = by_kind("Deployment", "boxoffice-worker")
+    assert worker["spec"]["template"]["spec"]["containers"][0]["args"] == ["worker"]
+    scaled = by_kind("ScaledObject", "boxoffice-worker")
+    assert scaled["spec"]["scaleTargetRef"]["name"] == "boxoffice-worker"
+    trigger = scaled["spec"]["triggers"][0]
+    assert trigger["type"] == "redis"
+    # KEDA watches the very list the workers consume.
+    assert trigger["metadata"]["listName"] == config["CELERY_QUEUE"]
+    redis_url = urlparse(config["REDIS_URL"])
+    assert trigger["metadata"]["address"] == f"{redis_url.hostname}:{redis_url.port}"
+    assert trigger["metadata"]["databaseIndex"] == redis_url.path.strip("/")
+    assert worker["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] >= 60
+
+    beat = by_kind("Deployment", "boxoffice-beat")
+    assert beat["spec"]["replicas"] == 1 and beat["spec"]["strategy"]["type"] == "Recreate"
+    job = by_kind("Job", "boxoffice-migrate")
+    assert job["spec"]["template"]["spec"]["containers"][0]["args"] == ["migrate"]
+
+    for deployment in (worker, beat, by_kind("Deployment", "boxoffice-web"), job):
+        for c in deployment["spec"]["template"]["spec"]["containers"]:
+            refs = {(k, v["name"]) for e in c["envFrom"] for k, v in e.items()}
+            assert refs == {("configMapRef", "boxoffice-config"),
+                            ("secretRef", "boxoffice-secrets")}
+    secret = by_kind("Secret", "boxoffice-secrets")["stringData"]
+    assert {"DATABASE_URL", "SECRET_KEY"} <= set(secret)
+
+
+# --- Docker --------------------------------------------------------------------
+
+def compose():
+    return yaml.safe_load((DOCKER / "compose.yaml").read_text())
+
+
+def test_compose_file_is_valid():
+    schema = compose_schema()
+    jsonschema.validators.validator_for(schema)(schema).validate(compose())
+
+
+def test_compose_schema_rejects_a_broken_file():
+    schema = compose_schema()
+    broken = compose()
+    broken["services"]["web"]["depends_on"]["migrate"]["condition"] = "done"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validators.validator_for(schema)(schema).validate(broken)
+    broken = compose()
+    broken["services"]["web"]["restrat"] = "always"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validators.validator_for(schema)(schema).validate(broken)
+
+
+def test_compose_services_and_image_roles():
+    services = compose()["services"]
+    assert set(services) == {"mariadb", "redis", "migrate", "web", "worker", "beat", "nginx"}
+    assert services["migrate"]["restart"] == "no"
+    for name in ("web", "worker", "beat"):
+        assert services[name]["depends_on"]["migrate"]["condition"] == \
+            "service_completed_successfully"
+        assert services[name]["image"] == services["migrate"]["image"]  # one image
+    assert services["web"]["deploy"]["replicas"] >= 2
+    assert services["worker"]["deploy"]["replicas"] >= 2
+    assert services["beat"]["deploy"]["replicas"] == 1
+    assert "noeviction" in services["redis"]["command"]
+    secret_keys = {s.get("environment", {}).get("SECRET_KEY") for n, s in services.items()
+                   if n in ("web", "worker", "beat", "migrate")}
+    assert len(secret_keys) == 1  # every process shares one key
+
+    entrypoint = (DOCKER / "entrypoint.sh").read_text()
+    for role in ("web", "worker", "beat", "migrate"):
+        assert services[role]["command"] == [role]
+        assert re.search(rf"^\s+{role}\)", entrypoint, re.M), role
+    subprocess.run(["sh", "-n", str(DOCKER / "entrypoint.sh")], check=True)
+
+    dockerfile = (DOCKER / "Dockerfile").read_text()
+    stages = re.findall(r"^FROM \S+ AS (\S+)", dockerfile, re.M)
+    assert {"app", "lb"} <= set(stages)
+    assert services["nginx"]["build"]["target"] == "lb"
+    assert services["web"]["build"]["target"] == "app"
+    for src in re.findall(r"^COPY (?!--from)(.+) \S+$", dockerfile, re.M):
+        for part in src.split():
+            assert (ROOT / part).exists(), f"Dockerfile copies missing {part}"
+
+
+def test_docker_nginx_config_has_the_load_balancer_rules():
+    conf = (DOCKER / "nginx.conf").read_text()
+    for rule in ("hash $bo_lb_key consistent", "server web:8000 resolve",
+                 "proxy_set_header Upgrade $http_upgrade", "proxy_read_timeout 3600s",
+                 "alias /srv/boxoffice/static/", "immutable"):
+        assert rule in conf, rule
+
+
+# --- the local cluster's nginx -------------------------------------------------
+
+def load_cluster_script():
+    loader = importlib.machinery.SourceFileLoader("boxoffice_cluster",
+                                                  str(ROOT / "deploy" / "local" / "cluster"))
+    spec = importlib.util.spec_from_loader(loader.name, loader)
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
+def test_local_nginx_config_renders_and_passes_nginx_t(tmp_path):
+    cluster = load_cluster_script()
+    state = {"run_dir": str(tmp_path), "port": 18099,
+             "web": [{"port": 18101}, {"port": 18102}], "nginx_bin": cluster.nginx_binary()}
+    (tmp_path / "logs").mkdir()
+    conf = cluster.render_nginx(state).read_text()
+    assert "@@" not in conf
+    assert "server 127.0.0.1:18101" in conf and "server 127.0.0.1:18102" in conf
+    assert "listen 127.0.0.1:18099;" in conf
+    out = subprocess.run(cluster._nginx_args(state) + ["-t"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
