@@ -83,6 +83,8 @@ export class SeatMap {
     }
     this.container.replaceChildren(fragment);
     this.container.removeAttribute("aria-busy");
+    // A map wider than the screen opens at its middle, facing the stage.
+    this.container.scrollLeft = (this.container.scrollWidth - this.container.clientWidth) / 2;
     if (this.grid.length) this._setTabStop(this.grid[0].seats[0]);
 
     this.container.addEventListener("click", (e) => {

@@ -57,6 +57,8 @@ class BuyerTab:
         modal = self.page.locator("#payment-modal")
         expect(modal).to_be_visible()
         expect(modal.get_by_role("heading", name="Pay for your seats")).to_be_visible()
+        # Focus moves into the window once it has finished opening.
+        expect(modal.get_by_label("Name on card")).to_be_focused()
         return modal
 
     def fill_card(self, number, name="Ada Buyer", exp="12/34", cvc="123"):

@@ -144,17 +144,23 @@ def test_payment_story(sites, event_id, tabs, screenshots, request):
     if embedded:
         a.page.screenshot(path=str(screenshots / "confirmation-desktop.png"), full_page=True)
 
-    a.page.get_by_role("link", name="My orders").click()
+    a.page.get_by_role("link", name="My orders", exact=True).click()
     expect(a.page.get_by_test_id("order-list")).to_contain_text("Browser night")
     expect(a.page.get_by_test_id("order-list")).to_contain_text("€90.00 · Visa ending in 4242")
     assert_accessible(a.page, "my orders")
 
+    # A holds one more; B's map now shows every state but "held by you".
+    a.open_event(event_id)
+    a.hold(("A", 7))
+    expect_state(b.seat("A", 7), "held by someone else", timeout=WITHIN_A_SECOND)
+
     # B's view of it all: sold seats look sold, and a click on one says so.
     b.seat("A", 4).click(force=True)
     expect(b.messages()).to_contain_text("row A, seat 4 is sold")
-    b.seat("B", 2).click()
-    b.seat("B", 3).click()
-    b.seat("B", 3).hover()
+    b.seat("C", 2).click()
+    b.seat("C", 3).click()
+    b.seat("C", 3).hover()
+    expect(b.page.locator("#seat-tip")).to_have_text("Row C, seat 3 · €45.00 · selected")
     if embedded:
         b.page.screenshot(path=str(screenshots / "event-page-desktop.png"), full_page=True)
     assert_accessible(b.page, "the event page with sold seats")
@@ -237,6 +243,10 @@ def test_event_list_and_keyboard(embedded_site, event_id, tabs):
     seats_left = card.get_by_test_id("seats-left")
     expect(seats_left).to_have_text("24 of 24 seats left")
     assert_accessible(b.page, "the event list")
+    # Dates show in the event's own zone, named (the test venue's zone is UTC).
+    assert b.page.evaluate(
+        "async () => (await import('app/common')).formatDate('2030-01-01T19:00:00Z', 'Europe/Amsterdam')"
+    ) == "Tue, 1 Jan 2030, 20:00 CET"
 
     a.hold(("A", 1), ("A", 2))
     expect(seats_left).to_have_text("22 of 24 seats left")
