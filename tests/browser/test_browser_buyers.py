@@ -275,3 +275,60 @@ def test_event_list_and_keyboard(embedded_site, event_id, tabs):
     expect(b.messages()).to_contain_text("row A, seat 1 is taken")
     a.assert_no_console_errors()
     b.assert_no_console_errors()
+
+
+def test_server_refusals_read_as_sentences(embedded_site, event_id, tabs):
+    site = embedded_site()
+    a = tabs(site.url, "Ann").open_event(event_id)
+    b = tabs(site.url, "Bob").open_event(event_id)
+
+    # B chooses a seat but misses the news that A took it (its seat feed is cut here),
+    # so the refusal comes from the server: B reads a sentence, and the seat is unchosen.
+    b.page.evaluate("window.boxoffice.socket.off('seats_changed')")
+    b.seat("C", 5).click()
+    a.hold(("C", 5))
+    b.page.get_by_role("button", name="Hold seats").click()
+    expect(b.messages()).to_have_text(
+        "Sorry, a seat you chose was taken a moment ago. Please choose another seat.")
+    expect(b.page.locator("#selection-summary")).to_have_text("No seats selected.")
+    expect(b.page.locator("#payment-modal")).to_be_hidden()
+
+    # Load shedding and rate limits, as the page words them: no codes, no jargon.
+    texts = b.page.evaluate("""async () => {
+        const { errorText } = await import('app/common');
+        return [
+          errorText({code: 'busy', message: 'x', details: {retry_after_s: 2}}),
+          errorText({code: 'rate_limited', message: 'x', details: {}}),
+          errorText({code: 'limit_exceeded', details: {limit: 'open_holds', max: 2}}),
+          errorText({code: 'payment_declined', details: {reason: 'insufficient_funds'}}),
+          errorText({code: 'something_new'}),
+        ];
+    }""")
+    assert texts == [
+        "The box office is very busy right now. Please try again in about 2 seconds.",
+        "You are going a little fast. Please wait a moment and try again.",
+        "You already have 2 seat holds open. Pay for them or let them go first.",
+        "The card was declined because of insufficient funds. Nothing was charged. "
+        "Please try another card.",
+        "Something went wrong on our side. Please try again.",
+    ]
+    a.assert_no_console_errors()
+    b.assert_no_console_errors()
+
+
+def test_reload_brings_the_payment_window_back(embedded_site, event_id, tabs):
+    site = embedded_site()
+    a = tabs(site.url, "Ann").open_event(event_id)
+    a.hold(("B", 6))
+    a.page.reload()
+    modal = a.page.locator("#payment-modal")
+    expect(modal).to_be_visible()
+    expect(modal.locator("#held-seats")).to_contain_text("row B, seat 6")
+    expect(modal.locator("#countdown")).to_have_text(re.compile(r"^[45]:\d\d$"))
+    a.page.get_by_role("button", name="Cancel", exact=True).click()
+    expect_state(a.seat("B", 6), "available")
+    a.page.reload()
+    expect(a.seats().first).to_be_visible()
+    expect(a.page.locator("#live-status")).to_have_attribute("data-state", "live")
+    expect(modal).to_be_hidden()
+    a.assert_no_console_errors()
