@@ -54,6 +54,13 @@ def free_port():
         return s.getsockname()[1]
 
 
+def cpu_seconds(pid):
+    """User plus system CPU time the process has used."""
+    raw = Path(f"/proc/{pid}/stat").read_text()
+    fields = raw[raw.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_kib(pid):
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -195,7 +202,9 @@ async def measure(args, url, pid, token):
             break
     print(f"holding for {args.hold:.0f}s (server pings every 20 s, drops a socket after 20 s "
           f"more without a pong)", flush=True)
+    cpu_before = cpu_seconds(pid)
     await asyncio.sleep(args.hold)
+    idle_cpu = (cpu_seconds(pid) - cpu_before) / args.hold
     held = sum(1 for s in socks if s.ready.is_set() and not s.failed and not s.closed)
     held_server = server_sockets(url)
     rss = rss_kib(pid)
@@ -203,7 +212,8 @@ async def measure(args, url, pid, token):
         t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     return rows, {"held_after_hold": held, "server_sockets_after_hold": held_server,
-                  "rss_mib_after_hold": rss / 1024}
+                  "rss_mib_after_hold": rss / 1024,
+                  "server_cpu_share_while_holding": idle_cpu}
 
 
 def main():
@@ -269,10 +279,11 @@ def main():
                    "server_rss_mib_at_max": round(top["rss_mib"], 1),
                    "server_rss_mib_idle": round(rows[0]["rss_mib"], 1),
                    "kib_per_socket": round(top["kib_per_socket"] or 0, 1),
-                   **{k: (round(v, 1) if isinstance(v, float) else v) for k, v in held.items()},
+                   **{k: (round(v, 3) if isinstance(v, float) else v) for k, v in held.items()},
                    "server_nofile_limit": server_nofile, "cores": os.cpu_count()}
         print(f"held {held['held_after_hold']} of {top['sockets']} sockets through "
-              f"{args.hold:.0f}s of pings (server counts {held['server_sockets_after_hold']})")
+              f"{args.hold:.0f}s of pings (server counts {held['server_sockets_after_hold']}); "
+              f"server CPU meanwhile {held['server_cpu_share_while_holding']:.1%} of a core")
         print("summary " + json.dumps(summary))
     finally:
         if web is not None:

@@ -5,7 +5,6 @@ storage when first imported, and this test process imported it in plain mode.
 """
 import os
 import subprocess
-import sys
 import textwrap
 import uuid
 
