@@ -35,7 +35,10 @@ function seatName(id) {
 function stateOf(id) {
   const status = versions.status(id);
   if (status === "sold") return "sold";
-  if (status === "held") return mine.has(id) ? "mine" : "held";
+  // hold_result and seats_changed race: whichever comes first, the buyer's own
+  // seats never flash "held by someone else".
+  if (mine.has(id)) return "mine";
+  if (status === "held") return holdRequest && holdRequest.seat_ids.includes(id) ? "selected" : "held";
   return selected.has(id) ? "selected" : "available";
 }
 
@@ -121,11 +124,12 @@ function requestHold() {
 
 function holdFailed(error) {
   const taken = (error.details && error.details.seat_ids) || [];
+  const asked = holdRequest ? holdRequest.seat_ids : [];
   holdRequest = null;
   if (error.code === "seat_unavailable") {
     for (const id of taken) selected.delete(id);
-    redraw(taken);
   }
+  redraw(asked);
   showMessage(errorText(error), "danger");
   updateSelectionBar();
 }
