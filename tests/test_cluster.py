@@ -338,6 +338,20 @@ def test_cluster_scales_drains_and_survives_a_killed_worker(cluster_env, clean_d
         wait_until(lambda: not process_group(worker), 30, "the killed worker gone", interval=0.1)
         wait_until(_progress(clients, 3), 180, "progress with one worker left", interval=0.2)
 
+        # `scale` replaces the dead worker; scaling down is a warm shutdown under load.
+        replaced = run_cluster(env, "scale", "--workers", "2")
+        assert len(replaced["workers"]) == 2 and worker not in [w["pid"] for w in
+                                                               replaced["workers"]]
+        wait_until(_progress(clients, 2), 120, "progress with two workers", interval=0.2)
+        newest = replaced["workers"][-1]["pid"]
+        state = json.loads((Path(env["BOXOFFICE_RUN_DIR"]) / "cluster.json").read_text())
+        newest_log = Path(next(w["log"] for w in state["workers"] if w["pid"] == newest))
+        shrunk = run_cluster(env, "scale", "--workers", "1")
+        assert [w["pid"] for w in shrunk["workers"]] == [replaced["workers"][0]["pid"]]
+        assert not process_group(newest)
+        assert "Warm shutdown" in newest_log.read_text()
+        wait_until(_progress(clients, 2), 120, "progress after the warm shutdown", interval=0.2)
+
         for c in clients:
             c.finish()
         for c in clients:
