@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test deps services frontend clean
+.PHONY: run test deps services frontend clean browser
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,7 +29,12 @@ run: deps
 services:
 	bash deploy/local/services.sh
 
-test: deps services
+# The browser tests drive Debian's Chromium; Playwright's own browser download does not work here.
+browser:
+	@test -x /usr/bin/chromium || { SUDO=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
+
+test: deps services browser
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 clean:

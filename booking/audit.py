@@ -9,8 +9,13 @@ from .models import Hold, Order, OrderSeat, Payment, Seat, utcnow
 SWEEP_SLACK_S = 5
 
 
-def run_audit(session, event_id=None, sweep_interval_s=2.0):
-    """{events: [...], problems: [...]}: counts per event and every broken invariant."""
+def run_audit(session, event_id=None, sweep_interval_s=2.0, processor=None,
+              settle_after_s=60.0):
+    """{events: [...], problems: [...]}: counts per event and every broken invariant.
+
+    With a processor that can list its ledger, every charge it holds is matched
+    against the payments and orders recorded here, to the cent.
+    """
     now = utcnow()
     seat_filter = [Seat.event_id == event_id] if event_id else []
     order_filter = [Order.event_id == event_id] if event_id else []
@@ -78,6 +83,16 @@ def run_audit(session, event_id=None, sweep_interval_s=2.0):
         problems.append({"kind": "seat_held_past_expiry", "seat_id": seat_id,
                          "expired_at": expires.isoformat() + "Z"})
 
+    # A payment left pending longer than reconciliation allows.
+    stale = now - timedelta(seconds=settle_after_s)
+    for pid, updated in session.execute(sa.select(Payment.id, Payment.updated_at).where(
+            Payment.status == "pending", Payment.updated_at < stale)):
+        problems.append({"kind": "payment_unsettled", "payment_id": pid,
+                         "since": updated.isoformat() + "Z"})
+
+    if processor is not None and hasattr(processor, "ledger") and not event_id:
+        problems += _ledger_problems(session, processor.ledger())
+
     events = []
     for ev in sorted(counts):
         n, revenue = orders.get(ev, (0, 0))
@@ -85,3 +100,29 @@ def run_audit(session, event_id=None, sweep_interval_s=2.0):
                        "revenue_cents": int(revenue),
                        "payments_captured_cents": int(captured.get(ev, 0))})
     return {"events": events, "problems": problems}
+
+
+def _ledger_problems(session, ledger):
+    """Charges the processor holds against payments recorded here, key by key."""
+    problems = []
+    ours = {key: (status, amount, order_id) for key, status, amount, order_id in session.execute(
+        sa.select(Payment.processor_key, Payment.status, Payment.amount_cents, Payment.order_id))}
+    theirs = {c["idempotency_key"]: c for c in ledger}
+    for key, charge in theirs.items():
+        mine = ours.get(key)
+        if charge["status"] == "captured":
+            if mine is None or mine[0] != "captured" or mine[2] is None:
+                problems.append({"kind": "processor_capture_without_order", "key": key,
+                                 "amount_cents": charge["amount_cents"],
+                                 "payment_status": mine[0] if mine else None})
+            elif mine[1] != charge["amount_cents"]:
+                problems.append({"kind": "capture_amount_differs", "key": key,
+                                 "processor_cents": charge["amount_cents"],
+                                 "payment_cents": mine[1]})
+        elif charge["status"] == "refunded" and mine is not None and mine[0] == "captured" \
+                and mine[2] is not None:
+            problems.append({"kind": "order_paid_by_refunded_charge", "key": key})
+    for key, (status, _amount, _order) in ours.items():
+        if status == "captured" and theirs.get(key, {}).get("status") != "captured":
+            problems.append({"kind": "capture_missing_at_processor", "key": key})
+    return problems

@@ -136,11 +136,13 @@ def _check_payable(hold, user_id, now):
         raise HoldExpired(hold_id=hold.id)
 
 
-def finish_payment(session, payment_id, charge, now=None):
+def finish_payment(session, payment_id, charge, request_id=None, now=None):
     """Phase 3: apply the processor's answer (a Charge, or None for 'no charge exists').
 
-    Returns an Outcome: the buyer's answer, seat changes, and processor keys to
-    refund (a capture that cannot become an order).
+    request_id: the request this task serves, if not the one that started the
+    payment (a double send with the same key); every such request is answered.
+    Returns an Outcome: the answers, seat changes, and processor keys to refund
+    (a capture that cannot become an order).
     """
     now = now or utcnow()
     outcome = Outcome()
@@ -158,6 +160,7 @@ def finish_payment(session, payment_id, charge, now=None):
         if captured and payment.order_id is None and payment.status != "refunded":
             payment.status = "captured"
             outcome.refunds.append(payment.processor_key)
+        _answer_all(session, outcome, payment, [request_id], now)
         return outcome
 
     payment.updated_at = now
@@ -181,10 +184,18 @@ def finish_payment(session, payment_id, charge, now=None):
             hold.status = "held"
             for seat in seats.values():
                 seat.hold_expires_at = hold.expires_at
-    _answer(outcome, payment.user_id, payment.request_id,
-            _payment_answer(payment, payment.request_id), now, session)
+    _answer_all(session, outcome, payment, [payment.request_id, request_id], now)
     session.flush()
     return outcome
+
+
+def _answer_all(session, outcome, payment, request_ids, now):
+    """Answer each request about this payment that has no recorded answer yet."""
+    wanted = {r for r in request_ids if r}
+    done = records.recorded(session, {(payment.user_id, r) for r in wanted})
+    for rid in sorted(wanted):
+        if (payment.user_id, rid) not in done:
+            _answer(outcome, payment.user_id, rid, _payment_answer(payment, rid), now, session)
 
 
 def _seats_intact(session, hold, seats):

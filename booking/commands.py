@@ -81,7 +81,10 @@ def seed_demo_command():
 @click.option("--event", "event_id", type=int, default=None)
 def audit_command(event_id):
     """Check every booking invariant; JSON on stdout, exit 0 only if there is no problem."""
-    report = audit.run_audit(db.session, event_id=event_id,
-                             sweep_interval_s=current_app.config["SWEEP_INTERVAL_SECONDS"])
+    config = current_app.config
+    report = audit.run_audit(
+        db.session, event_id=event_id, sweep_interval_s=config["SWEEP_INTERVAL_SECONDS"],
+        processor=current_app.extensions["boxoffice"].processor,
+        settle_after_s=config["PAYMENT_TIMEOUT_SECONDS"] * 2 + config["RECONCILE_INTERVAL_SECONDS"] * 2)
     click.echo(json.dumps(report, indent=2))
     sys.exit(0 if not report["problems"] else 1)

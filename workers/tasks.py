@@ -164,14 +164,15 @@ def pay(self, item):
     except TokenInvalid:
         charge = None
     try:
-        _finish_payment(start.payment_id, charge, [item])
+        _finish_payment(start.payment_id, charge, [item], item["request_id"])
     except DatabaseUnavailable as exc:
         # Charged but not recorded: run again; the same key will not charge twice.
         raise self.retry(countdown=1, exc=exc)
 
 
-def _finish_payment(payment_id, charge, items=()):
-    outcome = run_transaction(lambda s: checkout.finish_payment(s, payment_id, charge))
+def _finish_payment(payment_id, charge, items=(), request_id=None):
+    outcome = run_transaction(
+        lambda s: checkout.finish_payment(s, payment_id, charge, request_id=request_id))
     _refund(outcome.refunds)
     send(outcome, items)
 
