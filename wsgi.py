@@ -11,7 +11,6 @@ import argparse  # noqa: E402
 import os  # noqa: E402
 
 from booking import create_app  # noqa: E402
-from booking.extensions import socketio  # noqa: E402
 
 app = create_app()
 
