@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from .errors import (BookingError, Conflict, HoldNotOwned, LimitExceeded, NotFound, SeatUnavailable)
 from . import records
-from .locking import lock_holds, lock_seats, lock_users
+from .locking import lock_holds, lock_seat_rows, lock_seats, lock_users, write_seat_rows
 from .models import HOLD_OPEN_STATUSES, Event, Hold, HoldSeat, Seat, iso_utc, utcnow
 from .outcome import Outcome, result_payload, set_seat
 
@@ -35,9 +35,9 @@ class Settings:
 
 def _is_free(seat, now):
     """Available, or held by a hold whose time ran out (lazy expiry; never while paying)."""
-    return seat.status == "available" or (
-        seat.status == "held" and seat.hold_expires_at is not None
-        and seat.hold_expires_at <= now)
+    return seat["status"] == "available" or (
+        seat["status"] == "held" and seat["hold_expires_at"] is not None
+        and seat["hold_expires_at"] <= now)
 
 
 def _open_hold_counts(session, user_ids, now):
@@ -57,6 +57,10 @@ def process_requests(session, items, settings, now=None):
     nothing; a request already answered is answered again from its record.
     Returns an Outcome; the caller commits, then sends it. Database errors
     propagate (the caller retries deadlocks and lock timeouts).
+
+    This is the hot path of an on-sale, so seats are handled as plain rows:
+    one locking read, decisions in memory, one UPDATE for every changed seat
+    and one multi-row INSERT for the new holds, whatever the batch size.
     """
     now = now or utcnow()
     outcome = Outcome()
@@ -88,41 +92,39 @@ def process_requests(session, items, settings, now=None):
         .where(HoldSeat.hold_id.in_(release_ids))).all() if release_ids else []
     seat_ids = {s for i in fresh if i["kind"] == "hold" for s in i["seat_ids"]}
     seat_ids |= {seat_id for _, seat_id in release_seats}
-    seats = lock_seats(session, seat_ids)
+    seats = lock_seat_rows(session, seat_ids)
     holds = {h.id: h for h in lock_holds(session, release_ids)}
     open_holds = _open_hold_counts(session, {i["user_id"] for i in fresh}, now)
-    events, decided, stale = {}, [], set()
+    batch = _Batch(seats, now)
+    events, decided = {}, []
 
-    # Decide every request against the locked rows first; new holds get their
-    # ids in the one flush below (the seats point at them by relationship).
-    with session.no_autoflush:
-        for item in fresh:
-            event_name = records.RESULT_EVENTS[item["kind"]]
-            try:
-                if item["kind"] == "hold":
-                    if item["event_id"] not in events:
-                        events[item["event_id"]] = session.get(Event, item["event_id"])
-                    value = {"hold": _hold_one(session, outcome, item, seats,
-                                               events[item["event_id"]], open_holds,
-                                               settings, now, stale)}
-                else:
-                    value = _release_one(outcome, item, seats, holds)
-                decided.append((item, event_name, True, value))
-            except BookingError as err:
-                decided.append((item, event_name, False, err))
-    session.flush()
-    if stale:
+    for item in fresh:
+        event_name = records.RESULT_EVENTS[item["kind"]]
+        try:
+            if item["kind"] == "hold":
+                if item["event_id"] not in events:
+                    events[item["event_id"]] = session.get(Event, item["event_id"])
+                value = _hold_one(batch, item, events[item["event_id"]], open_holds, settings)
+            else:
+                value = _release_one(batch, item, holds)
+            decided.append((item, event_name, True, value))
+        except BookingError as err:
+            decided.append((item, event_name, False, err))
+
+    batch.write(session, outcome)
+    if batch.stale:
         # Seats taken over from expired holds: those holds can never be paid now.
-        _close_holds(session, outcome, stale, "expired")
+        _close_holds(session, outcome, batch.stale, "expired")
 
     answers = []
     for item, event_name, ok, value in decided:
         uid, rid = item["user_id"], item["request_id"]
-        if ok and "hold" in value:
-            hold = value["hold"]
-            payload = result_payload(rid, True, hold_id=hold.id, event_id=hold.event_id,
-                                     seat_ids=hold.seat_ids, expires_at=iso_utc(hold.expires_at),
-                                     amount_cents=hold.amount_cents, currency=hold.currency)
+        if ok and item["kind"] == "hold":
+            payload = result_payload(rid, True, hold_id=value["id"], event_id=value["event_id"],
+                                     seat_ids=value["seat_ids"],
+                                     expires_at=iso_utc(value["expires_at"]),
+                                     amount_cents=value["amount_cents"],
+                                     currency=value["currency"])
         elif ok:
             payload = result_payload(rid, True, **value)
         else:
@@ -130,12 +132,51 @@ def process_requests(session, items, settings, now=None):
         answers.append((uid, rid, event_name, payload))
     records.record(session, answers, now)
     outcome.results += answers
-    session.flush()
     return outcome
 
 
-def _hold_one(session, outcome, item, seats, event, open_holds, settings, now, stale):
-    uid, seat_ids = item["user_id"], item["seat_ids"]
+class _Batch:
+    """The locked seat rows of one batch, the changes decided on them, and new holds."""
+
+    def __init__(self, seats, now):
+        self.seats = seats          # {id: row dict}, locked
+        self.now = now
+        self.changed = {}           # id -> row dict, final state
+        self.new_holds = []         # row dicts; "id" filled in by write()
+        self.stale = set()          # expired holds whose seats were taken over
+
+    def set(self, seat, status, hold=None, expires_at=None):
+        seat["status"] = status
+        seat["hold"] = hold
+        seat["hold_id"] = None
+        seat["hold_expires_at"] = expires_at
+        seat["version"] += 1
+        self.changed[seat["id"]] = seat
+
+    def write(self, session, outcome):
+        """Insert the new holds, then every changed seat in one statement."""
+        if self.new_holds:
+            table = Hold.__table__
+            ids = session.execute(
+                sa.insert(table).returning(table.c.id, sort_by_parameter_order=True),
+                [{k: h[k] for k in ("user_id", "event_id", "status", "amount_cents", "currency",
+                                    "expires_at", "created_at")} for h in self.new_holds]
+            ).scalars().all()
+            for hold, hold_id in zip(self.new_holds, ids):
+                hold["id"] = hold_id
+            session.execute(sa.insert(HoldSeat.__table__), [
+                {"hold_id": h["id"], "seat_id": s, "price_cents": p}
+                for h in self.new_holds for s, p in zip(h["seat_ids"], h["prices"])])
+        for seat in self.changed.values():
+            if seat.get("hold") is not None:
+                seat["hold_id"] = seat["hold"]["id"]
+            outcome.seats.setdefault(seat["event_id"], {})[seat["id"]] = {
+                "id": seat["id"], "status": seat["status"], "version": seat["version"]}
+        write_seat_rows(session, list(self.changed.values()))
+
+
+def _hold_one(batch, item, event, open_holds, settings):
+    uid, seat_ids, seats, now = item["user_id"], item["seat_ids"], batch.seats, batch.now
     if event is None:
         raise NotFound("No such event.", event_id=item["event_id"])
     if len(seat_ids) > settings.max_seats_per_order:
@@ -144,28 +185,29 @@ def _hold_one(session, outcome, item, seats, event, open_holds, settings, now, s
     if open_holds.get(uid, 0) >= settings.max_open_holds:
         raise LimitExceeded(f"At most {settings.max_open_holds} open holds at a time.",
                             limit="open_holds", max=settings.max_open_holds)
-    missing = [s for s in seat_ids if s not in seats or seats[s].event_id != event.id]
+    missing = [s for s in seat_ids if s not in seats or seats[s]["event_id"] != event.id]
     if missing:
         raise NotFound("Those seats are not part of this event.", seat_ids=missing)
     taken = [s for s in seat_ids if not _is_free(seats[s], now)]
     if taken:
         raise SeatUnavailable(seat_ids=sorted(taken))
 
-    expires_at = now + timedelta(seconds=settings.hold_ttl_seconds)
     ordered = sorted(seat_ids)
-    hold = Hold(user_id=uid, event_id=event.id, status="held", currency=event.currency,
-                amount_cents=sum(seats[s].price_cents for s in ordered),
-                expires_at=expires_at, created_at=now)
-    hold.seats = [HoldSeat(seat_id=s, price_cents=seats[s].price_cents) for s in ordered]
-    session.add(hold)
-    stale.update(seats[s].hold_id for s in ordered if seats[s].status == "held")
+    hold = {"user_id": uid, "event_id": event.id, "status": "held", "currency": event.currency,
+            "amount_cents": sum(seats[s]["price_cents"] for s in ordered),
+            "expires_at": now + timedelta(seconds=settings.hold_ttl_seconds),
+            "created_at": now, "seat_ids": ordered,
+            "prices": [seats[s]["price_cents"] for s in ordered]}
+    batch.new_holds.append(hold)
+    batch.stale.update(seats[s]["hold_id"] for s in ordered
+                       if seats[s]["status"] == "held" and seats[s]["hold_id"])
     for s in ordered:
-        set_seat(outcome, seats[s], "held", hold=hold, expires_at=expires_at)
+        batch.set(seats[s], "held", hold=hold, expires_at=hold["expires_at"])
     open_holds[uid] = open_holds.get(uid, 0) + 1
     return hold
 
 
-def _release_one(outcome, item, seats, holds):
+def _release_one(batch, item, holds):
     hold = holds.get(item["hold_id"])
     if hold is None:
         raise NotFound("No such hold.", hold_id=item["hold_id"])
@@ -177,9 +219,9 @@ def _release_one(outcome, item, seats, holds):
         raise Conflict("This hold has been paid for.", hold_id=hold.id)
     if hold.status == "held":
         hold.status = "released"
-        for seat in seats.values():
-            if seat.hold_id == hold.id and seat.status == "held":
-                set_seat(outcome, seat, "available")
+        for seat in batch.seats.values():
+            if seat["hold_id"] == hold.id and seat["status"] == "held":
+                batch.set(seat, "available")
     # Released or expired already: releasing again changes nothing and succeeds.
     return {"hold_id": hold.id}
 
