@@ -41,6 +41,9 @@ def create_app(config=None, role="web"):
     app.config.update(config_module.from_environment())
     if config:
         app.config.update(config)
+    from .waiting_room import settings_from_environment
+    for key, value in settings_from_environment().items():
+        app.config.setdefault(key, value)
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {"connect_args": {"timeout": 30}}
     elif app.config["SQLALCHEMY_DATABASE_URI"].startswith("mysql"):
@@ -94,7 +97,8 @@ def _init_runtime(app, role):
     from .holds import Settings
     from .metrics import Metrics
     from .payments import make_processor
-    from .state import Presence, RequestLedger, UserRateLimit, make_state
+    from .ratelimits import RequestLimits
+    from .state import LoadShedding, Presence, RequestLedger, SocketSlots, make_state
 
     redis_url = app.config["REDIS_URL"]
     namespace = app.config["REDIS_NAMESPACE"]
@@ -123,7 +127,8 @@ def _init_runtime(app, role):
         state=state,
         ledger=RequestLedger(state, namespace),
         presence=Presence(state, app.config["DISCONNECT_GRACE_SECONDS"], namespace),
-        rate_limit=UserRateLimit(app),
+        rate_limit=RequestLimits(app),
+        sockets=SocketSlots(state, namespace, app.config["MAX_SOCKETS_PER_ACCOUNT"]),
         coalescer=coalescer,
         broadcaster=Broadcaster(socketio, redis_url=redis_url, namespace=namespace,
                                 coalescer=coalescer),
@@ -133,4 +138,8 @@ def _init_runtime(app, role):
     )
     if coalescer is not None:
         coalescer.on_flush = rt.metrics.seats_changed
+    rt.shedding = LoadShedding(rt.ledger, app.config)
     app.extensions["boxoffice"] = rt
+    from . import ratelimits, waiting_room
+    ratelimits.init_app(app)
+    waiting_room.init_app(app)

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from flask import current_app
 from flask.cli import AppGroup
 
-from . import accounts, audit, catalog
+from . import accounts, audit, catalog, waiting_room
 from .errors import BookingError
 from .extensions import db
 from .models import Event, User
@@ -44,15 +44,26 @@ def _utc(value):
 @click.option("--price-cents", required=True, type=click.IntRange(0, 10**8))
 @click.option("--currency", default="EUR", show_default=True)
 @click.option("--section", default="Main", show_default=True)
+@click.option("--on-sale-at", default=None,
+              help="ISO-8601; holds are refused before it (default: on sale at once)")
+@click.option("--waiting-room", is_flag=True,
+              help="Put buyers in a waiting room: drawn at random at the on-sale, then in turn")
+@click.option("--admission-rate", type=click.IntRange(1, 10**6), default=None,
+              help="Buyers admitted per minute (default: derived from how the workers keep up)")
 def create_event_command(name, venue, starts_at, rows, seats_per_row, price_cents, currency,
-                         section):
+                         section, on_sale_at, waiting_room, admission_rate):
     """Create an event with ROWS x SEATS_PER_ROW seats; prints the new event id last."""
+    if admission_rate is not None and not waiting_room:
+        raise click.UsageError("--admission-rate needs --waiting-room")
     try:
         event = catalog.create_event(
             db.session, name=name, venue=venue, starts_at=_utc(starts_at), currency=currency,
             sections=[(section, rows, seats_per_row, price_cents)])
     except BookingError as err:
         raise click.ClickException(err.message) from err
+    event.on_sale_at = _utc(on_sale_at) if on_sale_at else None
+    event.waiting_room = "open" if waiting_room else None
+    event.admission_rate_per_min = admission_rate
     db.session.commit()
     click.echo(f"created event {event.id} with {rows * seats_per_row} seats", err=True)
     click.echo(event.id)
@@ -88,3 +99,71 @@ def audit_command(event_id):
         settle_after_s=config["PAYMENT_TIMEOUT_SECONDS"] * 2 + config["RECONCILE_INTERVAL_SECONDS"] * 2)
     click.echo(json.dumps(report, indent=2))
     sys.exit(0 if not report["problems"] else 1)
+
+
+room_cli = AppGroup("waiting-room", help="Open, pause, drain a waiting room; set its rate.")
+booking_cli.add_command(room_cli)
+
+
+def _room_state(event_id, state):
+    try:
+        event = waiting_room.set_room(db.session, event_id, state)
+    except BookingError as err:
+        raise click.ClickException(err.message) from err
+    db.session.commit()
+    click.echo(f"event {event.id}: waiting room {state} (every web instance within 2 s)",
+               err=True)
+
+
+@room_cli.command("open")
+@click.argument("event_id", type=int)
+def room_open_command(event_id):
+    """Open (or resume) EVENT_ID's waiting room: buyers queue and are admitted at its rate."""
+    _room_state(event_id, "open")
+
+
+@room_cli.command("pause")
+@click.argument("event_id", type=int)
+def room_pause_command(event_id):
+    """Stop admitting (buyers keep their places; tokens already given stay valid)."""
+    _room_state(event_id, "paused")
+
+
+@room_cli.command("drain")
+@click.argument("event_id", type=int)
+def room_drain_command(event_id):
+    """Admit everyone still waiting at the rate, then turn the room off (no token needed)."""
+    _room_state(event_id, "draining")
+
+
+@room_cli.command("rate")
+@click.argument("event_id", type=int)
+@click.argument("per_minute")
+def room_rate_command(event_id, per_minute):
+    """Set the admission rate: buyers per minute, or 'auto' to derive it from the workers."""
+    if per_minute == "auto":
+        value = None
+    else:
+        try:
+            value = int(per_minute)
+        except ValueError:
+            raise click.BadParameter("a number of buyers per minute, or 'auto'") from None
+    try:
+        waiting_room.set_rate(db.session, event_id, value)
+    except BookingError as err:
+        raise click.ClickException(err.message) from err
+    db.session.commit()
+    click.echo(f"event {event_id}: admission rate {per_minute}", err=True)
+
+
+@room_cli.command("status")
+@click.argument("event_id", type=int)
+def room_status_command(event_id):
+    """Print the room's state, rate and sizes as JSON."""
+    try:
+        status = waiting_room.room_status(db.session,
+                                          current_app.extensions["boxoffice"].waiting_room,
+                                          event_id)
+    except BookingError as err:
+        raise click.ClickException(err.message) from err
+    click.echo(json.dumps(status, indent=2))

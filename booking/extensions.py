@@ -1,4 +1,6 @@
 """Extensions, created unbound here and bound to the app in create_app()."""
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_socketio import SocketIO
@@ -26,3 +28,6 @@ socketio = SocketIO()
 login_manager = LoginManager()
 # CSRF tokens for the HTML forms; the JSON API blueprint is exempt (see create_app).
 csrf = CSRFProtect()
+# Per-account and per-IP limits on REST calls; booking.ratelimits binds them and
+# counts socket events on the same counters.
+limiter = Limiter(key_func=get_remote_address)

@@ -45,6 +45,14 @@ def celery_init_app(app):
                 "schedule": app.config["RECONCILE_INTERVAL_SECONDS"],
                 "options": {"expires": app.config["RECONCILE_INTERVAL_SECONDS"] * 3},
             },
+            # Waiting rooms: draw at the on-sale, then admit at each room's rate.
+            # Short expiry: a tick that waited behind a backlog is skipped, not
+            # run late (the next one admits for the time that passed).
+            "admit-waiting-buyers": {
+                "task": "workers.tasks.admit_waiting_buyers",
+                "schedule": app.config["ADMISSION_INTERVAL_SECONDS"],
+                "options": {"expires": app.config["ADMISSION_INTERVAL_SECONDS"] * 3},
+            },
             "requeue-overdue-requests": {
                 "task": "workers.tasks.requeue_overdue_requests",
                 "schedule": max(1.0, app.config["REQUEUE_AFTER_SECONDS"] / 3),

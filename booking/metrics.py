@@ -15,7 +15,7 @@ import os
 import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,9 @@ DRAINS = Counter("boxoffice_web_drains_total", "Web processes that started drain
 CONNECTS_REFUSED = Counter("boxoffice_socket_connects_refused_total",
                            "New Socket.IO sessions refused by a web process, by reason",
                            ["reason"])
+# Readings of shared state (Redis) taken at scrape time, by name: () -> value.
+# booking.waiting_room fills it in; see ScrapeCollector for each one's shape.
+SCRAPE_SOURCES = {}
 
 
 class Metrics:
@@ -114,6 +117,53 @@ class QueueDepthCollector:
         yield family
 
 
+class ScrapeCollector:
+    """Waiting rooms and load shedding, read from Redis at scrape time (facts of Redis, not of a process)."""
+
+    def collect(self):
+        rooms = _read("waiting_rooms") or {}
+        size = GaugeMetricFamily("boxoffice_waiting_room_buyers",
+                                 "Buyers in an event's waiting room by state: pre_queue (before "
+                                 "the on-sale draw), queued, admitted (token still valid)",
+                                 labels=["event_id", "state"])
+        rate = GaugeMetricFamily("boxoffice_waiting_room_admission_rate_per_minute",
+                                 "The admission rate in use (set by ops, or derived)",
+                                 labels=["event_id"])
+        total = CounterMetricFamily("boxoffice_waiting_room_admitted",
+                                    "Buyers admitted from an event's waiting room so far",
+                                    labels=["event_id"])
+        for event_id, stats in rooms.items():
+            e = str(event_id)
+            size.add_metric([e, "pre_queue"], stats["pre_queue"])
+            size.add_metric([e, "queued"], stats["queued"])
+            size.add_metric([e, "admitted"], stats["admitted_active"])
+            if stats.get("rate") is not None:
+                rate.add_metric([e], stats["rate"])
+            total.add_metric([e], stats["admitted_total"])
+        yield from (size, rate, total)
+        shed = _read("shedding")
+        if shed is not None:
+            depth, bound = shed
+            yield GaugeMetricFamily("boxoffice_requests_in_flight",
+                                    "Requests accepted and not answered yet, every instance "
+                                    "(the depth load shedding compares with its bound)",
+                                    value=depth)
+            yield GaugeMetricFamily("boxoffice_shed_bound_requests",
+                                    "Requests in flight beyond which new holds are acked busy",
+                                    value=bound)
+
+
+def _read(name):
+    source = SCRAPE_SOURCES.get(name)
+    if source is None:
+        return None
+    try:
+        return source()
+    except Exception:
+        log.warning("metrics: %s unavailable", name, exc_info=True)
+        return None
+
+
 def multiprocess_dir():
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
 
@@ -129,6 +179,8 @@ def registry(read_depth=None):
         reg.register(_Delegate(REGISTRY))
     if read_depth is not None:
         reg.register(QueueDepthCollector(read_depth))
+    if SCRAPE_SOURCES:
+        reg.register(ScrapeCollector())
     return reg
 
 

@@ -20,6 +20,8 @@ SEAT_STATUSES = ("available", "held", "sold")
 HOLD_STATUSES = ("held", "paying", "paid", "released", "expired")
 HOLD_OPEN_STATUSES = ("held", "paying")
 ORDER_STATUSES = ("paid", "refunded")
+# A waiting room's state (NULL: the event has none). See booking/waiting_room.py.
+WAITING_ROOM_STATES = ("open", "paused", "draining")
 PAYMENT_STATUSES = ("pending", "captured", "declined", "failed", "refunded")
 
 
@@ -58,13 +60,24 @@ class Venue(db.Model):
 
 class Event(db.Model):
     __tablename__ = "events"
-    __table_args__ = (sa.CheckConstraint("length(currency) = 3", name="currency_code"),)
+    __table_args__ = (
+        sa.CheckConstraint("length(currency) = 3", name="currency_code"),
+        _in("waiting_room", WAITING_ROOM_STATES),
+        sa.CheckConstraint("admission_rate_per_min IS NULL OR admission_rate_per_min >= 1",
+                           name="admission_rate_positive"),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     venue_id: Mapped[int] = mapped_column(sa.ForeignKey("venues.id"))
     name: Mapped[str] = mapped_column(sa.String(200))
     starts_at: Mapped[datetime] = mapped_column(UTCDateTime)
     currency: Mapped[str] = mapped_column(sa.String(3), default="EUR")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # When seats go on sale (NULL: on sale from creation). Before it, holds are refused.
+    on_sale_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The waiting room's state, or NULL for an event without one (not gated).
+    waiting_room: Mapped[str | None] = mapped_column(sa.String(10))
+    # Buyers admitted per minute; NULL: derived from how the workers keep up.
+    admission_rate_per_min: Mapped[int | None] = mapped_column(sa.Integer)
 
     venue: Mapped[Venue] = relationship(lazy="joined")
 

@@ -16,7 +16,7 @@ from flask_socketio import join_room, leave_room
 from socketio.exceptions import ConnectionRefusedError as SocketRefused
 from marshmallow import ValidationError
 
-from . import catalog, checkout, holds
+from . import catalog, checkout, holds, waiting_room
 from .auth import user_id_from_token
 from .broadcast import subscribe_forever
 from .dispatch import BatchingDispatcher, InlineDispatcher
@@ -25,8 +25,9 @@ from .errors import (Busy, BookingError, Conflict, HoldExpired, HoldNotOwned, In
 from .extensions import db, socketio
 from .metrics import SOCKETS
 from .models import utcnow
+from .ratelimits import client_ip
 from .schemas import EventRefSchema, HoldRequestSchema, PayRequestSchema, ReleaseRequestSchema
-from .state import PENDING
+from .state import PENDING, QueueFull, TooManyHolds
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ def init_app(app):
     """Pick the dispatcher for the mode and prepare per-process socket state."""
     rt = app.extensions["boxoffice"]
     rt.local_users = Counter()   # user_id -> sockets connected to this process
+    rt.local_sids = {}           # sid -> user_id, of sockets connected to this process
     rt.seat_maps = {}            # event_id -> {seat_id: price_cents}; seats never move
     from workers.tasks import enqueue, run_inline
     if app.config["REDIS_URL"]:
@@ -78,20 +80,23 @@ def _refresh_presence(app):
         socketio.sleep(interval)
         try:
             rt.presence.touch([u for u, n in rt.local_users.items() if n > 0])
+            rt.sockets.touch([(u, sid) for sid, u in list(rt.local_sids.items())])
         except Exception:
             log.warning("presence refresh failed", exc_info=True)
 
 
 def _sweep_inline(app):
     """The embedded mode's beat: the same periodic tasks, in this process."""
-    from workers.tasks import reconcile_payments, sweep_holds
-    interval = app.config["SWEEP_INTERVAL_SECONDS"]
+    from workers.tasks import admit_waiting_buyers, reconcile_payments, sweep_holds
+    interval = min(app.config["SWEEP_INTERVAL_SECONDS"], app.config["ADMISSION_INTERVAL_SECONDS"])
+    sweep_every = max(1, round(app.config["SWEEP_INTERVAL_SECONDS"] / interval))
     every = max(1, round(app.config["RECONCILE_INTERVAL_SECONDS"] / interval))
     ticks = 0
     while True:
         socketio.sleep(interval)
         ticks += 1
-        for task, due in ((sweep_holds, True), (reconcile_payments, ticks % every == 0)):
+        for task, due in ((admit_waiting_buyers, True), (sweep_holds, ticks % sweep_every == 0),
+                          (reconcile_payments, ticks % every == 0)):
             if due:
                 try:
                     task.apply(throw=True)
@@ -129,10 +134,32 @@ def on_connect(auth=None):
         # The connect_error data is the contract's error object.
         refusal.error_args = {"code": "unauthorized", "message": "Sign in to connect."}
         raise refusal
-    session["bo_uid"] = uid
-    join_room(f"user:{uid}")
     rt = _rt()
+    ip = client_ip()
+    try:
+        rt.rate_limit.check_ip(ip)
+        if not rt.sockets.take(uid, request.sid):
+            rt.metrics.request("connect", "limit_exceeded")
+            cap = rt.sockets.cap
+            refusal = SocketRefused(f"At most {cap} connections per account.")
+            refusal.error_args = {"code": "limit_exceeded",
+                                  "message": f"At most {cap} connections per account; "
+                                             "close another tab or device first.",
+                                  "details": {"limit": "sockets", "max": cap}}
+            raise refusal
+    except BookingError as err:
+        rt.metrics.request("connect", err.code)
+        refusal = SocketRefused(err.message)
+        refusal.error_args = err.to_dict()
+        raise refusal from None
+    except redis.RedisError:
+        # Counting needs Redis; a buyer is not turned away because Redis blinked.
+        log.warning("socket limits unavailable for user %s", uid)
+    session["bo_uid"] = uid
+    session["bo_ip"] = ip
+    join_room(f"user:{uid}")
     rt.local_users[uid] += 1
+    rt.local_sids[request.sid] = uid
     SOCKETS.inc()
     try:
         rt.presence.touch([uid])
@@ -150,11 +177,17 @@ def on_disconnect(reason=None):
     rt.local_users[uid] -= 1
     if rt.local_users[uid] <= 0:
         del rt.local_users[uid]
+    rt.local_sids.pop(request.sid, None)
     SOCKETS.dec()
     try:
         rt.presence.touch([uid])
+        rt.sockets.release(uid, request.sid)
     except redis.RedisError:
         log.warning("presence not recorded for user %s", uid)
+
+
+def _check_rate(uid):
+    _rt().rate_limit.check(uid, session.get("bo_ip"))
 
 
 def _load(schema, data):
@@ -175,16 +208,31 @@ def on_join_event(data=None):
     """Watch an event: answer its seat snapshot and subscribe to its changes."""
     rt = _rt()
     try:
-        rt.rate_limit.check(_user_id())
+        uid = _user_id()
+        _check_rate(uid)
         payload = _load(_event_ref, data)
         event_id = payload["event_id"]
         if _seat_map(event_id) is None:
             raise NotFound("No such event.", event_id=event_id)
+        gate = rt.gates.get(db.session, event_id)
+        room = None
+        if gate.gated:
+            room = waiting_room.enter(rt.waiting_room, gate, uid)
+            if room["state"] != waiting_room.ADMITTED:
+                # A waiting buyer sees no seat map: no snapshot, no seats_changed
+                # (a hundred thousand waiting sockets would otherwise get every
+                # change). Joining again once admitted brings both.
+                leave_room(f"event:{event_id}")
+                rt.metrics.request("join_event", "waiting")
+                return {"ok": True, "event_id": event_id, "seats": [], "waiting_room": room}
         # Join before reading, so that no change falls between snapshot and feed.
         join_room(f"event:{event_id}")
         seats = catalog.seat_states(db.session, event_id)
         rt.metrics.request("join_event", "ok")
-        return {"ok": True, "event_id": event_id, "seats": seats}
+        answer = {"ok": True, "event_id": event_id, "seats": seats}
+        if room is not None:
+            answer["waiting_room"] = room
+        return answer
     except BookingError as err:
         rt.metrics.request("join_event", err.code)
         return _failure(None, err)
@@ -232,7 +280,7 @@ def _request(kind, data, schema, accept):
     rid = rid if isinstance(rid, str) and len(rid) <= 64 else None
     uid = _user_id()
     try:
-        rt.rate_limit.check(uid)
+        _check_rate(uid)
         payload = _load(schema, data)
         seen = rt.ledger.lookup(uid, rid)
         if seen == PENDING:
@@ -244,8 +292,9 @@ def _request(kind, data, schema, accept):
             rt.metrics.request(kind, "repeat")
             return {"ok": True, "request_id": rid, "queued": False}
         item = accept(uid, payload)
+        holds_cap = item.pop("_holds_cap", None)
         item.update(kind=kind, user_id=uid, request_id=rid, received_at=received_at)
-        if not rt.ledger.begin(item):
+        if not _begin(rt, item, holds_cap):
             rt.metrics.request(kind, "repeat")
             return {"ok": True, "request_id": rid, "queued": True}
         try:
@@ -269,6 +318,26 @@ def _request(kind, data, schema, accept):
         return _failure(rid, BookingError(code="internal"))
 
 
+def _begin(rt, item, holds_cap):
+    """Record the request as in flight; new holds only while the backlog is under its bound.
+
+    Releases and payments are never shed: they finish sales and free seats.
+    Raises Busy (shed, with retry_after_s) or LimitExceeded (the buyer's hold
+    requests in flight and open holds reach MAX_OPEN_HOLDS).
+    """
+    if item["kind"] != "hold":
+        return rt.ledger.begin(item)
+    try:
+        return rt.ledger.begin(item, bound=rt.shedding.bound(), holds_cap=holds_cap)
+    except QueueFull:
+        raise Busy("The box office is very busy; please retry shortly.",
+                   retry_after_s=rt.shedding.retry_after()) from None
+    except TooManyHolds:
+        cap = rt.settings.max_open_holds
+        raise LimitExceeded(f"At most {cap} open holds at a time.", limit="open_holds",
+                            max=cap) from None
+
+
 def _seat_map(event_id):
     """{seat_id: price} of an event, cached in this process (an event's seats never change)."""
     seat_maps = _rt().seat_maps
@@ -281,20 +350,27 @@ def _seat_map(event_id):
 
 
 def _accept_hold(uid, p):
-    settings = _rt().settings
+    rt = _rt()
+    settings = rt.settings
     seat_map = _seat_map(p["event_id"])
     if seat_map is None:
         raise NotFound("No such event.", event_id=p["event_id"])
+    # A gated event: only with this buyer's valid admission token for it.
+    waiting_room.check_hold_allowed(rt.gates.get(db.session, p["event_id"]), uid,
+                                    p.get("admission_token"))
     missing = [s for s in p["seat_ids"] if s not in seat_map]
     if missing:
         raise NotFound("Those seats are not part of this event.", seat_ids=missing)
     if len(p["seat_ids"]) > settings.max_seats_per_order:
         raise LimitExceeded(f"At most {settings.max_seats_per_order} seats per order.",
                             limit="seats_per_order", max=settings.max_seats_per_order)
-    if holds.open_hold_count(db.session, uid) >= settings.max_open_holds:
+    open_holds = holds.open_hold_count(db.session, uid)
+    if open_holds >= settings.max_open_holds:
         raise LimitExceeded(f"At most {settings.max_open_holds} open holds at a time.",
                             limit="open_holds", max=settings.max_open_holds)
-    return {"event_id": p["event_id"], "seat_ids": p["seat_ids"]}
+    # Hold requests still in flight count too (checked with the ledger, in Redis).
+    return {"event_id": p["event_id"], "seat_ids": p["seat_ids"],
+            "_holds_cap": settings.max_open_holds - open_holds}
 
 
 def _accept_release(uid, p):

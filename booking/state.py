@@ -2,18 +2,15 @@
 
 Nothing here is the truth about seats or holds (MySQL is). It holds what
 coordinates the web tier: which requests are in flight or answered, when each
-buyer was last connected, and rate-limit counters.
+buyer was last connected, how deep the backlog is and which sockets each
+account holds. (Rate-limit counters: booking.ratelimits.)
 """
 import json
+import math
 import threading
 import time
 
 import redis
-from limits import parse_many
-from limits.storage import storage_from_string
-from limits.strategies import MovingWindowRateLimiter
-
-from .errors import RateLimited
 
 REQUEST_TTL_SECONDS = 24 * 3600
 # An in-flight mark outlives any backlog; a request whose task was lost is
@@ -69,6 +66,85 @@ class RedisState:
     def ping(self):
         return self.redis.ping()
 
+    # Accepting a request: one script, so that the depth bound and the
+    # per-account cap hold exactly however many web instances accept at once.
+    _BEGIN = """
+    if tonumber(ARGV[5]) > 0 and redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[5]) then
+      return 'full'
+    end
+    if KEYS[3] ~= '' and redis.call('SCARD', KEYS[3]) >= tonumber(ARGV[6]) then
+      return 'group_full'
+    end
+    if not redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2], 'NX') then return 'repeat' end
+    redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
+    if KEYS[3] ~= '' then
+      redis.call('SADD', KEYS[3], ARGV[3])
+      redis.call('EXPIRE', KEYS[3], ARGV[2])
+    end
+    return 'ok'
+    """
+
+    def begin(self, key, value, ttl, index, member, score, bound=0, group=None, group_cap=0):
+        """Set key (if absent) and index it, unless the index or the group is full.
+
+        Returns 'ok', 'repeat' (key present), 'full' (index has bound members)
+        or 'group_full' (group has group_cap members).
+        """
+        if not hasattr(self, "_begin"):
+            self._begin = self.redis.register_script(self._BEGIN)
+        result = self._begin(keys=[key, index, group or ""],
+                             args=[value, ttl, member, repr(score), bound or 0, group_cap])
+        return result.decode() if isinstance(result, bytes) else result
+
+    def group_remove(self, pairs):
+        """Remove members from sets: [(group key, member)]."""
+        if not pairs:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for group, member in pairs:
+            pipe.srem(group, member)
+        pipe.execute()
+
+    def index_size(self, index):
+        return self.redis.zcard(index)
+
+    def incr(self, key, amount, ttl):
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.incrby(key, amount)
+        pipe.expire(key, ttl)
+        pipe.execute()
+
+    _SOCKET_IN = """
+    redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
+    if redis.call('ZSCORE', KEYS[1], ARGV[1]) == false
+       and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then
+      return 0
+    end
+    redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+    redis.call('EXPIRE', KEYS[1], ARGV[5])
+    return 1
+    """
+
+    def slot_take(self, key, member, now, stale_before, cap, ttl):
+        """Add member to a capped set of live members (stale ones dropped first); False if full."""
+        if not hasattr(self, "_slot_take"):
+            self._slot_take = self.redis.register_script(self._SOCKET_IN)
+        return bool(self._slot_take(keys=[key], args=[member, repr(now), repr(stale_before),
+                                                      cap, ttl]))
+
+    def slot_touch(self, entries, now, ttl):
+        """Mark members live: [(key, member)]."""
+        if not entries:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for key, member in entries:
+            pipe.zadd(key, {member: now}, xx=True)
+            pipe.expire(key, ttl)
+        pipe.execute()
+
+    def slot_release(self, key, member):
+        self.redis.zrem(key, member)
+
 
 class LocalState:
     """The same interface in process memory, for the one-process embedded mode."""
@@ -76,6 +152,8 @@ class LocalState:
     def __init__(self):
         self._data = {}
         self._indexes = {}
+        self._groups = {}
+        self._slots = {}
         self._lock = threading.Lock()
 
     def _live(self, key):
@@ -129,6 +207,55 @@ class LocalState:
     def ping(self):
         return True
 
+    def begin(self, key, value, ttl, index, member, score, bound=0, group=None, group_cap=0):
+        with self._lock:
+            if bound and len(self._indexes.get(index, {})) >= bound:
+                return "full"
+            if group and len(self._groups.get(group, ())) >= group_cap:
+                return "group_full"
+            if self._live(key):
+                return "repeat"
+            self._data[key] = (str(value), time.monotonic() + ttl)
+            self._indexes.setdefault(index, {})[member] = score
+            if group:
+                self._groups.setdefault(group, set()).add(member)
+            return "ok"
+
+    def group_remove(self, pairs):
+        with self._lock:
+            for group, member in pairs:
+                self._groups.get(group, set()).discard(member)
+
+    def index_size(self, index):
+        with self._lock:
+            return len(self._indexes.get(index, {}))
+
+    def incr(self, key, amount, ttl):
+        with self._lock:
+            item = self._live(key)
+            total = int(item[0]) + amount if item else amount
+            self._data[key] = (str(total), time.monotonic() + ttl)
+
+    def slot_take(self, key, member, now, stale_before, cap, ttl):
+        with self._lock:
+            slots = self._slots.setdefault(key, {})
+            for m in [m for m, seen in slots.items() if seen <= stale_before]:
+                del slots[m]
+            if member not in slots and len(slots) >= cap:
+                return False
+            slots[member] = now
+            return True
+
+    def slot_touch(self, entries, now, ttl):
+        with self._lock:
+            for key, member in entries:
+                if member in self._slots.get(key, {}):
+                    self._slots[key][member] = now
+
+    def slot_release(self, key, member):
+        with self._lock:
+            self._slots.get(key, {}).pop(member, None)
+
 
 def make_state(app):
     url = app.config["REDIS_URL"]
@@ -147,9 +274,25 @@ class RequestLedger:
         self.state = state
         self.prefix = f"{namespace}:req"
         self.index = f"{namespace}:req-pending"
+        self.holds_prefix = f"{namespace}:req-holds"
+        self.done_prefix = f"{namespace}:req-done"
 
     def _key(self, user_id, request_id):
         return f"{self.prefix}:{user_id}:{request_id}"
+
+    def _holds_key(self, user_id):
+        return f"{self.holds_prefix}:{user_id}"
+
+    def depth(self):
+        """Requests accepted and not answered yet, on every instance (queued or being decided)."""
+        return self.state.index_size(self.index)
+
+    def finished_per_second(self, window_s=10, now=None):
+        """Requests the workers answered per second, averaged over the last window_s seconds."""
+        now = int(time.time() if now is None else now)
+        values = self.state.get_many([f"{self.done_prefix}:{t}"
+                                      for t in range(now - window_s, now)])
+        return sum(int(v) for v in values if v) / window_s
 
     def lookup(self, user_id, request_id):
         """None (never seen), PENDING, or the recorded (event, payload)."""
@@ -161,19 +304,29 @@ class RequestLedger:
             return PENDING
         return record["event"], record["payload"]
 
-    def begin(self, item):
-        """Mark a request in flight; False if it already was (a concurrent repeat)."""
+    def begin(self, item, bound=0, holds_cap=None):
+        """Mark a request in flight; False if it already was (a concurrent repeat).
+
+        bound: refuse (raise QueueFull) while this many requests are in flight
+        already. holds_cap: for a hold, refuse (raise TooManyHolds) while the
+        buyer has this many hold requests in flight.
+        """
         uid, rid = item["user_id"], item["request_id"]
-        if not self.state.add(self._key(uid, rid), json.dumps({"pending": item}),
-                              PENDING_TTL_SECONDS):
-            return False
-        self.state.index_add(self.index, f"{uid}:{rid}", time.time())
-        return True
+        group = self._holds_key(uid) if holds_cap is not None else None
+        outcome = self.state.begin(self._key(uid, rid), json.dumps({"pending": item}),
+                                   PENDING_TTL_SECONDS, self.index, f"{uid}:{rid}", time.time(),
+                                   bound=bound, group=group, group_cap=holds_cap or 0)
+        if outcome == "full":
+            raise QueueFull()
+        if outcome == "group_full":
+            raise TooManyHolds()
+        return outcome == "ok"
 
     def forget(self, user_id, request_id):
         """Drop a request that was never performed, so that its repeat is tried afresh."""
         self.state.delete(self._key(user_id, request_id))
         self.state.index_remove(self.index, [f"{user_id}:{request_id}"])
+        self.state.group_remove([(self._holds_key(user_id), f"{user_id}:{request_id}")])
 
     def finish_many(self, outcomes):
         """Record answered requests: [(user_id, request_id, event, payload)]."""
@@ -183,6 +336,11 @@ class RequestLedger:
             self._key(uid, rid): json.dumps({"event": event, "payload": payload})
             for uid, rid, event, payload in outcomes}, REQUEST_TTL_SECONDS)
         self.state.index_remove(self.index, [f"{uid}:{rid}" for uid, rid, _e, _p in outcomes])
+        self.state.group_remove([(self._holds_key(uid), f"{uid}:{rid}")
+                                 for uid, rid, event, _p in outcomes if event == "hold_result"])
+        # What the workers finish, per second: the measure behind the derived
+        # shedding bound and admission rate.
+        self.state.incr(f"{self.done_prefix}:{int(time.time())}", len(outcomes), 120)
 
     def overdue(self, older_than_s, limit=500):
         """Requests accepted longer ago than older_than_s and still unanswered: their items.
@@ -227,19 +385,79 @@ class Presence:
         return {u: float(v) for u, v in zip(user_ids, values) if v is not None}
 
 
-class UserRateLimit:
-    """A per-account request rate, counted in Redis so that it holds across instances."""
+class QueueFull(Exception):
+    """The bound on requests in flight is reached (see LoadShedding)."""
 
-    def __init__(self, app):
-        url = app.config["REDIS_URL"]
-        self.storage = (storage_from_string(url, key_prefix=f"{app.config['REDIS_NAMESPACE']}:limits")
-                        if url else storage_from_string("memory://"))
-        self.limiter = MovingWindowRateLimiter(self.storage)
-        self.limits = parse_many(app.config["USER_RATE_LIMIT"])
 
-    def check(self, user_id):
-        """Count one request; raise RateLimited if the account is over its rate."""
-        for limit in self.limits:
-            if not self.limiter.hit(limit, "user", str(user_id)):
-                reset = self.limiter.get_window_stats(limit, "user", str(user_id)).reset_time
-                raise RateLimited(retry_after_s=max(1, round(reset - time.time())))
+class TooManyHolds(Exception):
+    """The buyer has as many hold requests in flight as open holds allowed."""
+
+
+class LoadShedding:
+    """How much accepted, unanswered work the system takes before new holds are refused `busy`.
+
+    Depth is counted in requests in flight (accepted, not yet answered: the
+    ledger's index), not in broker messages: one Celery message carries from 1
+    to REQUEST_BATCH_MAX requests, so the list's length says little about the
+    work in it. The bound is SHED_QUEUE_DEPTH when set; otherwise what the
+    workers finished per second lately times SHED_MAX_WAIT_SECONDS (the wait
+    after which a buyer has given up), and never under SHED_FLOOR_RPS times
+    that wait (the smallest deployment's worst case, measured: see
+    docs/WAITING_ROOM.md). The derived bound is recomputed once a second.
+    """
+
+    def __init__(self, ledger, config):
+        self.ledger = ledger
+        self.config = config
+        self._cached = (0.0, None)
+
+    def bound(self):
+        if self.config.get("SHED_QUEUE_DEPTH"):
+            return int(self.config["SHED_QUEUE_DEPTH"])
+        at, value = self._cached
+        if value is None or time.monotonic() - at > 1.0:
+            wait = self.config["SHED_MAX_WAIT_SECONDS"]
+            rate = max(self.config["SHED_FLOOR_RPS"], self.ledger.finished_per_second())
+            value = int(rate * wait)
+            self._cached = (time.monotonic(), value)
+        return value
+
+    def retry_after(self):
+        """Seconds after which the backlog has likely halved, 1 to 30, for `busy` answers."""
+        rate = max(self.config["SHED_FLOOR_RPS"], self.ledger.finished_per_second())
+        return max(1, min(30, math.ceil(self.ledger.depth() / 2 / rate)))
+
+    def depth_and_bound(self):
+        return self.ledger.depth(), self.bound()
+
+
+class SocketSlots:
+    """Sockets each account holds open, across every web instance, capped.
+
+    Each web process refreshes its own sockets' entries every few seconds; an
+    entry not refreshed for STALE_SECONDS (its process died) stops counting.
+    """
+
+    STALE_SECONDS = 30
+
+    def __init__(self, state, namespace, cap):
+        self.state = state
+        self.prefix = f"{namespace}:sockets"
+        self.cap = cap
+
+    def _key(self, user_id):
+        return f"{self.prefix}:{user_id}"
+
+    def take(self, user_id, sid):
+        """Count a new socket; False if the account has cap sockets open already."""
+        now = time.time()
+        return self.state.slot_take(self._key(user_id), sid, now, now - self.STALE_SECONDS,
+                                    self.cap, self.STALE_SECONDS * 4)
+
+    def touch(self, sockets):
+        """sockets: [(user_id, sid)] connected to this process."""
+        self.state.slot_touch([(self._key(u), sid) for u, sid in sockets], time.time(),
+                              self.STALE_SECONDS * 4)
+
+    def release(self, user_id, sid):
+        self.state.slot_release(self._key(user_id), sid)

@@ -9,7 +9,7 @@ import time
 from celery import shared_task
 from flask import current_app
 
-from booking import checkout, holds
+from booking import checkout, holds, waiting_room
 from booking.errors import BookingError, Busy
 from booking.outcome import result_payload
 from booking.records import RESULT_EVENTS
@@ -207,3 +207,11 @@ def reconcile_payments():
                  charge.status if charge else "no charge")
         _finish_payment(payment_id, charge)
     _refund(orphans)
+
+
+@shared_task(name="workers.tasks.admit_waiting_buyers")
+def admit_waiting_buyers():
+    """Move buyers from waiting rooms to admitted at each room's rate, and tell them."""
+    rt = _runtime()
+    waiting_room.admit_due(db.session, rt.waiting_room, rt.broadcaster,
+                           rt.shedding.depth_and_bound, current_app.config)
