@@ -363,6 +363,7 @@ class Sale:
             before = sockets_at_start
             meter.sample(groups())
             start = time.time()
+            self.started_at, self.t0 = start, cfg["t0"]
             sale_start_s = start - cfg["t0"]
             pool.start()
             say(f"sale started: {connected} buyers, {seats_total} seats")
@@ -401,10 +402,12 @@ class Sale:
                     last_print = el
                     say(f"t={el:5.1f}s seats {counts} queue {row.get('queue_depth')} "
                         f"sockets {row.get('sockets')}")
-                fault_busy = fault_thread is not None and fault_thread.is_alive()
+                # A drill's sale runs until its fault has been injected and is over.
+                fault_busy = self.fault is not None and (fault_thread is None
+                                                         or fault_thread.is_alive())
                 if (sold_out_at or el >= a.duration) and not fault_busy:
                     break
-                if el >= a.duration + 300:
+                if el >= a.duration + 300 or (sold_out_at and fault_thread is None):
                     self.note("the fault did not finish within 300 s after the sale")
                     break
                 time.sleep(max(0.05, 1.0 - (time.time() - now)))
@@ -435,6 +438,7 @@ class Sale:
             tw.close()
         result["notes"] = self.notes
         result["fault"] = self.fault_log
+        result["sale_started_at"] = getattr(self, "started_at", None)
         return result
 
     def _run_fault(self):

@@ -636,12 +636,14 @@ RESULT_EVENTS = {"hold": "hold_result", "release": "release_result", "pay": "pay
 
 
 class Request:
-    __slots__ = ("rid", "kind", "payload", "sent", "accepted", "result", "done", "resends")
+    __slots__ = ("rid", "kind", "payload", "sent", "accepted", "result", "done", "resends",
+                 "counted")
 
     def __init__(self, kind, payload):
         self.rid = uuid.uuid4().hex
         self.kind, self.payload = kind, dict(payload, request_id=self.rid)
         self.sent, self.accepted, self.result, self.resends = None, False, None, 0
+        self.counted = False
         self.done = asyncio.get_running_loop().create_future()
 
 
@@ -750,8 +752,8 @@ class Buyer:
                 await asyncio.sleep(0.05)
                 continue
             if ack.get("ok"):
-                if not req.accepted:
-                    req.accepted = True
+                req.accepted = True
+                if req.result is None:
                     c.accepted(req)
             elif not req.accepted:
                 self.pending.pop(req.rid, None)
@@ -807,7 +809,9 @@ class ClientProcess:
     # counters -----------------------------------------------------------------
     def accepted(self, req):
         self.inflight[req.rid] = req
-        self.stats.inc(f"{req.kind}_accepted")
+        if not req.counted:
+            req.counted = True
+            self.stats.inc(f"{req.kind}_accepted")
 
     def refused(self, req, ack):
         code = (ack.get("error") or {}).get("code", "unknown")
@@ -817,6 +821,11 @@ class ClientProcess:
 
     def answered(self, req, payload, now):
         self.inflight.pop(req.rid, None)
+        if not req.counted:
+            # The result overtook its ack (both leave the same web process,
+            # by different paths): it was accepted all the same.
+            req.counted = True
+            self.stats.inc(f"{req.kind}_accepted")
         kind = req.kind
         if payload.get("ok"):
             self.stats.inc(f"{kind}_ok", now=now)
