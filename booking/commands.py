@@ -136,6 +136,21 @@ def room_drain_command(event_id):
     _room_state(event_id, "draining")
 
 
+@room_cli.command("on-sale")
+@click.argument("event_id", type=int)
+@click.argument("moment")
+def room_on_sale_command(event_id, moment):
+    """Move the on-sale time: ISO-8601, or 'now' (the pre-queue is drawn at the next tick)."""
+    from .models import utcnow
+    try:
+        waiting_room.set_on_sale(db.session, event_id,
+                                 utcnow() if moment == "now" else _utc(moment))
+    except BookingError as err:
+        raise click.ClickException(err.message) from err
+    db.session.commit()
+    click.echo(f"event {event_id}: on sale at {moment}", err=True)
+
+
 @room_cli.command("rate")
 @click.argument("event_id", type=int)
 @click.argument("per_minute")

@@ -200,7 +200,7 @@ def enter(store, gate, user_id, rate_now=None, now=None):
     """
     now = time.time() if now is None else now
     place = store.join(gate.event_id, user_id, now, secrets.randbits(52))
-    rate = rate_now if rate_now is not None else store.current_rate(gate.event_id)
+    rate = rate_now or gate.rate_per_min or store.current_rate(gate.event_id)
     return describe(gate, place, rate, now)
 
 
@@ -294,11 +294,6 @@ def _admit_one(session, store, broadcaster, gate, depth, bound, config, now):
     if not store.try_lock(event_id, ttl=max(5, int(config["ADMISSION_INTERVAL_SECONDS"] * 5))):
         return 0  # another tick is still at it (a slow worker); it keeps positions in order
     try:
-        drawn = 0
-        if gate.on_sale_at is None or now >= gate.on_sale_at:
-            drawn = store.draw(event_id)
-            if drawn:
-                log.info("event %s: on-sale draw put %d buyers in random order", event_id, drawn)
         if gate.rate_per_min is not None:
             rate = float(gate.rate_per_min)
         else:
@@ -307,19 +302,28 @@ def _admit_one(session, store, broadcaster, gate, depth, bound, config, now):
                                  bound or 1, config["AUTO_ADMISSION_MIN_PER_MIN"],
                                  config["AUTO_ADMISSION_MAX_PER_MIN"])
         store.set_rate(event_id, rate)
-        open_door = gate.room != "paused" and store.drawn(event_id)
         burst = max(1.0, rate * config["ADMISSION_INTERVAL_SECONDS"] * 2 / 60)
-        admitted = store.admit(event_id, now, rate if open_door else 0.0, burst,
-                               config["ADMISSION_TTL_SECONDS"],
+        ttl = config["ADMISSION_TTL_SECONDS"]
+        if gate.on_sale_at is None or now >= gate.on_sale_at:
+            drawn = store.draw(event_id)
+            if drawn:
+                log.info("event %s: on-sale draw put %d buyers in random order", event_id, drawn)
+                # The draw's tick only tells everyone their place; admission
+                # starts from it, so that each buyer hears a position first.
+                store.admit(event_id, now, 0.0, burst, ttl, 0)
+                store.full_update_due(event_id, now, 0, mark=True)
+                _send_positions(store, broadcaster, gate, rate, now, front_only=False)
+                return 0
+        open_door = gate.room != "paused" and store.drawn(event_id)
+        admitted = store.admit(event_id, now, rate if open_door else 0.0, burst, ttl,
                                100_000 if open_door else 0)
-        for uid, expires_at, seq in admitted:
+        for uid, expires_at, _seq in admitted:
             token = issue_token(uid, event_id, expires_at)
             broadcaster.to_user(uid, "admitted", {"event_id": event_id, "admission_token": token,
                                                  "expires_at": iso(expires_at)})
-        if admitted or drawn or store.full_update_due(event_id, now, FULL_UPDATE_SECONDS):
-            _send_positions(store, broadcaster, gate, rate, now,
-                            front_only=not (drawn or store.full_update_due(
-                                event_id, now, FULL_UPDATE_SECONDS, mark=True)))
+        full = store.full_update_due(event_id, now, FULL_UPDATE_SECONDS, mark=True)
+        if admitted or full:
+            _send_positions(store, broadcaster, gate, rate, now, front_only=not full)
         if gate.room == "draining" and store.empty(event_id):
             session.execute(sa.update(Event).where(Event.id == event_id,
                                                    Event.waiting_room == "draining")
@@ -354,6 +358,15 @@ def set_room(session, event_id, state):
     return event
 
 
+def set_on_sale(session, event_id, on_sale_at):
+    """Move an event's on-sale time (naive UTC, or None: on sale now). Raises NotFound."""
+    event = session.get(Event, event_id)
+    if event is None:
+        raise NotFound("No such event.", event_id=event_id)
+    event.on_sale_at = on_sale_at
+    return event
+
+
 def set_rate(session, event_id, per_minute):
     """Set an event's admission rate (None: derived). Raises NotFound, InvalidRequest."""
     if per_minute is not None and per_minute < 1:
@@ -383,21 +396,22 @@ class RedisRoomStore:
     """The queue in Redis: every web instance serves it, and it outlives any process."""
 
     _JOIN = """
+    local seq = redis.call('GET', KEYS[6]) or '0'
     local exp = redis.call('HGET', KEYS[4], ARGV[1])
     if exp then
-      if tonumber(exp) > tonumber(ARGV[2]) then return {'admitted', exp} end
+      if tonumber(exp) > tonumber(ARGV[2]) then return {'admitted', exp, seq} end
       -- The token ran out unused: this is a new arrival, at the back.
       redis.call('HDEL', KEYS[4], ARGV[1])
     end
     local r = redis.call('ZRANK', KEYS[2], ARGV[1])
-    if r then return {'queued', r} end
+    if r then return {'queued', r, seq} end
     if redis.call('EXISTS', KEYS[5]) == 0 then
       redis.call('ZADD', KEYS[1], 'NX', ARGV[3], ARGV[1])
-      return {'pre_queue', redis.call('ZCARD', KEYS[1])}
+      return {'pre_queue', redis.call('ZCARD', KEYS[1]), seq}
     end
     local t = redis.call('INCR', KEYS[3])
     redis.call('ZADD', KEYS[2], t, ARGV[1])
-    return {'queued', redis.call('ZRANK', KEYS[2], ARGV[1])}
+    return {'queued', redis.call('ZRANK', KEYS[2], ARGV[1]), seq}
     """
     _DRAW = """
     if redis.call('EXISTS', KEYS[4]) == 1 then return 0 end
@@ -459,10 +473,12 @@ class RedisRoomStore:
     def join(self, event_id, user_id, now, ticket):
         """The buyer's place, entering them if they have none: {state, ahead|pre_queue|expires_at, seq}."""
         self.register(event_id)
-        state, value = self._join(keys=self._keys(event_id, "pre", "q", "tail", "adm", "drawn"),
-                                  args=[user_id, repr(now), ticket])
+        state, value, seq = self._join(
+            keys=self._keys(event_id, "pre", "q", "tail", "adm", "drawn", "seq"),
+            args=[user_id, repr(now), ticket])
         state = state.decode()
-        place = {"state": state, "user_id": user_id, "seq": self.seq(event_id)}
+        # seq is read in the same script as the rank: the pair is consistent.
+        place = {"state": state, "user_id": user_id, "seq": int(seq)}
         if state == ADMITTED:
             place["expires_at"] = float(value)
         elif state == QUEUED:
