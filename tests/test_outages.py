@@ -1,0 +1,123 @@
+"""MariaDB or Redis going away and coming back: every path ends in a defined state.
+
+The processes reach the real servers through a TCP proxy that the test cuts
+(open connections reset, new ones refused) and restores, which is what a
+server restart looks like from the application's side.
+"""
+import uuid
+from urllib.parse import urlparse
+
+import pytest
+import requests
+
+from tests.conftest import REDIS_URL, create_event
+from tests.harness import wait_until
+from tests.netcut import Proxy
+
+
+def _through(proxy, url):
+    u = urlparse(url)
+    return url.replace(f"{u.hostname}:{u.port}", f"127.0.0.1:{proxy.port}", 1)
+
+
+@pytest.fixture
+def db_proxy(clean_db):
+    u = urlparse(clean_db.replace("mysql+pymysql", "mysql"))
+    proxy = Proxy(u.hostname, u.port or 3306)
+    yield proxy
+    proxy.cut()
+
+
+@pytest.fixture
+def redis_proxy():
+    u = urlparse(REDIS_URL)
+    proxy = Proxy(u.hostname, u.port or 6379)
+    yield proxy
+    proxy.cut()
+
+
+def _ready(url):
+    return requests.get(url + "/readyz", timeout=5).status_code
+
+
+def test_database_outage_web_and_worker(cluster, clean_db, db_proxy, buyers):
+    """DB gone: readiness 503, requests needing it answered busy, an accepted request
+    waits and completes once the database is back."""
+    event_id = create_event(clean_db, rows=1, per_row=6)
+    via_proxy = {"DATABASE_URL": _through(db_proxy, clean_db)}
+    cluster.worker(extra_env=via_proxy)
+    web = cluster.web(extra_env=via_proxy)
+    buyer = buyers(web.url)
+    seats = [s["id"] for s in buyer.join(event_id)["seats"]]
+
+    db_proxy.cut()
+    wait_until(lambda: _ready(web.url) == 503, 15, "readiness off while the database is gone")
+    body = requests.get(web.url + "/readyz", timeout=5).json()
+    assert body["checks"]["database"] == "down"
+    ack = buyer.call("hold", {"request_id": uuid.uuid4().hex, "event_id": event_id,
+                              "seat_ids": [seats[0]]})
+    assert ack["ok"] is False and ack["error"]["code"] == "busy", ack
+    assert ack["error"]["details"]["retry_after_s"] > 0
+    rest = requests.get(f"{web.url}/api/v1/events/{event_id}/seats", timeout=10)
+    assert rest.status_code == 503 and rest.json()["error"]["code"] == "busy"
+
+    db_proxy.restore()
+    wait_until(lambda: _ready(web.url) == 200, 30, "ready again")
+    rid = uuid.uuid4().hex
+    assert buyer.call("hold", {"request_id": rid, "event_id": event_id,
+                               "seat_ids": [seats[1]]})["ok"]
+    assert buyer.result_for("hold_result", rid)["ok"]
+
+
+
+def test_worker_waits_out_a_database_outage(cluster, clean_db, db_proxy, buyers):
+    """Accepted while the worker's database is gone: retried until it is back, then
+    answered once; the seat is held exactly once."""
+    event_id = create_event(clean_db, rows=1, per_row=4)
+    cluster.worker(extra_env={"DATABASE_URL": _through(db_proxy, clean_db)})
+    web = cluster.web()   # the web process reaches the database directly
+    buyer = buyers(web.url)
+    seat = buyer.join(event_id)["seats"][0]["id"]
+
+    db_proxy.cut()
+    rid = uuid.uuid4().hex
+    ack = buyer.call("hold", {"request_id": rid, "event_id": event_id, "seat_ids": [seat]})
+    assert ack["ok"] and ack["queued"], ack
+    import time
+    time.sleep(3)   # the worker meets the outage and retries
+    assert not buyer.results("hold_result")
+    db_proxy.restore()
+    result = buyer.result_for("hold_result", rid, timeout=60)
+    assert result["ok"], result
+    import sqlalchemy as sa
+    engine = sa.create_engine(clean_db)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT COUNT(*) FROM holds")).scalar() == 1
+    engine.dispose()
+
+
+def test_redis_outage_web(cluster, clean_db, redis_proxy, buyers):
+    """Redis gone: readiness 503 and requests answered busy; back: requests flow again."""
+    event_id = create_event(clean_db, rows=1, per_row=6)
+    via_proxy = {"REDIS_URL": _through(redis_proxy, REDIS_URL)}
+    cluster.worker(extra_env=via_proxy)
+    web = cluster.web(extra_env=via_proxy)
+    buyer = buyers(web.url)
+    seats = [s["id"] for s in buyer.join(event_id)["seats"]]
+
+    redis_proxy.cut()
+    wait_until(lambda: _ready(web.url) == 503, 15, "readiness off while Redis is gone")
+    ack = buyer.call("hold", {"request_id": uuid.uuid4().hex, "event_id": event_id,
+                              "seat_ids": [seats[0]]})
+    assert ack["ok"] is False and ack["error"]["code"] == "busy", ack
+
+    redis_proxy.restore()
+    wait_until(lambda: _ready(web.url) == 200, 30, "ready again")
+    rid = uuid.uuid4().hex
+
+    def accepted():
+        ack = buyer.call("hold", {"request_id": rid, "event_id": event_id,
+                                  "seat_ids": [seats[1]]})
+        return ack["ok"]
+    wait_until(accepted, 30, "a hold accepted again", interval=0.5)
+    assert buyer.result_for("hold_result", rid, timeout=60)["ok"]
