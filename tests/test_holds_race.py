@@ -45,6 +45,7 @@ def test_two_hundred_buyers_race_for_fifty_seats(cluster, clean_db, make_users):
     seat_ids = sorted(watchers[0].seat_versions)
     clients = connect_buyers(users[2:], [w.url for w in webs])
     tracker = Tracker()
+    started = time.monotonic()
     try:
         run_parallel([
             (lambda b=b: tracker.send(b, "hold", {"event_id": event_id,
@@ -81,6 +82,15 @@ def test_two_hundred_buyers_race_for_fifty_seats(cluster, clean_db, make_users):
             assert all(held_by[s] == hold_id for s in result["seat_ids"])
         assert {s for s, (st, _v, _h) in seats.items() if st == "held"} == set(granted)
         _assert_watchers_converge(watchers, seats)
+
+        # Coalescing: each web process sends at most one seats_changed per event
+        # per interval (100 ms), each carrying every seat that changed meanwhile.
+        elapsed = time.monotonic() - started
+        for w in watchers:
+            batches = w.results("seats_changed")
+            assert len(batches) <= elapsed / 0.1 + 2, (len(batches), elapsed)
+            assert sum(len(b["seats"]) for b in batches) >= len(granted)
+        assert max(len(b["seats"]) for b in watchers[0].results("seats_changed")) > 1
     finally:
         for b in clients + watchers:
             b.close()
