@@ -234,6 +234,16 @@ class FlashSale:
 
 # --- the run (in the parent process) -----------------------------------------
 
+def code_version():
+    """The commit measured, and the files of booking/ and workers/ changed but not committed."""
+    import subprocess
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent,
+                          capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--", "booking", "workers"],
+                           cwd=Path(__file__).parent, capture_output=True, text=True).stdout
+    return {"commit": head, "uncommitted_product_changes": dirty.split("\n")[:-1]}
+
+
 def parse_env(pairs):
     out = {}
     for p in pairs or []:
@@ -310,7 +320,7 @@ class Sale:
         self.tw = tw
         self.cluster = None
         pool = None
-        result = {"name": self.name, "seed": self.seed, "args": vars(a),
+        result = {"name": self.name, "seed": self.seed, "args": vars(a), "code": code_version(),
                   "env_overrides": self.env_overrides, "machine_before": load}
         try:
             if a.db_limit_seconds > 0:
@@ -587,6 +597,9 @@ def summarize(result, out_dir, title, command):
                       f"busiest processes then: {', '.join(load.get('top', [])[:5])}. "
                       "Everything (MariaDB, Redis, nginx, web, workers, load generator) runs on "
                       "this machine; MariaDB and Redis are shared with whatever else runs."),
+          ("Code measured", f"commit {result['code']['commit']}; uncommitted changes in "
+                            f"booking/ and workers/: "
+                            f"{result['code']['uncommitted_product_changes'] or 'none'}"),
           ("Environment overrides", ", ".join(f"`{k}={v}`" for k, v in
                                               result.get("env_overrides", {}).items()) or "none"),
           ("Figures", rows),
