@@ -289,7 +289,11 @@ class Sale:
         self.args, self.out, self.name, self.fault = args, Path(out_dir), name, fault
         self.scenario, self.per_row, self.cfg_extra = scenario, per_row, cfg_extra or {}
         self.seed = args.seed if args.seed is not None else random.randrange(2**31)
+        # Every simulated buyer comes from 127.0.0.1 through nginx: the per-IP
+        # limit (IP_RATE_LIMIT, 30,000/minute) would cap the whole load generator
+        # at 500 requests/s, which is not what a crowd of real buyers meets.
         self.env_overrides = {"HOLD_TTL_SECONDS": str(args.hold_ttl),
+                              "IP_RATE_LIMIT": "100000/second;6000000/minute",
                               **parse_env(args.env), **(extra_env or {})}
         self.timeline = []       # one row a second: seat counts, server counters
         self.scrapes = []        # (t, sample)
