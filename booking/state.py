@@ -291,7 +291,7 @@ class RequestLedger:
         """Requests the workers answered per second, averaged over the last window_s seconds."""
         now = int(time.time() if now is None else now)
         values = self.state.get_many([f"{self.done_prefix}:{t}"
-                                      for t in range(now - window_s, now)])
+                                      for t in range(now - window_s + 1, now + 1)])
         return sum(int(v) for v in values if v) / window_s
 
     def lookup(self, user_id, request_id):

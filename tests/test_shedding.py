@@ -1,0 +1,77 @@
+"""Load shedding: past the bound, new holds are refused `busy` at once instead of queued.
+
+Real processes: two web instances behind Redis, no worker at first, so that
+nothing drains the backlog; then a worker comes back and every request that was
+accepted gets its answer.
+"""
+import uuid
+
+import pytest
+import redis
+
+from booking.state import LoadShedding, LocalState, RequestLedger
+from tests.conftest import REDIS_URL, create_event
+from tests.harness import Buyer
+from tests.load import Tracker, run_parallel
+
+BOUND = 40
+
+
+def test_default_bound_is_what_the_workers_finish_in_a_buyers_patience():
+    """Derived bound: the measured floor when idle, the workers' recent pace when faster."""
+    config = {"SHED_QUEUE_DEPTH": 0, "SHED_MAX_WAIT_SECONDS": 10.0, "SHED_FLOOR_RPS": 120.0}
+    ledger = RequestLedger(LocalState(), "t")
+    assert LoadShedding(ledger, config).bound() == 1200
+    # 30,000 requests answered over the last 10 seconds: 3000 a second.
+    ledger.finish_many([(1, f"r{i}", "hold_result", {}) for i in range(30_000)])
+    assert LoadShedding(ledger, config).bound() == 30_000
+    assert LoadShedding(ledger, dict(config, SHED_QUEUE_DEPTH=250)).bound() == 250
+
+
+@pytest.mark.timeout(300)
+def test_holds_past_the_bound_are_busy_and_every_accepted_one_is_answered(cluster, clean_db,
+                                                                          make_users):
+    """Workers stopped: 120 holds, 40 accepted, 80 busy with retry_after_s; then all 40 answered."""
+    env = {"SHED_QUEUE_DEPTH": str(BOUND), "USER_RATE_LIMIT": "100/second"}
+    webs = [cluster.web(extra_env=env), cluster.web(extra_env=env)]
+    event_id = create_event(clean_db, rows=10, per_row=20)
+    users = make_users(60)
+    buyers = [Buyer(webs[i % 2].url, tok, uid).connect() for i, (uid, tok) in enumerate(users)]
+    r = redis.Redis.from_url(REDIS_URL)
+    ns, queue = cluster.env["REDIS_NAMESPACE"], cluster.env["CELERY_QUEUE"]
+    tracker = Tracker()
+    depths = []
+    seat = iter(range(1, 10_000))  # a distinct seat per request
+    try:
+        seat_ids = sorted(x["id"] for x in buyers[0].join(event_id)["seats"])
+        plan = [(b, seat_ids[next(seat) - 1]) for b in buyers for _ in range(2)]
+        acks = []
+
+        def send(chunk):
+            for buyer, seat_id in chunk:
+                _rid, ack = tracker.send(buyer, "hold", {"event_id": event_id,
+                                                        "seat_ids": [seat_id]})
+                acks.append(ack)
+                depths.append(r.zcard(f"{ns}:req-pending"))
+        run_parallel([lambda c=plan[i::6]: send(c) for i in range(6)])
+
+        accepted = [a for a in acks if a["ok"]]
+        busy = [a for a in acks if not a["ok"] and a["error"]["code"] == "busy"]
+        assert len(accepted) == BOUND, [a for a in acks if not a["ok"]][:3]
+        assert len(busy) == len(plan) - BOUND
+        assert all(1 <= b["error"]["details"]["retry_after_s"] <= 30 for b in busy)
+        # The backlog never went past the bound, in requests or in broker messages.
+        assert max(depths) <= BOUND
+        assert r.llen(queue) <= BOUND
+        cluster.worker(concurrency=2)
+        tracker.wait_all_answered(120, clean_db)
+        assert r.zcard(f"{ns}:req-pending") == 0
+        # With the backlog gone, holds are accepted again.
+        (uid, tok), = make_users(1)
+        buyers.append(Buyer(webs[0].url, tok, uid).connect())
+        again = buyers[-1].call("hold", {"request_id": uuid.uuid4().hex, "event_id": event_id,
+                                         "seat_ids": [seat_ids[-1]]})
+        assert again["ok"] is True
+    finally:
+        for b in buyers:
+            b.close()
