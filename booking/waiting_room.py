@@ -710,7 +710,7 @@ def waiting_room_page(event_id):
     from .extensions import db
     gate = read_gate(db.session, event_id)
     if gate is None:
-        return render_template("not_found.html", what="event"), 404
+        return render_template("not_found.html", what="event", page=_page_config()), 404
     name = db.session.scalar(sa.select(Event.name).where(Event.id == event_id))
     return render_template("waiting_room.html", event_name=name, page=_page_config(
         event_id=event_id, on_sale_at=iso(gate.on_sale_at) if gate.on_sale_at else None,

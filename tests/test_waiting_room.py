@@ -446,3 +446,13 @@ def _ranks(values):
     for rank, i in enumerate(order):
         ranks[i] = rank
     return ranks
+
+
+def test_waiting_room_page_serves_its_script_to_signed_in_buyers(app, clean_db, client):
+    """The page exists for a gated event; anonymous visitors are asked to log in first."""
+    event_id = gated_event(clean_db, _iso(utcnow() + timedelta(hours=1)), rate=60)
+    page = client.get(f"/events/{event_id}/waiting-room")
+    assert page.status_code == 200
+    assert b"to take your place in the queue" in page.data
+    assert b"waiting_room.js" not in page.data
+    assert client.get("/events/999999/waiting-room").status_code == 404

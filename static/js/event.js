@@ -19,6 +19,8 @@ let requests;
 let checkout;
 let socket;
 let restored = false;
+let admissionToken = null; // on an event with a waiting room: this buyer's pass
+const waitingRoomUrl = `/events/${eventId}/waiting-room`;
 
 const holdButton = document.getElementById("hold-button");
 const clearButton = document.getElementById("clear-button");
@@ -114,11 +116,34 @@ function applySeats(list, { fromSnapshot = false } = {}) {
 function requestHold() {
   if (holdRequest || !selected.size) return;
   const seatIds = [...selected].sort((a, b) => a - b);
-  holdRequest = { request_id: newId(), seat_ids: seatIds };
+  holdRequest = { request_id: newId(), seat_ids: seatIds, attempt: 0 };
   updateSelectionBar();
-  const request = holdRequest;
-  requests.send("hold", { request_id: request.request_id, event_id: eventId, seat_ids: seatIds }, (error) => {
-    if (holdRequest === request) holdFailed(error);
+  sendHold(holdRequest);
+}
+
+// Busy (the box office sheds load) or too fast: try again by itself, waiting
+// longer each time and a random part of it, so that a crowd refused together
+// does not come back together.
+const RETRIES = 4;
+function sendHold(request) {
+  const payload = { request_id: request.request_id, event_id: eventId, seat_ids: request.seat_ids };
+  if (admissionToken) payload.admission_token = admissionToken;
+  requests.send("hold", payload, (error) => {
+    if (holdRequest !== request) return;
+    if ((error.code === "busy" || error.code === "rate_limited") && request.attempt < RETRIES) {
+      const base = Math.max(1, (error.details && error.details.retry_after_s) || 2) * 1000;
+      const delay = Math.min(60000, base * 2 ** request.attempt) * (0.5 + Math.random());
+      request.attempt += 1;
+      showMessage(`${errorText(error)} We will try again for you in ${Math.ceil(delay / 1000)} seconds.`, "info");
+      setTimeout(() => { if (holdRequest === request) sendHold(request); }, delay);
+      return;
+    }
+    if (error.code === "forbidden" && error.details && error.details.reason === "not_admitted") {
+      // The pass ran out (or never came): back to the queue.
+      window.location.replace(waitingRoomUrl);
+      return;
+    }
+    holdFailed(error);
   });
 }
 
@@ -248,6 +273,12 @@ function join() {
       showMessage(errorText(ack.error), "danger");
       return;
     }
+    if (ack.waiting_room && ack.waiting_room.state !== "admitted") {
+      // Not this buyer's turn yet: the waiting room brings them back here.
+      window.location.replace(waitingRoomUrl);
+      return;
+    }
+    admissionToken = ack.waiting_room ? ack.waiting_room.admission_token : null;
     applySeats(ack.seats, { fromSnapshot: true });
     restoreHold();
     // Requests that had no result before the connection dropped: the server
@@ -291,6 +322,9 @@ async function start() {
   });
   socket.on("seats_changed", (msg) => {
     if (msg.event_id === eventId) applySeats(msg.seats);
+  });
+  socket.on("admitted", (message) => {
+    if (message.event_id === eventId) admissionToken = message.admission_token;
   });
   socket.on("hold_result", onHoldResult);
   socket.on("release_result", onReleaseResult);
