@@ -3,6 +3,7 @@
 Tests talk to the real MariaDB (127.0.0.1:3306) and Redis (127.0.0.1:6379) that
 `make test` starts. TEST_MYSQL_URL and TEST_REDIS_URL point them elsewhere.
 """
+import contextlib
 import os
 import subprocess
 import sys
@@ -37,10 +38,10 @@ def migrate(database_url):
     return out
 
 
-@pytest.fixture(scope="session")
-def mysql_url():
-    """A fresh, migrated MariaDB database for this test session, dropped afterwards."""
-    name = f"bo_test_{uuid.uuid4().hex[:10]}"
+@contextlib.contextmanager
+def fresh_mysql_database(prefix):
+    """A new MariaDB database built by the migrations; dropped on exit. Yields its URL."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     conn = _mysql_connect()
     conn.cursor().execute(f"CREATE DATABASE {name} CHARACTER SET utf8mb4")
     url = f"{MYSQL_SERVER}/{name}?charset=utf8mb4"
@@ -50,6 +51,13 @@ def mysql_url():
     finally:
         conn.cursor().execute(f"DROP DATABASE IF EXISTS {name}")
         conn.close()
+
+
+@pytest.fixture(scope="session")
+def mysql_url():
+    """A fresh, migrated MariaDB database for this test session, dropped afterwards."""
+    with fresh_mysql_database("bo_test") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ from alembic.migration import MigrationContext
 from booking.extensions import db
 from booking.models import (Event, Hold, Order, Payment, RequestRecord, Seat, User, Venue,
                             utcnow)
-from tests.conftest import SECRET, _mysql_connect, MYSQL_SERVER, migrate
+from tests.conftest import SECRET, fresh_mysql_database, migrate
 from tests.harness import ROOT
 
 users, venues, events, seats = (User.__table__, Venue.__table__, Event.__table__,
@@ -34,17 +34,8 @@ def database(request, tmp_path_factory):
         migrate(url)
         yield url
         return
-    name = f"bo_schema_{os.getpid()}"
-    conn = _mysql_connect()
-    conn.cursor().execute(f"DROP DATABASE IF EXISTS {name}")
-    conn.cursor().execute(f"CREATE DATABASE {name} CHARACTER SET utf8mb4")
-    url = f"{MYSQL_SERVER}/{name}?charset=utf8mb4"
-    try:
-        migrate(url)
+    with fresh_mysql_database("bo_schema") as url:
         yield url
-    finally:
-        conn.cursor().execute(f"DROP DATABASE IF EXISTS {name}")
-        conn.close()
 
 
 @pytest.fixture
