@@ -36,7 +36,6 @@ bench/results/<ts>-drills/<drill>/ and a summary in bench/results/<ts>-drills/.
 """
 import argparse
 import contextlib
-import json
 import os
 import signal
 import subprocess
@@ -48,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import flash_sale  # noqa: E402
 import report as rpt  # noqa: E402
 from flash_sale import Sale, summarize  # noqa: E402
-from loadgen import results_dir, say  # noqa: E402
+from loadgen import results_dir, say, stop_cleanly_on_signals  # noqa: E402
 
 REDIS_START = ["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1", "--port",
                "6379", "--save", "", "--appendonly", "no", "--dir", "/var/lib/redis",
@@ -221,6 +220,7 @@ def main():
     parser.add_argument("--beat-pause", type=float, default=60.0)
     parser.set_defaults(seats=30000, buyers=1000, duration=60, drain=60, db_limit_seconds=0)
     args = parser.parse_args()
+    stop_cleanly_on_signals()
     names = [d.strip() for d in args.drill.split(",") if d.strip()]
     unknown = [d for d in names if d not in DRILLS]
     if unknown:

@@ -54,7 +54,7 @@ import report as rpt  # noqa: E402
 from loadgen import (DECLINE_CARD, GOOD_CARD, NO_FUNDS_CARD, ClientPool, CpuMeter,  # noqa: E402
                      LocalCluster, Throwaway, audit, create_event, machine_load, make_users,
                      merge_stats, pids_by_name, results_dir, say, scrape, seat_counts,
-                     seat_grid)
+                     seat_grid, stop_cleanly_on_signals)
 
 PER_ROW = 50
 
@@ -166,7 +166,7 @@ class FlashSale:
         await asyncio.sleep(self.rng.uniform(lo, hi))
 
     async def _buyer(self, b):
-        cfg, st, rng = self.cfg, self.c.stats, self.rng
+        cfg, st = self.cfg, self.c.stats
         ev = cfg["event_id"]
         timeout = cfg["result_timeout"]
         await self._sleep(0, cfg["arrival_spread_s"])
@@ -639,6 +639,7 @@ def main():
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)
     args = parser.parse_args()
+    stop_cleanly_on_signals()
     out = results_dir("flash_sale")
     command = " ".join([".venv/bin/python", "bench/flash_sale.py", *sys.argv[1:]])
     sale = Sale(args, out)

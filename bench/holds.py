@@ -40,7 +40,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import flash_sale  # noqa: E402
 from flash_sale import IndexedSet, Sale, summarize  # noqa: E402
-from loadgen import results_dir  # noqa: E402
+from loadgen import results_dir, stop_cleanly_on_signals  # noqa: E402
 
 
 class HoldStorm:
@@ -152,6 +152,7 @@ def main():
     parser.set_defaults(seats=60000, buyers=1000, duration=60, walk_away=0, cancel=0,
                         decline=0, drain=30)
     args = parser.parse_args()
+    stop_cleanly_on_signals()
     out = results_dir("holds")
     command = " ".join([".venv/bin/python", "bench/holds.py", *sys.argv[1:]])
     sale = Sale(args, out, name="holds", scenario="holds:HoldStorm", per_row=100,

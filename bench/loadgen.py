@@ -65,6 +65,18 @@ def raise_nofile():
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
+def stop_cleanly_on_signals():
+    """SIGTERM/SIGINT end the run through its `finally` (cluster down, database dropped).
+
+    A bench started in the background by a non-interactive shell inherits an
+    ignored SIGINT; restore it, and turn SIGTERM into SystemExit.
+    """
+    def _exit(signum, frame):
+        raise SystemExit(128 + signum)
+    signal.signal(signal.SIGTERM, _exit)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def results_dir(name):
     path = RESULTS / f"{time.strftime('%Y%m%d-%H%M%S')}-{name}"
     path.mkdir(parents=True, exist_ok=True)
@@ -958,6 +970,8 @@ class ClientPool:
         for i, share in enumerate(shares):
             out = Path(out_dir) / f"client-{i}.json"
             self.outs.append(out)
+            # daemon: they die with a parent that exits normally; a parent
+            # killed outright leaves them to finish their drain and exit.
             p = self.ctx.Process(target=run_client_process,
                                  args=(dict(cfg, index=i, processes=processes), share,
                                        scenario, str(out), self.ready_q, self.go,
