@@ -518,7 +518,8 @@ class Sale:
             "timeline": self.timeline,
         }
         figures["_series"] = {"series": series, "hist_series": hist_series,
-                              "cpu_samples": meter.samples, "t0": t0, "end": end}
+                              "cpu_samples": meter.samples, "t0": t0, "end": end,
+                              "start_s": sale_start_s}
         return figures
 
 
@@ -623,7 +624,7 @@ def summarize(result, out_dir, title, command):
                      [("hold_requested", "hold requests"), ("hold_ok", "holds granted"),
                       ("hold_fail_seat_unavailable", "holds refused (taken)"),
                       ("shed", "shed (busy)"), ("pay_ok", "payments ok")],
-                     title)
+                     title, t_start=priv.get("start_s", 0))
             md.insert(4, ("Plot", "![throughput, latency and CPU over time](plot.png)"))
         except Exception as err:
             md.insert(4, ("Plot", f"not drawn: {err!r}"))

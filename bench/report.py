@@ -106,12 +106,12 @@ def write_markdown(path, title, sections):
     Path(path).write_text("\n".join(lines))
 
 
-def plot(path, t_end, series, hist_series, cpu_samples, t0, lines, title):
-    """Throughput, latency and CPU over time (PNG)."""
+def plot(path, t_end, series, hist_series, cpu_samples, t0, lines, title, t_start=0):
+    """Throughput, latency and CPU over time (PNG), from t_start (the sale's start, s after t0)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    xs = list(range(0, max(1, int(t_end) + 1)))
+    xs = list(range(int(t_start), max(int(t_start) + 1, int(t_end) + 1)))
     fig, axes = plt.subplots(3, 1, figsize=(11, 10), sharex=True)
     for name, label in lines:
         axes[0].plot(xs, [series.get(x, {}).get(name, 0) for x in xs], label=label)
@@ -135,11 +135,12 @@ def plot(path, t_end, series, hist_series, cpu_samples, t0, lines, title):
         for g in groups:
             pts = []
             for (ta, a), (tb, b) in zip(cpu_samples, cpu_samples[1:]):
-                if tb > ta:
+                if tb > ta and tb - t0 >= t_start:
                     pts.append((tb - t0, (b.get(g, 0) - a.get(g, 0)) / (tb - ta) * 100))
             axes[2].plot([p[0] for p in pts], [p[1] for p in pts], label=g)
     axes[2].set_ylabel("% of one core")
-    axes[2].set_xlabel("seconds since the start")
+    axes[2].set_xlabel("seconds since the load generator started (the sale starts at the left "
+                       "edge, once every buyer is connected)")
     axes[2].legend(loc="upper right", fontsize=8, ncol=4)
     axes[2].grid(alpha=.3)
     axes[0].set_title(title)
