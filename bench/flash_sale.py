@@ -435,6 +435,7 @@ class Sale:
             say("running booking audit")
             code, audit_report, audit_err = audit(tw.env, event_id)
             twice = self._sold_twice(event_id)
+            self._diagnose_unanswered(parts)
             final_counts = seat_counts(tw, event_id)
             result.update(self._figures(
                 parts, before, after, meter, cfg["t0"], start, end, sold_out_at, seats_total,
@@ -461,6 +462,32 @@ class Sale:
         except Exception as err:
             self.fault_log["error"] = repr(err)
             self.note(f"fault failed: {err!r}")
+
+    def _diagnose_unanswered(self, parts):
+        """Where each unanswered request got to: decided by a worker (its answer was lost on
+        the way) or never decided (the request itself was lost), and what the ledger says."""
+        import redis
+        lost = [u for p in parts for u in p["unanswered"]]
+        if not lost:
+            return
+        conn = self.tw.connect()
+        r = redis.Redis.from_url(self.tw.redis_url, socket_timeout=5)
+        with conn.cursor() as cur:
+            for u in lost[:200]:
+                cur.execute("SELECT event, LEFT(result, 200) FROM request_records WHERE "
+                            "user_id=%s AND request_id=%s", (u["uid"], u["request_id"]))
+                row = cur.fetchone()
+                u["worker_decided"] = bool(row)
+                u["recorded_result"] = row[1] if row else None
+                try:
+                    led = r.get(f"{self.tw.namespace}:req:{u['uid']}:{u['request_id']}")
+                    u["ledger"] = (led or b"").decode()[:120] or None
+                except Exception as err:
+                    u["ledger"] = f"unreadable: {err}"
+        conn.close()
+        decided = sum(1 for u in lost[:200] if u.get("worker_decided"))
+        self.note(f"unanswered: {len(lost)}; {decided} of them decided by a worker (the answer "
+                  f"was lost on its way), {min(len(lost), 200) - decided} never decided")
 
     def _sold_twice(self, event_id):
         conn = self.tw.connect()

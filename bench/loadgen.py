@@ -732,7 +732,7 @@ class Buyer:
         elif name in ("hold_result", "release_result", "payment_result"):
             payload = json.loads(raw[2:])[1]
             req = self.pending.pop(payload.get("request_id"), None)
-            if req is None:
+            if req is None or req.result is not None:
                 c.stats.inc("duplicate_results")
                 return
             req.result = payload
@@ -750,6 +750,8 @@ class Buyer:
         """Emit until acked (reconnects re-send); returns the ack or None if we gave up."""
         c = self.client
         for _attempt in range(20):
+            if req.result is not None:   # answered meanwhile (a re-send raced its result)
+                return {"ok": True, "request_id": req.rid, "queued": False}
             if not self.ready.is_set():
                 try:
                     await asyncio.wait_for(self.ready.wait(), c.reconnect_timeout)
