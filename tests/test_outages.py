@@ -99,8 +99,11 @@ def test_worker_waits_out_a_database_outage(cluster, clean_db, db_proxy, buyers)
 def test_redis_outage_web(cluster, clean_db, redis_proxy, buyers):
     """Redis gone: readiness 503 and requests answered busy; back: requests flow again."""
     event_id = create_event(clean_db, rows=1, per_row=6)
-    via_proxy = {"REDIS_URL": _through(redis_proxy, REDIS_URL)}
+    # Beat runs as in production: a task message lost with a dropped broker
+    # connection is enqueued again by the overdue-request sweep.
+    via_proxy = {"REDIS_URL": _through(redis_proxy, REDIS_URL), "REQUEUE_AFTER_SECONDS": "5"}
     cluster.worker(extra_env=via_proxy)
+    cluster.beat(extra_env=via_proxy)
     web = cluster.web(extra_env=via_proxy)
     buyer = buyers(web.url)
     seats = [s["id"] for s in buyer.join(event_id)["seats"]]
