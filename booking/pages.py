@@ -150,7 +150,7 @@ def event(event_id):
     try:
         detail = _event_schema.dump(catalog.get_event(db.session, event_id))
     except NotFound:
-        return render_template("not_found.html", what="event"), 404
+        return render_template("not_found.html", what="event", page=_page_config()), 404
     return render_template("event.html", event=detail,
                            page=_page_config(event_id=event_id, event=detail))
 
