@@ -51,7 +51,9 @@ def create_app(config=None, role="web"):
         # locked FOR UPDATE, and reads after a lock must not see an older snapshot.
         app.config["SQLALCHEMY_ENGINE_OPTIONS"] = dict(
             app.config["SQLALCHEMY_ENGINE_OPTIONS"], isolation_level="READ COMMITTED",
-            pool_recycle=3600)
+            # A web process serves hundreds of green threads: a waiting one
+            # should fail fast as `busy` (3 s), not sit 30 s for a connection.
+            pool_recycle=3600, pool_size=10, max_overflow=20, pool_timeout=3)
     app.config["ROLE"] = role
     app.json.sort_keys = False
     _configure_logging(app)

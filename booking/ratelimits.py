@@ -16,6 +16,8 @@ import ipaddress
 import logging
 import time
 
+import redis
+
 from flask import request
 from flask_limiter import ApplicationLimit
 from flask_login import current_user
@@ -88,8 +90,12 @@ def init_app(app):
     namespace = app.config["REDIS_NAMESPACE"]
     app.config.setdefault("RATELIMIT_STORAGE_URI", app.config["REDIS_URL"] or "memory://")
     if app.config["REDIS_URL"]:
-        app.config.setdefault("RATELIMIT_STORAGE_OPTIONS", {"key_prefix": f"{namespace}:limits",
-                                                            "socket_timeout": 2})
+        # A blocking pool: under a burst, green threads wait for a connection
+        # instead of failing with MaxConnectionsError (the default pool's 100).
+        app.config.setdefault("RATELIMIT_STORAGE_OPTIONS", {
+            "key_prefix": f"{namespace}:limits",
+            "connection_pool": redis.BlockingConnectionPool.from_url(
+                app.config["REDIS_URL"], max_connections=64, timeout=5, socket_timeout=2)})
     # The moving window: a burst at a window's edge cannot double the rate.
     app.config.setdefault("RATELIMIT_STRATEGY", "moving-window")
     app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)

@@ -9,7 +9,7 @@ import time
 from collections import Counter
 
 import redis
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, TimeoutError as PoolTimeout
 from flask import current_app, request, session
 from flask_login import current_user
 from flask_socketio import join_room, leave_room
@@ -292,6 +292,11 @@ def _request(kind, data, schema, accept):
             rt.metrics.request(kind, "repeat")
             return {"ok": True, "request_id": rid, "queued": False}
         item = accept(uid, payload)
+        # The reads are done: give the pooled connection back before waiting on
+        # Redis and the broker. Held until the handler ends, a burst of
+        # requests waiting on the dispatcher holds every connection of the
+        # pool (5 + 10) and the rest time out after 30 s as `internal`.
+        db.session.remove()
         holds_cap = item.pop("_holds_cap", None)
         item.update(kind=kind, user_id=uid, request_id=rid, received_at=received_at)
         if not _begin(rt, item, holds_cap):
@@ -307,7 +312,7 @@ def _request(kind, data, schema, accept):
     except BookingError as err:
         rt.metrics.request(kind, err.code)
         return _failure(rid, err)
-    except (redis.RedisError, OperationalError):
+    except (redis.RedisError, OperationalError, PoolTimeout):
         log.warning("shared state or database unavailable", exc_info=True)
         rt.metrics.request(kind, "busy")
         return _failure(rid, Busy("The box office cannot take requests right now.",

@@ -17,14 +17,21 @@ REQUEST_TTL_SECONDS = 24 * 3600
 # found by the overdue sweep long before this.
 PENDING_TTL_SECONDS = 3600
 PENDING = "pending"
+# Redis connections per process and pool; beyond it, callers queue (up to 5 s).
+REDIS_POOL_MAX = 64
 
 
 class RedisState:
     """Key-value state with expiry, in Redis."""
 
     def __init__(self, url):
-        self.redis = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=3,
-                                          health_check_interval=30)
+        # Green threads wait for a free connection instead of failing: the
+        # default pool raises MaxConnectionsError at its 101st concurrent user,
+        # which a web process under an on-sale reaches (every request then
+        # answers `busy`).
+        self.redis = redis.Redis(connection_pool=redis.BlockingConnectionPool.from_url(
+            url, max_connections=REDIS_POOL_MAX, timeout=5, socket_timeout=5,
+            socket_connect_timeout=3, health_check_interval=30))
 
     def add(self, key, value, ttl):
         """Set key only if absent; True if it was set."""
