@@ -16,7 +16,7 @@ from flask_socketio import join_room, leave_room
 from socketio.exceptions import ConnectionRefusedError as SocketRefused
 from marshmallow import ValidationError
 
-from . import catalog, checkout, holds, waiting_room
+from . import catalog, checkout, holds, records, waiting_room
 from .auth import user_id_from_token
 from .broadcast import subscribe_forever
 from .dispatch import BatchingDispatcher, InlineDispatcher
@@ -291,7 +291,19 @@ def _request(kind, data, schema, accept):
             socketio.emit(event, result, to=request.sid)
             rt.metrics.request(kind, "repeat")
             return {"ok": True, "request_id": rid, "queued": False}
-        item = accept(uid, payload)
+        try:
+            item = accept(uid, payload)
+        except BookingError:
+            # A repeat of a finished request whose answer the shared ledger has
+            # lost (Redis restarted) fails the pre-checks (the hold is paid
+            # now, say): its durable record answers it instead.
+            done = records.recorded(db.session, [(uid, rid)])
+            if not done:
+                raise
+            event, result = done[(uid, rid)]
+            socketio.emit(event, result, to=request.sid)
+            rt.metrics.request(kind, "repeat")
+            return {"ok": True, "request_id": rid, "queued": False}
         # The reads are done: give the pooled connection back before waiting on
         # Redis and the broker. Held until the handler ends, a burst of
         # requests waiting on the dispatcher holds every connection of the

@@ -117,3 +117,32 @@ def test_begin_payment_refuses_an_expired_hold_without_charging(app, make_users)
         assert start.payment_id is None
         assert start.outcome.results[0][3]["error"]["code"] == "hold_expired"
         assert db.session.scalar(sa.select(sa.func.count()).select_from(Payment)) == 0
+
+
+def test_repeat_of_a_finished_pay_is_answered_from_its_record(app, make_users):
+    """The shared ledger lost the answer (as after a Redis restart): a client re-sending
+    its pay gets the recorded result again, not a refusal because the hold is paid now."""
+    from booking.extensions import socketio
+    from workers.tasks import _finish_payment
+    (uid, tok), = make_users(1)
+    hold_id, _seat, start, token = _held_and_paying(app, uid)
+    rt = app.extensions["boxoffice"]
+    with app.app_context():
+        charge = rt.processor.charge(key=start.processor_key, amount_cents=start.amount_cents,
+                                     currency=start.currency, card_token=token.token,
+                                     timeout_s=5)
+        _finish_payment(start.payment_id, charge)
+    rt.ledger.forget(uid, "p1")   # the shared ledger lost it; the database has it
+    client = socketio.test_client(app, auth={"token": tok})
+    ack = client.emit("pay", {"request_id": "p1", "hold_id": hold_id, "idempotency_key": "k1",
+                              "card": {"number": "4242424242424242", "exp_month": 12,
+                                       "exp_year": 2031, "cvc": "123"}}, callback=True)
+    assert ack == {"ok": True, "request_id": "p1", "queued": False}
+    [result] = [m["args"][0] for m in client.get_received() if m["name"] == "payment_result"]
+    assert result["ok"] and result["request_id"] == "p1" and result["hold_id"] == hold_id
+    # A new request for the paid hold is still refused.
+    ack = client.emit("pay", {"request_id": "p2", "hold_id": hold_id, "idempotency_key": "k2",
+                              "card": {"number": "4242424242424242", "exp_month": 12,
+                                       "exp_year": 2031, "cvc": "123"}}, callback=True)
+    assert ack["ok"] is False and ack["error"]["code"] == "conflict"
+    client.disconnect()
