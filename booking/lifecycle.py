@@ -94,6 +94,8 @@ def serve(app, host, port, max_connections=10000):
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     start_background(app)
+    if app.config["REDIS_URL"]:
+        socketio.start_background_task(_watch_redis_restarts, app)
     log.info("serving on http://%s:%d (at most %d connections)", host, port, max_connections)
     try:
         # max_size: eventlet's per-process connection cap (its default is 1024).
@@ -105,14 +107,14 @@ def serve(app, host, port, max_connections=10000):
         log.info("stopped")
 
 
-def close_sockets(app):
-    """Tell every socket of this process to reconnect elsewhere, then close it; returns how many."""
+def close_sockets(app, reason="server_draining"):
+    """Tell every socket of this process to reconnect, then close it; returns how many."""
     server = socketio.server
     count = len(server.eio.sockets)
-    log.info("draining: asking %d sockets to reconnect", count)
+    log.info("asking %d sockets to reconnect (%s)", count, reason)
     if count:
         # ignore_queue: this process's own sockets only, not the whole cluster's.
-        socketio.emit("draining", {"reconnect": True, "reason": "server_draining"},
+        socketio.emit("draining", {"reconnect": True, "reason": reason},
                       namespace="/", ignore_queue=True)
         socketio.sleep(0.2)  # let the notices leave before the close packets
         # The transport is dropped without a close packet: Socket.IO clients
@@ -154,3 +156,26 @@ def _exit_after(seconds):
     # SIGALRM interrupts the hub's wait even if no green thread ever runs again.
     signal.signal(signal.SIGALRM, leave)
     signal.alarm(max(1, int(seconds)))
+
+
+def _watch_redis_restarts(app, interval_s=2.0):
+    """When Redis comes back empty (a restart: new run_id), send every socket away to
+    reconnect. Redis held the queue of accepted requests and their ledger; clients
+    re-send what they have no answer for (API.md), and each repeat is answered from
+    its durable record or performed if it was lost."""
+    rt = app.extensions["boxoffice"]
+    last = None
+    while True:
+        try:
+            run_id = rt.state.redis.info("server")["run_id"]
+        except Exception:
+            run_id = None  # down: readiness says so; wait for it to come back
+        if run_id and last and run_id != last and not getattr(rt, "draining", False):
+            log.warning("Redis restarted (run_id %s -> %s): sockets asked to reconnect",
+                        last, run_id)
+            try:
+                close_sockets(app, reason="redis_restarted")
+            except Exception:
+                log.exception("sending sockets away after a Redis restart failed")
+        last = run_id or last
+        socketio.sleep(interval_s)

@@ -124,3 +124,75 @@ def test_redis_outage_web(cluster, clean_db, redis_proxy, buyers):
         return ack["ok"]
     wait_until(accepted, 30, "a hold accepted again", interval=0.5)
     assert buyer.result_for("hold_result", rid, timeout=60)["ok"]
+
+
+class PrivateRedis:
+    """A real redis-server of this test's own, restartable without touching anyone else's."""
+
+    def __init__(self, tmp_path):
+        from tests.harness import free_port
+        self.port = free_port()
+        self.dir = tmp_path
+        self.proc = None
+        self.start()
+
+    @property
+    def url(self):
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self):
+        import subprocess
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.dir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        import redis
+        wait_until(lambda: _pings(redis.Redis.from_url(self.url)), 10, "private redis up")
+
+    def restart(self):
+        self.stop()
+        self.start()
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+def _pings(client):
+    try:
+        return client.ping()
+    except Exception:
+        return False
+
+
+def test_redis_restart_sends_sockets_away_and_lost_requests_are_recovered(
+        cluster, clean_db, buyers, tmp_path):
+    """Redis restarts empty, losing an accepted request still in the queue: the web
+    process sends its sockets away, and the client's re-send (API.md) is performed."""
+    private = PrivateRedis(tmp_path)
+    try:
+        env = {"REDIS_URL": private.url}
+        event_id = create_event(clean_db, rows=1, per_row=4)
+        web = cluster.web(extra_env=env)
+        buyer = buyers(web.url)
+        reasons = []
+        buyer.sio.on("draining", lambda data: reasons.append(data["reason"]))
+        seat = buyer.join(event_id)["seats"][0]["id"]
+        first_sid = buyer.sio.get_sid()
+
+        rid = uuid.uuid4().hex
+        payload = {"request_id": rid, "event_id": event_id, "seat_ids": [seat]}
+        assert buyer.call("hold", payload)["queued"] is True   # no worker yet: it waits
+        private.restart()                                       # ...and is lost
+        wait_until(lambda: "redis_restarted" in reasons, 20, "sockets told to reconnect")
+        wait_until(lambda: buyer.sio.connected and buyer.sio.get_sid() != first_sid, 20,
+                   "the client reconnected")
+        cluster.worker(extra_env=env)
+        wait_until(lambda: buyer.call("hold", payload).get("ok"), 20,
+                   "the re-sent request accepted", interval=0.5)
+        result = buyer.result_for("hold_result", rid, timeout=60)
+        assert result["ok"] and result["seat_ids"] == [seat]
+    finally:
+        cluster.stop()
+        private.stop()
