@@ -111,7 +111,8 @@ def close_sockets(app, reason="server_draining"):
     """Tell every socket of this process to reconnect, then close it; returns how many."""
     server = socketio.server
     count = len(server.eio.sockets)
-    log.info("asking %d sockets to reconnect (%s)", count, reason)
+    log.info("%s: asking %d sockets to reconnect",
+             "draining" if reason == "server_draining" else reason, count)
     if count:
         # ignore_queue: this process's own sockets only, not the whole cluster's.
         socketio.emit("draining", {"reconnect": True, "reason": reason},
