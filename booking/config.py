@@ -59,6 +59,9 @@ def from_environment():
         "SEATS_CHANGED_INTERVAL_MS": _int("SEATS_CHANGED_INTERVAL_MS", 100),
         # Most requests a web process puts into one worker task (one transaction).
         "REQUEST_BATCH_MAX": _int("REQUEST_BATCH_MAX", 200),
+        # Under load (more than one request waiting), a web process waits this
+        # long for more before publishing, so that one task carries many.
+        "REQUEST_BATCH_LINGER_MS": _float("REQUEST_BATCH_LINGER_MS", 5.0),
         # Per-account limit on socket requests (limits' notation).
         "USER_RATE_LIMIT": os.environ.get("USER_RATE_LIMIT", "20/second;300/minute"),
         # An accepted request still unanswered after this long is enqueued again

@@ -28,10 +28,15 @@ class _Ticket:
 class BatchingDispatcher:
     """Groups requests from many handlers into one task message (Redis mode, eventlet)."""
 
-    def __init__(self, socketio, send_batch, batch_max):
+    def __init__(self, socketio, send_batch, batch_max, linger_s=0.0):
         self.socketio = socketio
         self.send_batch = send_batch
         self.batch_max = batch_max
+        # Under load, wait this long for more requests before publishing, so
+        # one task carries many: batches otherwise form only while a publish
+        # is in flight (~1 ms), and a backed-up broker fills with tasks of 2-3
+        # requests that workers then take one by one.
+        self.linger_s = linger_s
         self._queue = deque()
         self._wakeup = None
         self._running = False
@@ -50,6 +55,8 @@ class BatchingDispatcher:
     def _drain(self):
         try:
             while self._queue:
+                if self.linger_s and 1 < len(self._queue) < self.batch_max:
+                    self.socketio.sleep(self.linger_s)
                 batch = [self._queue.popleft()
                          for _ in range(min(self.batch_max, len(self._queue)))]
                 try:

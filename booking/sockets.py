@@ -49,7 +49,8 @@ def init_app(app):
     rt.seat_maps = {}            # event_id -> {seat_id: price_cents}; seats never move
     from workers.tasks import enqueue, run_inline
     if app.config["REDIS_URL"]:
-        rt.dispatcher = BatchingDispatcher(socketio, enqueue, app.config["REQUEST_BATCH_MAX"])
+        rt.dispatcher = BatchingDispatcher(socketio, enqueue, app.config["REQUEST_BATCH_MAX"],
+                                           app.config["REQUEST_BATCH_LINGER_MS"] / 1000)
     else:
         def run_here(items):
             try:
