@@ -16,6 +16,7 @@ same way. Functions take a session and plain values, never commit or emit.
 """
 import logging
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import sqlalchemy as sa
 
@@ -226,7 +227,6 @@ def mark_refunded(session, processor_keys, now=None):
 
 def unsettled_payments(session, pending_older_than_s, now=None, limit=200):
     """Payments to reconcile: pending past the processor's timeout, and captures without an order."""
-    from datetime import timedelta
     now = now or utcnow()
     cutoff = now - timedelta(seconds=pending_older_than_s)
     pending = session.execute(sa.select(Payment.id, Payment.processor_key).where(

@@ -8,7 +8,6 @@ from booking import checkout, holds
 from booking.audit import run_audit
 from booking.extensions import db
 from booking.models import Hold, Order, Payment, Seat, SimCharge
-from booking.payments import Charge
 from tests.test_holds_idempotency import _event
 
 

@@ -8,9 +8,8 @@ import time
 import redis
 import sqlalchemy as sa
 
-from tests.checkout_helpers import DECLINE, GOOD, NO_FUNDS, audit, hold, pay, rows, scalar
+from tests.checkout_helpers import DECLINE, GOOD, NO_FUNDS, audit, hold, pay, scalar
 from tests.conftest import REDIS_URL, SECRET, create_event
-from tests.harness import Buyer
 from tests.load import connect_buyers, rng_for, run_parallel
 
 PANS = ("4242424242424242", "4000000000000002", "4000000000009995")

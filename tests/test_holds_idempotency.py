@@ -1,6 +1,5 @@
 """A request is performed once, however often it is sent or its task delivered."""
 import json
-import uuid
 
 import sqlalchemy as sa
 

@@ -5,7 +5,6 @@ most one buyer however requests race, a multi-seat hold is all or nothing, every
 accepted request is answered, and every watcher on every web process converges
 to the database's final state.
 """
-import signal
 import threading
 import time
 from collections import Counter

@@ -26,7 +26,7 @@ from booking import waiting_room
 from booking.extensions import db, socketio
 from booking.models import Hold, utcnow
 from tests.conftest import REDIS_URL, SECRET
-from tests.harness import PYTHON, ROOT, Proc, free_port, wait_until, _ready
+from tests.harness import PYTHON, ROOT, free_port, wait_until, _ready
 
 
 def _cli(url, *args):
