@@ -11,16 +11,22 @@ from booking.models import Hold, Order, Payment, Seat, SimCharge
 from tests.test_holds_idempotency import _event
 
 
-def _held_and_paying(app, uid):
-    """A hold of one seat, and a payment begun on it (phase 1 committed)."""
-    event_id, seats = _event(app, seats=2)
-    rt = app.extensions["boxoffice"]
+def _hold_a_seat(app, uid, seats=2):
+    """A committed hold of the first seat of a new event: (hold id, seat ids)."""
+    event_id, seat_ids = _event(app, seats=seats)
     with app.app_context():
         out = holds.process_requests(db.session, [
             {"kind": "hold", "user_id": uid, "request_id": "h1", "event_id": event_id,
-             "seat_ids": [seats[0]]}], rt.settings)
+             "seat_ids": [seat_ids[0]]}], app.extensions["boxoffice"].settings)
         db.session.commit()
-        hold_id = out.results[0][3]["hold_id"]
+    return out.results[0][3]["hold_id"], seat_ids
+
+
+def _held_and_paying(app, uid):
+    """A hold of one seat, and a payment begun on it (phase 1 committed)."""
+    hold_id, seats = _hold_a_seat(app, uid)
+    rt = app.extensions["boxoffice"]
+    with app.app_context():
         token = rt.processor.tokenize(number="4242424242424242", exp_month=12, exp_year=2031,
                                       cvc="123", name="T")
         start = checkout.begin_payment(db.session, {
@@ -100,14 +106,8 @@ def test_reconciliation_fails_a_payment_the_processor_never_saw(app, make_users)
 def test_begin_payment_refuses_an_expired_hold_without_charging(app, make_users):
     """The worker's own check: a hold past its expiry is never marked paying."""
     (uid, _tok), = make_users(1)
-    event_id, seats = _event(app, seats=1)
-    rt = app.extensions["boxoffice"]
+    hold_id, _seats = _hold_a_seat(app, uid, seats=1)
     with app.app_context():
-        out = holds.process_requests(db.session, [
-            {"kind": "hold", "user_id": uid, "request_id": "h1", "event_id": event_id,
-             "seat_ids": [seats[0]]}], rt.settings)
-        db.session.commit()
-        hold_id = out.results[0][3]["hold_id"]
         later = db.session.get(Hold, hold_id).expires_at
         start = checkout.begin_payment(db.session, {
             "user_id": uid, "request_id": uuid.uuid4().hex, "hold_id": hold_id,
