@@ -24,7 +24,6 @@ import base64
 import json
 import os
 import resource
-import struct
 import subprocess
 import sys
 import time
@@ -70,32 +69,11 @@ def rss_kib(pid):
 
 # --- a minimal WebSocket client speaking Engine.IO 4 / Socket.IO 5 ---------
 
-async def _read_frame(reader):
-    head = await reader.readexactly(2)
-    opcode, length = head[0] & 0x0F, head[1] & 0x7F
-    if length == 126:
-        length = struct.unpack("!H", await reader.readexactly(2))[0]
-    elif length == 127:
-        length = struct.unpack("!Q", await reader.readexactly(8))[0]
-    if head[1] & 0x80:
-        mask = await reader.readexactly(4)
-        data = bytes(b ^ mask[i % 4] for i, b in enumerate(await reader.readexactly(length)))
-    else:
-        data = await reader.readexactly(length)
-    return opcode, data
+# The framing is bench/loadgen.py's (one WebSocket client for every bench).
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from loadgen import Sio, _frame  # noqa: E402
 
-
-def _frame(payload, opcode=0x1):
-    data = payload.encode() if isinstance(payload, str) else payload
-    mask = os.urandom(4)
-    n = len(data)
-    if n < 126:
-        head = struct.pack("!BB", 0x80 | opcode, 0x80 | n)
-    elif n < 65536:
-        head = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, n)
-    else:
-        head = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, n)
-    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+_read_frame = Sio._read
 
 
 class Sock:
@@ -241,7 +219,11 @@ def main():
     env = dict(os.environ, DATABASE_URL=f"{args.mysql}/{name}?charset=utf8mb4",
                REDIS_URL=args.redis, REDIS_NAMESPACE=namespace, CELERY_QUEUE=f"{namespace}-q",
                SECRET_KEY=uuid.uuid4().hex, LOG_LEVEL="WARNING", PYTHONUNBUFFERED="1",
-               WEB_MAX_CONNECTIONS=str(max(10000, args.max + 100)))
+               WEB_MAX_CONNECTIONS=str(max(10000, args.max + 100)),
+               # Every socket here is the one bench buyer's: lift the per-account
+               # cap (10 in production) and the per-IP connect rate.
+               MAX_SOCKETS_PER_ACCOUNT=str(args.max + 100),
+               IP_RATE_LIMIT="100000/second;6000000/minute")
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     web = None
     try:
@@ -272,6 +254,8 @@ def main():
                              if line.startswith("Max open files"))
         print(f"one web process (pid {web.pid}), eventlet max_size "
               f"{env['WEB_MAX_CONNECTIONS']}, its RLIMIT_NOFILE {server_nofile}; "
+              f"MAX_SOCKETS_PER_ACCOUNT {env['MAX_SOCKETS_PER_ACCOUNT']}, "
+              f"IP_RATE_LIMIT {env['IP_RATE_LIMIT']}; "
               f"{os.cpu_count()} cores", flush=True)
         rows, held = asyncio.run(measure(args, url, web.pid, r.json()["token"]))
         top = max(rows, key=lambda row: row["sockets"])
