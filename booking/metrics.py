@@ -143,7 +143,7 @@ class ScrapeCollector:
         yield from (size, rate, total)
         shed = _read("shedding")
         if shed is not None:
-            depth, bound = shed
+            depth, bound, late = shed
             yield GaugeMetricFamily("boxoffice_requests_in_flight",
                                     "Requests accepted and not answered yet, every instance "
                                     "(the depth load shedding compares with its bound)",
@@ -151,6 +151,10 @@ class ScrapeCollector:
             yield GaugeMetricFamily("boxoffice_shed_bound_requests",
                                     "Requests in flight beyond which new holds are acked busy",
                                     value=bound)
+            yield GaugeMetricFamily("boxoffice_hold_answers_late_ratio",
+                                    "Share of hold answers of the last 5 s later than "
+                                    "LATENCY_TARGET_MS after their click (every instance)",
+                                    value=late)
 
 
 def _read(name):

@@ -115,10 +115,12 @@ class RedisState:
     def index_size(self, index):
         return self.redis.zcard(index)
 
-    def incr(self, key, amount, ttl):
+    def incr(self, counts, ttl):
+        """Add to counters ({key: amount}), each kept ttl seconds."""
         pipe = self.redis.pipeline(transaction=False)
-        pipe.incrby(key, amount)
-        pipe.expire(key, ttl)
+        for key, amount in counts.items():
+            pipe.incrby(key, amount)
+            pipe.expire(key, ttl)
         pipe.execute()
 
     _SOCKET_IN = """
@@ -237,11 +239,12 @@ class LocalState:
         with self._lock:
             return len(self._indexes.get(index, {}))
 
-    def incr(self, key, amount, ttl):
+    def incr(self, counts, ttl):
         with self._lock:
-            item = self._live(key)
-            total = int(item[0]) + amount if item else amount
-            self._data[key] = (str(total), time.monotonic() + ttl)
+            for key, amount in counts.items():
+                item = self._live(key)
+                total = int(item[0]) + amount if item else amount
+                self._data[key] = (str(total), time.monotonic() + ttl)
 
     def slot_take(self, key, member, now, stale_before, cap, ttl):
         with self._lock:
@@ -283,6 +286,7 @@ class RequestLedger:
         self.index = f"{namespace}:req-pending"
         self.holds_prefix = f"{namespace}:req-holds"
         self.done_prefix = f"{namespace}:req-done"
+        self.late_prefix = f"{namespace}:req-late"
 
     def _key(self, user_id, request_id):
         return f"{self.prefix}:{user_id}:{request_id}"
@@ -294,12 +298,23 @@ class RequestLedger:
         """Requests accepted and not answered yet, on every instance (queued or being decided)."""
         return self.state.index_size(self.index)
 
+    def _window_sum(self, prefix, window_s, now):
+        now = int(time.time() if now is None else now)
+        values = self.state.get_many([f"{prefix}:{t}" for t in range(now - window_s + 1, now + 1)])
+        return sum(int(v) for v in values if v)
+
     def finished_per_second(self, window_s=10, now=None):
         """Requests the workers answered per second, averaged over the last window_s seconds."""
-        now = int(time.time() if now is None else now)
-        values = self.state.get_many([f"{self.done_prefix}:{t}"
-                                      for t in range(now - window_s + 1, now + 1)])
-        return sum(int(v) for v in values if v) / window_s
+        return self._window_sum(self.done_prefix, window_s, now) / window_s
+
+    def late_share(self, window_s=5, now=None):
+        """Of the requests answered in the last window_s seconds, the share answered late.
+
+        Late: later than LATENCY_TARGET_MS after the web process received it
+        (what the worker that answered it counted). 0.0 when none was answered.
+        """
+        done = self._window_sum(self.done_prefix, window_s, now)
+        return self._window_sum(self.late_prefix, window_s, now) / done if done else 0.0
 
     def lookup(self, user_id, request_id):
         """None (never seen), PENDING, or the recorded (event, payload)."""
@@ -335,8 +350,11 @@ class RequestLedger:
         self.state.index_remove(self.index, [f"{user_id}:{request_id}"])
         self.state.group_remove([(self._holds_key(user_id), f"{user_id}:{request_id}")])
 
-    def finish_many(self, outcomes):
-        """Record answered requests: [(user_id, request_id, event, payload)]."""
+    def finish_many(self, outcomes, late=0):
+        """Record answered requests: [(user_id, request_id, event, payload)].
+
+        late: how many of them were answered later than the latency target.
+        """
         if not outcomes:
             return
         self.state.put_many({
@@ -347,7 +365,11 @@ class RequestLedger:
                                  for uid, rid, event, _p in outcomes if event == "hold_result"])
         # What the workers finish, per second: the measure behind the derived
         # shedding bound and admission rate.
-        self.state.incr(f"{self.done_prefix}:{int(time.time())}", len(outcomes), 120)
+        second = int(time.time())
+        counts = {f"{self.done_prefix}:{second}": len(outcomes)}
+        if late:
+            counts[f"{self.late_prefix}:{second}"] = late
+        self.state.incr(counts, 120)
 
     def overdue(self, older_than_s, limit=500):
         """Requests accepted longer ago than older_than_s and still unanswered: their items.
@@ -434,8 +456,9 @@ class LoadShedding:
         rate = max(self.config["SHED_FLOOR_RPS"], self.ledger.finished_per_second())
         return max(1, min(30, math.ceil(self.ledger.depth() / 2 / rate)))
 
-    def depth_and_bound(self):
-        return self.ledger.depth(), self.bound()
+    def pressure(self):
+        """(requests in flight, the shedding bound, the share of recent answers that were late)."""
+        return self.ledger.depth(), self.bound(), self.ledger.late_share()
 
 
 class SocketSlots:

@@ -70,6 +70,9 @@ def settings_from_environment():
         "AUTO_ADMISSION_MIN_PER_MIN": _env_int("AUTO_ADMISSION_MIN_PER_MIN", 30),
         "AUTO_ADMISSION_START_PER_MIN": _env_int("AUTO_ADMISSION_START_PER_MIN", 120),
         "AUTO_ADMISSION_MAX_PER_MIN": _env_int("AUTO_ADMISSION_MAX_PER_MIN", 6000),
+        # The click-to-hold_result time the derived rate keeps: while more than
+        # 1% of recent hold answers take longer, it admits fewer buyers.
+        "LATENCY_TARGET_MS": _env_int("LATENCY_TARGET_MS", 250),
         # Load shedding: accepted requests not yet answered, beyond which new
         # holds are refused `busy`. 0: derived (see ShedBound).
         "SHED_QUEUE_DEPTH": _env_int("SHED_QUEUE_DEPTH", 0),
@@ -100,7 +103,7 @@ def init_app(app):
     app.register_blueprint(bp)
     from . import metrics
     metrics.SCRAPE_SOURCES["waiting_rooms"] = lambda: store.stats(store.known_events())
-    metrics.SCRAPE_SOURCES["shedding"] = rt.shedding.depth_and_bound
+    metrics.SCRAPE_SOURCES["shedding"] = rt.shedding.pressure
 
 
 # ---------------------------------------------------------------- tokens
@@ -243,25 +246,36 @@ def describe(gate, place, rate_per_min, now):
 # ---------------------------------------------------------------- admitting
 
 class AutoRate:
-    """The derived admission rate: additive increase while the workers keep up, halve when not.
+    """The derived admission rate: grow while the pipeline keeps up, cut it when it does not.
 
-    "Keeping up" is read from the work accepted and not yet answered (the
-    same depth load shedding uses): under a quarter of the shedding bound the
-    rate grows by a fifth plus a few buyers a minute; over half it halves.
-    Between, it holds. So admission follows what the workers are finishing
-    instead of a guess, and a backlog slows the door before it sheds.
+    Two signals, both shared by every instance through Redis: the work
+    accepted and not yet answered (the depth load shedding uses), and the
+    share of hold answers of the last 5 s that came later than
+    LATENCY_TARGET_MS after their click reached a web process (counted by the
+    workers that answered them; it sees a slow web tier as well as a slow
+    worker). Late answers above LATE_CUT (1%: the p99 misses the target)
+    cut the rate by a quarter; a backlog over half the shedding bound halves
+    it. With no late answer to speak of and a backlog under a quarter of the
+    bound, the rate grows by a tenth plus a few buyers a minute. Between, it
+    holds. So the door lets in what the pipeline answers in time, and slows
+    before anything is shed.
     """
 
-    @staticmethod
-    def next(rate, depth, bound, low, high):
+    LATE_CUT = 0.01
+    LATE_GROW = 0.002
+
+    @classmethod
+    def next(cls, rate, depth, bound, low, high, late=0.0):
         if depth > bound / 2:
             rate = rate / 2
-        elif depth < bound / 4:
-            rate = rate * 1.2 + 6
+        elif late > cls.LATE_CUT:
+            rate = rate * 0.75
+        elif depth < bound / 4 and late <= cls.LATE_GROW:
+            rate = rate * 1.1 + 6
         return max(low, min(high, rate))
 
 
-def admit_due(session, store, broadcaster, depth_and_bound, config, now=None):
+def admit_due(session, store, broadcaster, pressure, config, now=None):
     """One admission tick for every event with a waiting room; returns {event_id: admitted}.
 
     Draws the pre-queue of events whose on-sale has come, admits buyers at each
@@ -275,20 +289,20 @@ def admit_due(session, store, broadcaster, depth_and_bound, config, now=None):
                            .where(Event.waiting_room.is_not(None))).all()
     session.rollback()
     out = {}
-    depth = bound = None
+    signals = None
     for row in rows:
         gate = Gate(row.id, row.waiting_room, _unix(row.on_sale_at), row.admission_rate_per_min)
         try:
-            if gate.rate_per_min is None and depth is None:
-                depth, bound = depth_and_bound()
-            out[gate.event_id] = _admit_one(session, store, broadcaster, gate, depth, bound,
+            if gate.rate_per_min is None and signals is None:
+                signals = pressure()   # (depth, bound, late share): see AutoRate
+            out[gate.event_id] = _admit_one(session, store, broadcaster, gate, signals,
                                             config, now)
         except Exception:
             log.exception("admission for event %s failed", gate.event_id)
     return out
 
 
-def _admit_one(session, store, broadcaster, gate, depth, bound, config, now):
+def _admit_one(session, store, broadcaster, gate, signals, config, now):
     event_id = gate.event_id
     store.register(event_id)
     if not store.try_lock(event_id, ttl=max(5, int(config["ADMISSION_INTERVAL_SECONDS"] * 5))):
@@ -297,10 +311,15 @@ def _admit_one(session, store, broadcaster, gate, depth, bound, config, now):
         if gate.rate_per_min is not None:
             rate = float(gate.rate_per_min)
         else:
-            rate = AutoRate.next(store.current_rate(event_id) or
-                                 config["AUTO_ADMISSION_START_PER_MIN"], depth or 0,
-                                 bound or 1, config["AUTO_ADMISSION_MIN_PER_MIN"],
-                                 config["AUTO_ADMISSION_MAX_PER_MIN"])
+            rate = store.current_rate(event_id) or config["AUTO_ADMISSION_START_PER_MIN"]
+            # It adapts only while the door is what holds buyers back. Before
+            # the draw, while paused or with nobody queued there is nothing to
+            # learn: an idle pipeline would grow the rate to its maximum, and
+            # the on-sale would open with a flood.
+            if gate.room != "paused" and store.drawn(event_id) and store.queued(event_id, 1):
+                depth, bound, late = signals or (0, 1, 0.0)
+                rate = AutoRate.next(rate, depth, bound, config["AUTO_ADMISSION_MIN_PER_MIN"],
+                                     config["AUTO_ADMISSION_MAX_PER_MIN"], late=late)
         store.set_rate(event_id, rate)
         burst = max(1.0, rate * config["ADMISSION_INTERVAL_SECONDS"] * 2 / 60)
         ttl = config["ADMISSION_TTL_SECONDS"]

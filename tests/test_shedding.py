@@ -4,12 +4,14 @@ Real processes: two web instances behind Redis, no worker at first, so that
 nothing drains the backlog; then a worker comes back and every request that was
 accepted gets its answer.
 """
+import time
 import uuid
 
 import pytest
 import redis
 
-from booking.state import LoadShedding, LocalState, RequestLedger
+from booking.state import LoadShedding, LocalState, RedisState, RequestLedger
+from booking.waiting_room import AutoRate
 from tests.conftest import REDIS_URL, create_event
 from tests.harness import Buyer
 from tests.load import Tracker, run_parallel
@@ -26,6 +28,63 @@ def test_default_bound_is_what_the_workers_finish_in_a_buyers_patience():
     ledger.finish_many([(1, f"r{i}", "hold_result", {}) for i in range(30_000)])
     assert LoadShedding(ledger, config).bound() == 30_000
     assert LoadShedding(ledger, dict(config, SHED_QUEUE_DEPTH=250)).bound() == 250
+
+
+def test_late_share_counts_answers_later_than_the_target_on_every_instance(redis_namespace):
+    """What workers count late is seen by whoever reads the shared ledger (another instance)."""
+    writer = RequestLedger(RedisState(REDIS_URL), redis_namespace)
+    reader = RequestLedger(RedisState(REDIS_URL), redis_namespace)
+    assert reader.late_share() == 0.0  # nothing answered: nothing late
+    writer.finish_many([(1, f"a{i}", "hold_result", {}) for i in range(90)])
+    writer.finish_many([(2, f"b{i}", "hold_result", {}) for i in range(10)], late=10)
+    assert reader.late_share() == pytest.approx(0.10)
+    # Counted per second: ten seconds on, the window holds nothing of it.
+    assert reader.late_share(now=time.time() + 10) == 0.0
+
+
+@pytest.mark.app_config(LATENCY_TARGET_MS=250)
+def test_worker_counts_hold_answers_later_than_the_target(app, make_users):
+    """A hold received 1 s before its batch ran is late; one received just now is not."""
+    from tests.conftest import create_event
+    from workers.tasks import process_requests
+    (uid, _tok), = make_users(1)
+    event_id = create_event(app.config["SQLALCHEMY_DATABASE_URI"], rows=1, per_row=4)
+    ledger = app.extensions["boxoffice"].ledger
+    with app.app_context():
+        from booking import catalog
+        from booking.extensions import db
+        seats = [s["id"] for s in catalog.seat_states(db.session, event_id)]
+        db.session.remove()
+        now = time.time()
+        items = [{"kind": "hold", "user_id": uid, "request_id": "late", "event_id": event_id,
+                  "seat_ids": seats[:1], "received_at": now - 1.0},
+                 {"kind": "hold", "user_id": uid, "request_id": "on-time", "event_id": event_id,
+                  "seat_ids": seats[1:2], "received_at": now}]
+        process_requests.apply(args=[items], throw=True)
+    assert ledger.late_share() == pytest.approx(0.5)
+
+
+def test_derived_admission_rate_follows_lateness_and_backlog():
+    """Grow while on time, cut by a quarter when >1% is late, halve on a deep backlog."""
+    low, high, bound = 30, 6000, 1200
+    assert AutoRate.next(600, 0, bound, low, high, late=0.0) == pytest.approx(666)
+    assert AutoRate.next(600, 0, bound, low, high, late=0.05) == pytest.approx(450)
+    assert AutoRate.next(600, 700, bound, low, high, late=0.0) == pytest.approx(300)
+    # Between the thresholds it holds: a little late, or a backlog between 1/4 and 1/2.
+    assert AutoRate.next(600, 0, bound, low, high, late=0.005) == 600
+    assert AutoRate.next(600, 400, bound, low, high, late=0.0) == 600
+    # Never outside its bounds.
+    assert AutoRate.next(35, 0, bound, low, high, late=0.5) == low
+    assert AutoRate.next(5990, 0, bound, low, high) == high
+    # A run of late ticks takes a runaway rate down fast; on-time ticks bring it back slowly.
+    rate = 3000
+    for _ in range(8):
+        rate = AutoRate.next(rate, 0, bound, low, high, late=0.2)
+    assert rate < 0.11 * 3000
+    climbed = rate
+    for _ in range(8):
+        climbed = AutoRate.next(climbed, 0, bound, low, high)
+    assert rate < climbed < 3 * rate
 
 
 @pytest.mark.timeout(300)

@@ -68,7 +68,7 @@ class _Sent:
 def _tick(app, now, sent):
     rt = app.extensions["boxoffice"]
     with app.app_context():
-        out = waiting_room.admit_due(db.session, rt.waiting_room, sent, rt.shedding.depth_and_bound,
+        out = waiting_room.admit_due(db.session, rt.waiting_room, sent, rt.shedding.pressure,
                                      app.config, now=now)
         db.session.remove()
         return out

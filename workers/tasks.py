@@ -49,7 +49,13 @@ def run_inline(items):
 def send(outcome, items=()):
     """Record answered requests and send results, seat changes and notices (after commit)."""
     rt = _runtime()
-    rt.ledger.finish_many(outcome.results)
+    # Hold answers later than the latency target slow the derived admission
+    # rate (waiting_room.AutoRate); payments wait on the processor, not on us.
+    target = current_app.config["LATENCY_TARGET_MS"] / 1000
+    now = time.time()
+    late = sum(1 for i in items if i.get("kind") == "hold" and i.get("received_at")
+               and now - i["received_at"] > target)
+    rt.ledger.finish_many(outcome.results, late=late)
     rt.broadcaster.results(outcome.results)
     rt.broadcaster.seats(outcome.seat_changes())
     for user_id, event, payload in outcome.notices:
@@ -214,4 +220,4 @@ def admit_waiting_buyers():
     """Move buyers from waiting rooms to admitted at each room's rate, and tell them."""
     rt = _runtime()
     waiting_room.admit_due(db.session, rt.waiting_room, rt.broadcaster,
-                           rt.shedding.depth_and_bound, current_app.config)
+                           rt.shedding.pressure, current_app.config)
