@@ -165,18 +165,22 @@ class FlashSale:
     async def _sleep(self, lo, hi):
         await asyncio.sleep(self.rng.uniform(lo, hi))
 
-    async def _buyer(self, b):
+    async def _buyer(self, b, admission_token=None, once=False):
+        """Shop until the sale ends; with once, until this buyer's checkout is over."""
         cfg, st = self.cfg, self.c.stats
         ev = cfg["event_id"]
         timeout = cfg["result_timeout"]
-        await self._sleep(0, cfg["arrival_spread_s"])
+        extra = {"admission_token": admission_token} if admission_token else {}
+        if not once:
+            await self._sleep(0, cfg["arrival_spread_s"])
         while not self.stopping:
             seats = self._pick()
             if not seats:
                 await self._sleep(0.5, 1.5)
                 continue
             st.inc("hold_requested")
-            kind, res = await b.request("hold", {"event_id": ev, "seat_ids": seats}, timeout)
+            kind, res = await b.request("hold", {"event_id": ev, "seat_ids": seats, **extra},
+                                        timeout)
             if self.stopping:
                 return
             if kind == "refused":
@@ -196,6 +200,8 @@ class FlashSale:
             for sid in seats:
                 self.c.mark(sid, "held")
             await self._checkout(b, res["hold_id"])
+            if once:
+                return
 
     async def _checkout(self, b, hold_id):
         cfg, st, rng = self.cfg, self.c.stats, self.rng
@@ -336,6 +342,7 @@ class Sale:
             info = self.cluster.up(a.web, a.workers, a.concurrency)
             rows = max(1, math.ceil(a.seats / self.per_row))
             event_id = create_event(tw.env, rows, self.per_row, name=self.name)
+            self.event_created(event_id)
             seats_total = rows * self.per_row
             grid = seat_grid(tw, event_id)
             say(f"event {event_id}: {seats_total} seats; creating {a.buyers} buyers")
@@ -379,6 +386,7 @@ class Sale:
             start = time.time()
             self.started_at, self.t0 = start, cfg["t0"]
             sale_start_s = start - cfg["t0"]
+            self.sale_starting(event_id)
             pool.start()
             say(f"sale started: {connected} buyers, {seats_total} seats")
             db = tw.connect()
@@ -426,6 +434,7 @@ class Sale:
                     break
                 time.sleep(max(0.05, 1.0 - (time.time() - now)))
             end = time.time()
+            self.ended_at = end
             say("sale over: draining (no new requests; waiting for accepted ones)")
             parts = pool.stop(timeout=a.drain + 60)
             after = scrape(info["lb"])
@@ -455,6 +464,12 @@ class Sale:
         result["fault"] = self.fault_log
         result["sale_started_at"] = getattr(self, "started_at", None)
         return result
+
+    def event_created(self, event_id):
+        """Hook: the event exists, no buyer has connected yet."""
+
+    def sale_starting(self, event_id):
+        """Hook: every buyer is connected (and joined); the sale starts now."""
 
     def _run_fault(self):
         try:
@@ -532,6 +547,7 @@ class Sale:
                 "seats_changed_lag_sent": rpt.q3(hist.get("lag_sent", {})),
                 "seats_changed_received": count.get("seats_changed_received", 0),
                 "counts": dict(sorted(count.items())),
+                "histograms": {name: rpt.q3(h) for name, h in sorted(hist.items())},
             },
             "accepted": accepted, "answered": answered, "unanswered": len(unanswered),
             "unanswered_sample": unanswered[:20],

@@ -745,6 +745,8 @@ class Buyer:
             c.stats.inc("hold_closed")
         elif name == "draining":
             c.stats.inc("draining_notices")
+        elif c.on_other is not None:
+            c.on_other(self, name, raw, now)
 
     async def _send(self, req):
         """Emit until acked (reconnects re-send); returns the ack or None if we gave up."""
@@ -819,6 +821,7 @@ class ClientProcess:
         self.seats = {}
         self.map_buyer = None
         self.on_change = None     # callback(seat_id, old_status, new_status)
+        self.on_other = None      # callback(buyer, event name, raw frame, time) for other events
 
     # counters -----------------------------------------------------------------
     def accepted(self, req):
