@@ -27,6 +27,10 @@ def seats_channel(namespace):
     return f"{namespace}:seat-changes"
 
 
+def positions_channel(namespace):
+    return f"{namespace}:queue-positions"
+
+
 def iso_now():
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -38,6 +42,7 @@ class Broadcaster:
         self.socketio = socketio
         self.redis = redis.Redis.from_url(redis_url) if redis_url else None
         self.channel = seats_channel(namespace)
+        self.positions = positions_channel(namespace)
         self.coalescer = coalescer
 
     def results(self, outcomes):
@@ -47,6 +52,15 @@ class Broadcaster:
 
     def to_user(self, user_id, event, payload):
         self.socketio.emit(event, payload, to=f"user:{user_id}")
+
+    def queue_positions(self, message):
+        """A waiting room's positions (waiting_room.position_updates): one message for all."""
+        if self.redis is not None:
+            self.redis.publish(self.positions, json.dumps(message))
+            return
+        from .waiting_room import position_updates
+        for user_id, payload in position_updates(message):
+            self.to_user(user_id, "queue_update", payload)
 
     def seats(self, changes):
         """changes: {event_id: [{id, status, version}]}."""
@@ -103,14 +117,19 @@ class SeatsCoalescer:
                 log.exception("seats_changed flush failed")
 
 
-def subscribe_forever(socketio, redis_url, namespace, coalescer, resync):
-    """Feed the coalescer from the seat-change channel; resync after every reconnect."""
+def subscribe_forever(socketio, redis_url, namespace, coalescer, resync, on_positions):
+    """Feed the coalescer from the seat-change channel; resync after every reconnect.
+
+    Waiting rooms' position messages go to on_positions (a lost one is made
+    good by the next tick's, and a waiting page asks again every 20-40 s).
+    """
     client = redis.Redis.from_url(redis_url, socket_connect_timeout=3, health_check_interval=10)
     failures = 0
     while True:
         try:
             pubsub = client.pubsub(ignore_subscribe_messages=True)
-            pubsub.subscribe(seats_channel(namespace))
+            pubsub.subscribe(seats_channel(namespace), positions_channel(namespace))
+            positions = positions_channel(namespace).encode()
             if failures:
                 log.warning("seat-change subscription restored; resyncing watchers")
                 resync()
@@ -120,7 +139,10 @@ def subscribe_forever(socketio, redis_url, namespace, coalescer, resync):
                 if message is None:
                     continue
                 data = json.loads(message["data"])
-                coalescer.add(data["event_id"], data["seats"], data["committed_at"])
+                if message["channel"] == positions:
+                    on_positions(data)
+                else:
+                    coalescer.add(data["event_id"], data["seats"], data["committed_at"])
         except Exception:
             failures += 1
             log.warning("seat-change subscription lost (attempt %d)", failures, exc_info=True)

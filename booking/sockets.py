@@ -68,7 +68,7 @@ def start_background(app):
     if app.config["REDIS_URL"]:
         socketio.start_background_task(subscribe_forever, socketio, app.config["REDIS_URL"],
                                        app.config["REDIS_NAMESPACE"], rt.coalescer,
-                                       lambda: _resync(app))
+                                       lambda: _resync(app), lambda m: _tell_positions(app, m))
     else:
         socketio.start_background_task(_sweep_inline, app)
 
@@ -103,6 +103,16 @@ def _sweep_inline(app):
                     task.apply(throw=True)
                 except Exception:
                     log.exception("%s failed", task.name)
+
+
+def _tell_positions(app, message):
+    """A waiting room's positions, to the sockets of this process's queued buyers."""
+    local = app.extensions["boxoffice"].local_users
+    try:
+        for user_id, payload in waiting_room.position_updates(message, only=local):
+            socketio.emit("queue_update", payload, to=f"user:{user_id}", ignore_queue=True)
+    except Exception:
+        log.exception("queue positions not delivered")
 
 
 def _resync(app):

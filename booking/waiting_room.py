@@ -355,11 +355,30 @@ def _admit_one(session, store, broadcaster, gate, signals, config, now):
 
 
 def _send_positions(store, broadcaster, gate, rate, now, front_only):
+    """Tell queued buyers their place: one message for all (see position_updates)."""
     seq = store.seq(gate.event_id)
     members = store.queued(gate.event_id, FRONT_UPDATES if front_only else None)
-    for ahead, uid in enumerate(members):
-        body = describe(gate, {"state": QUEUED, "ahead": ahead, "seq": seq}, rate, now)
-        broadcaster.to_user(uid, "queue_update", {"event_id": gate.event_id, **body})
+    broadcaster.queue_positions({"event_id": gate.event_id, "room": gate.room,
+                                 "on_sale_at": gate.on_sale_at, "rate_per_min": gate.rate_per_min,
+                                 "rate": rate, "now": now, "seq": seq, "members": members})
+
+
+def position_updates(message, only=None):
+    """(user_id, queue_update payload) for each buyer of a positions message.
+
+    The message lists the queue's members in order, so that one message per
+    tick reaches every web instance, which tells its own sockets (only: the
+    user ids connected there) instead of one message per waiting buyer
+    through the Socket.IO queue, decoded by every instance.
+    """
+    gate = Gate(message["event_id"], message["room"], message["on_sale_at"],
+                message["rate_per_min"])
+    for ahead, uid in enumerate(message["members"]):
+        if only is not None and uid not in only:
+            continue
+        body = describe(gate, {"state": QUEUED, "ahead": ahead, "seq": message["seq"]},
+                        message["rate"], message["now"])
+        yield uid, {"event_id": gate.event_id, **body}
 
 
 # ---------------------------------------------------------------- ops

@@ -64,6 +64,11 @@ class _Sent:
         self.messages.append((user_id, event, payload))
         self.inner.to_user(user_id, event, payload)
 
+    def queue_positions(self, message):
+        self.messages += [(u, "queue_update", p)
+                          for u, p in waiting_room.position_updates(message)]
+        self.inner.queue_positions(message)
+
 
 def _tick(app, now, sent):
     rt = app.extensions["boxoffice"]
