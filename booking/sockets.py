@@ -238,7 +238,7 @@ def on_join_event(data=None):
                 return {"ok": True, "event_id": event_id, "seats": [], "waiting_room": room}
         # Join before reading, so that no change falls between snapshot and feed.
         join_room(f"event:{event_id}")
-        seats = catalog.seat_states(db.session, event_id)
+        seats = rt.coalescer.snapshot(event_id, lambda: catalog.seat_states(db.session, event_id))
         rt.metrics.request("join_event", "ok")
         answer = {"ok": True, "event_id": event_id, "seats": seats}
         if room is not None:
