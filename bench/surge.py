@@ -9,9 +9,10 @@ The flash sale of bench/flash_sale.py, with the event behind its waiting room
 waits in the pre-queue; at the on-sale (`booking waiting-room on-sale EVENT
 now`, run when every buyer is connected) the queue is drawn and buyers are
 admitted at the room's rate (`auto` by default: derived from how the pipeline
-keeps up). An admitted buyer joins again (seat map and feed), shops once (hold
-with its admission token, then pay, decline, cancel or walk away, as in the
-flash sale) and leaves. Buyers still waiting when the event sells out or the
+keeps up). An admitted buyer joins again (seat map and feed), looks at the map
+for --browse seconds (1 to 4: a person picks seats before clicking), shops once
+(hold with its admission token, then pay, decline, cancel or walk away, as in
+the flash sale) and leaves. Buyers still waiting when the event sells out or the
 time runs out are reported as such: queued, not failed.
 
 --no-waiting-room runs the same crowd at the same event with no room (every
@@ -136,6 +137,7 @@ class SurgeSale(FlashSale):
             return
         if make_map:
             c.apply_snapshot(json.loads(raw)[0]["seats"])
+        await self._sleep(*self.cfg["browse_s"])   # looking at the map before the first click
         await self._buyer(b, admission_token=token, once=True)
         st.inc("buyers_done", now=time.time())
         if b is not c.map_buyer and not self.stopping:
@@ -153,7 +155,8 @@ class SurgeRun(Sale):
         gated = not args.no_waiting_room
         super().__init__(args, out_dir, name="surge",
                          scenario="surge:SurgeSale" if gated else "flash_sale:FlashSale",
-                         cfg_extra={"arrival_spread_s": 1.0})
+                         cfg_extra={"arrival_spread_s": 1.0,
+                                    "browse_s": tuple(float(x) for x in args.browse.split(","))})
         self.gated = gated
         self.readyz = []          # (t, status) of the load balancer's /readyz during the sale
 
@@ -218,6 +221,9 @@ def main():
     parser.set_defaults(buyers=2000, seats=2000, duration=150, db_limit_seconds=0)
     parser.add_argument("--admission-rate", default="auto",
                         help="buyers admitted a minute, or auto (derived; the default)")
+    parser.add_argument("--browse", default="1,4",
+                        help="seconds an admitted buyer looks at the seat map before the first "
+                             "click, lo,hi (default 1,4)")
     parser.add_argument("--no-waiting-room", action="store_true",
                         help="the control: the same crowd with no waiting room")
     args = parser.parse_args()

@@ -143,7 +143,7 @@ class ScrapeCollector:
         yield from (size, rate, total)
         shed = _read("shedding")
         if shed is not None:
-            depth, bound, late = shed
+            depth, bound, late, _slow = shed
             yield GaugeMetricFamily("boxoffice_requests_in_flight",
                                     "Requests accepted and not answered yet, every instance "
                                     "(the depth load shedding compares with its bound)",

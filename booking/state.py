@@ -287,6 +287,7 @@ class RequestLedger:
         self.holds_prefix = f"{namespace}:req-holds"
         self.done_prefix = f"{namespace}:req-done"
         self.late_prefix = f"{namespace}:req-late"
+        self.slow_prefix = f"{namespace}:req-slow"
 
     def _key(self, user_id, request_id):
         return f"{self.prefix}:{user_id}:{request_id}"
@@ -313,8 +314,15 @@ class RequestLedger:
         Late: later than LATENCY_TARGET_MS after the web process received it
         (what the worker that answered it counted). 0.0 when none was answered.
         """
+        return self._share(self.late_prefix, window_s, now)
+
+    def slow_share(self, window_s=5, now=None):
+        """The same for answers later than half the target (the early warning)."""
+        return self._share(self.slow_prefix, window_s, now)
+
+    def _share(self, prefix, window_s, now):
         done = self._window_sum(self.done_prefix, window_s, now)
-        return self._window_sum(self.late_prefix, window_s, now) / done if done else 0.0
+        return self._window_sum(prefix, window_s, now) / done if done else 0.0
 
     def lookup(self, user_id, request_id):
         """None (never seen), PENDING, or the recorded (event, payload)."""
@@ -350,10 +358,11 @@ class RequestLedger:
         self.state.index_remove(self.index, [f"{user_id}:{request_id}"])
         self.state.group_remove([(self._holds_key(user_id), f"{user_id}:{request_id}")])
 
-    def finish_many(self, outcomes, late=0):
+    def finish_many(self, outcomes, late=0, slow=0):
         """Record answered requests: [(user_id, request_id, event, payload)].
 
-        late: how many of them were answered later than the latency target.
+        late, slow: how many of them were answered later than the latency
+        target, and later than half of it.
         """
         if not outcomes:
             return
@@ -369,6 +378,8 @@ class RequestLedger:
         counts = {f"{self.done_prefix}:{second}": len(outcomes)}
         if late:
             counts[f"{self.late_prefix}:{second}"] = late
+        if slow:
+            counts[f"{self.slow_prefix}:{second}"] = slow
         self.state.incr(counts, 120)
 
     def overdue(self, older_than_s, limit=500):
@@ -457,8 +468,9 @@ class LoadShedding:
         return max(1, min(30, math.ceil(self.ledger.depth() / 2 / rate)))
 
     def pressure(self):
-        """(requests in flight, the shedding bound, the share of recent answers that were late)."""
-        return self.ledger.depth(), self.bound(), self.ledger.late_share()
+        """(requests in flight, the shedding bound, the shares of recent answers late and slow)."""
+        return (self.ledger.depth(), self.bound(), self.ledger.late_share(),
+                self.ledger.slow_share())
 
 
 class SocketSlots:

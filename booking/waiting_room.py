@@ -250,27 +250,29 @@ class AutoRate:
 
     Two signals, both shared by every instance through Redis: the work
     accepted and not yet answered (the depth load shedding uses), and the
-    share of hold answers of the last 5 s that came later than
-    LATENCY_TARGET_MS after their click reached a web process (counted by the
-    workers that answered them; it sees a slow web tier as well as a slow
-    worker). Late answers above LATE_CUT (1%: the p99 misses the target)
-    cut the rate by a quarter; a backlog over half the shedding bound halves
-    it. With no late answer to speak of and a backlog under a quarter of the
-    bound, the rate grows by a tenth plus a few buyers a minute. Between, it
-    holds. So the door lets in what the pipeline answers in time, and slows
-    before anything is shed.
+    shares of hold answers of the last 5 s that came later than
+    LATENCY_TARGET_MS ("late") and later than half of it ("slow") after
+    their click reached a web process (counted by the workers that answered
+    them; they see a slow web tier as well as a slow worker). More than 1%
+    late (the p99 misses the target) cuts the rate by a quarter; a backlog
+    over half the shedding bound halves it. The rate grows, by a tenth plus a
+    few buyers a minute, only while at most 1% are slow (the p99 is within
+    half the target: the margin that absorbs the admissions already made
+    when the signal turns) and the backlog is under a quarter of the bound.
+    Between, it holds. So the door lets in what the pipeline answers in time,
+    and slows before anything is shed.
     """
 
-    LATE_CUT = 0.01
-    LATE_GROW = 0.002
+    CUT = 0.01
+    GROW = 0.01
 
     @classmethod
-    def next(cls, rate, depth, bound, low, high, late=0.0):
+    def next(cls, rate, depth, bound, low, high, late=0.0, slow=0.0):
         if depth > bound / 2:
             rate = rate / 2
-        elif late > cls.LATE_CUT:
+        elif late > cls.CUT:
             rate = rate * 0.75
-        elif depth < bound / 4 and late <= cls.LATE_GROW:
+        elif depth < bound / 4 and slow <= cls.GROW:
             rate = rate * 1.1 + 6
         return max(low, min(high, rate))
 
@@ -294,7 +296,7 @@ def admit_due(session, store, broadcaster, pressure, config, now=None):
         gate = Gate(row.id, row.waiting_room, _unix(row.on_sale_at), row.admission_rate_per_min)
         try:
             if gate.rate_per_min is None and signals is None:
-                signals = pressure()   # (depth, bound, late share): see AutoRate
+                signals = pressure()   # (depth, bound, late and slow shares): see AutoRate
             out[gate.event_id] = _admit_one(session, store, broadcaster, gate, signals,
                                             config, now)
         except Exception:
@@ -317,9 +319,9 @@ def _admit_one(session, store, broadcaster, gate, signals, config, now):
             # learn: an idle pipeline would grow the rate to its maximum, and
             # the on-sale would open with a flood.
             if gate.room != "paused" and store.drawn(event_id) and store.queued(event_id, 1):
-                depth, bound, late = signals or (0, 1, 0.0)
+                depth, bound, late, slow = signals or (0, 1, 0.0, 0.0)
                 rate = AutoRate.next(rate, depth, bound, config["AUTO_ADMISSION_MIN_PER_MIN"],
-                                     config["AUTO_ADMISSION_MAX_PER_MIN"], late=late)
+                                     config["AUTO_ADMISSION_MAX_PER_MIN"], late=late, slow=slow)
         store.set_rate(event_id, rate)
         burst = max(1.0, rate * config["ADMISSION_INTERVAL_SECONDS"] * 2 / 60)
         ttl = config["ADMISSION_TTL_SECONDS"]

@@ -53,9 +53,10 @@ def send(outcome, items=()):
     # rate (waiting_room.AutoRate); payments wait on the processor, not on us.
     target = current_app.config["LATENCY_TARGET_MS"] / 1000
     now = time.time()
-    late = sum(1 for i in items if i.get("kind") == "hold" and i.get("received_at")
-               and now - i["received_at"] > target)
-    rt.ledger.finish_many(outcome.results, late=late)
+    waits = [now - i["received_at"] for i in items
+             if i.get("kind") == "hold" and i.get("received_at")]
+    rt.ledger.finish_many(outcome.results, late=sum(1 for w in waits if w > target),
+                          slow=sum(1 for w in waits if w > target / 2))
     rt.broadcaster.results(outcome.results)
     rt.broadcaster.seats(outcome.seat_changes())
     for user_id, event, payload in outcome.notices:
