@@ -99,7 +99,18 @@ class LoopingBuyer:
     On every (re)connect it re-joins the event (a fresh snapshot) and re-sends,
     with the same request_id, every request it has no result for: the server
     performs each once and answers a finished one from its record.
+
+    A request refused for now (rate_limited or busy, in the ack or as the
+    result) is sent again, with the same request_id, after the retry_after_s it
+    names, as the event page does. Above all a refused release is retried: a
+    hold left behind stays for HOLD_TTL_SECONDS (300), and two of them make
+    every further hold `limit_exceeded` (MAX_OPEN_HOLDS is 2), so the buyer
+    would make no progress for minutes. These buyers go as fast as the server
+    answers, past the per-account budget (300 requests a minute), so they meet
+    `rate_limited` whenever the cluster is quick.
     """
+
+    RETRY_LATER = ("rate_limited", "busy")
 
     def __init__(self, lb, token, user_id, event_id, seat_ids, seed):
         self.lb, self.token, self.user_id = lb, token, user_id
@@ -109,6 +120,7 @@ class LoopingBuyer:
         self.results = {}      # request_id -> result payload
         self.accepted = set()  # request_ids acked {ok: true}
         self.unanswered = {}   # request_id -> (kind, payload): sent, no result yet
+        self.refused = {}      # request_id -> error of a refusal in the ack, not yet handled
         self.connects = 0
         self.joins = 0
         self.drain_notices = 0
@@ -152,11 +164,15 @@ class LoopingBuyer:
             ack = self.sio.call(kind, payload, timeout=15)
         except (socketio.exceptions.TimeoutError, socketio.exceptions.SocketIOError):
             return None
+        rid = payload["request_id"]
         with self.lock:
             if ack.get("ok"):
-                self.accepted.add(payload["request_id"])
-            else:
-                self.unanswered.pop(payload["request_id"], None)
+                self.accepted.add(rid)
+            elif rid not in self.accepted:
+                # (A refused re-send of an accepted request changes nothing:
+                # the accepted one is in flight and its result will come.)
+                self.unanswered.pop(rid, None)
+                self.refused[rid] = ack["error"]
                 self.rejected.append(ack)
         return ack
 
@@ -175,6 +191,14 @@ class LoopingBuyer:
             self._send(kind, payload)
         return True
 
+    def _retry_later(self, error):
+        """True after waiting what a refusal for now asks (with jitter); False for a final one."""
+        if not error or error.get("code") not in self.RETRY_LATER or self.stop.is_set():
+            return False
+        wait = (error.get("details") or {}).get("retry_after_s") or 1
+        self.stop.wait(min(wait, 10) * self.rng.uniform(0.5, 1.5))
+        return not self.stop.is_set()
+
     def _request(self, kind, payload, seen):
         """Send and wait for the result, resyncing on reconnects; (result or None, seen)."""
         rid = uuid.uuid4().hex
@@ -185,11 +209,26 @@ class LoopingBuyer:
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             with self.lock:
-                if rid in self.results:
-                    return self.results[rid], seen
-                if rid not in self.unanswered:
-                    return None, seen  # rejected in the ack
+                result = self.results.get(rid)
+                refused = self.refused.pop(rid, None)
                 connects = self.connects
+            if result is not None and not result.get("ok") and self._retry_later(
+                    result.get("error")):
+                # Refused by a worker, nothing recorded: the same request_id may be sent again.
+                with self.lock:
+                    self.results.pop(rid, None)
+                    self.unanswered[rid] = (kind, payload)
+                self._send(kind, payload)
+                continue
+            if result is not None:
+                return result, seen
+            if refused is not None:
+                if not self._retry_later(refused):
+                    return None, seen  # refused for good in the ack
+                with self.lock:
+                    self.unanswered[rid] = (kind, payload)
+                self._send(kind, payload)
+                continue
             if self.sio.connected and connects != seen:
                 if self._resync():
                     seen = connects
