@@ -147,6 +147,21 @@ function sendHold(request) {
   });
 }
 
+// A release refused for now is sent again (same request_id, so it is done once):
+// left to the hold's expiry, the seats would stay held and count against the
+// buyer's open holds for minutes.
+function sendRelease(holdId, requestId, attempt) {
+  requests.send("release", { request_id: requestId, hold_id: holdId }, (error) => {
+    if ((error.code === "busy" || error.code === "rate_limited") && attempt < RETRIES) {
+      const base = Math.max(1, (error.details && error.details.retry_after_s) || 2) * 1000;
+      const delay = Math.min(60000, base * 2 ** attempt) * (0.5 + Math.random());
+      setTimeout(() => sendRelease(holdId, requestId, attempt + 1), delay);
+      return;
+    }
+    showMessage(`We could not give your seats back just now (${errorText(error)}) They will be released automatically when the hold ends.`, "warning");
+  });
+}
+
 function holdFailed(error) {
   const taken = (error.details && error.details.seat_ids) || [];
   const asked = holdRequest ? holdRequest.seat_ids : [];
@@ -225,9 +240,7 @@ function restoreHold() {
 function onCheckoutClosed(hold, reason) {
   forget();
   if (reason === "cancelled") {
-    requests.send("release", { request_id: newId(), hold_id: hold.hold_id }, (error) => {
-      showMessage(`We could not give your seats back just now (${errorText(error)}) They will be released automatically when the hold ends.`, "warning");
-    });
+    sendRelease(hold.hold_id, newId(), 0);
     showMessage("Your seats are being released.", "info");
   } else if (reason === "expired") {
     for (const id of hold.seat_ids) mine.delete(id);
