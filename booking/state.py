@@ -322,7 +322,9 @@ class RequestLedger:
 
     def _share(self, prefix, window_s, now):
         done = self._window_sum(self.done_prefix, window_s, now)
-        return self._window_sum(prefix, window_s, now) / done if done else 0.0
+        # (A repeat in a batch is counted among the late ones but answered
+        # once: the share is capped at 1.)
+        return min(1.0, self._window_sum(prefix, window_s, now) / done) if done else 0.0
 
     def lookup(self, user_id, request_id):
         """None (never seen), PENDING, or the recorded (event, payload)."""
