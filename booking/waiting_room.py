@@ -258,8 +258,9 @@ class AutoRate:
     their click reached a web process (counted by the workers that answered
     them; they see a slow web tier as well as a slow worker). More than 1%
     late (the p99 misses the target) cuts the rate by a quarter; a backlog
-    over half the shedding bound halves it. The rate grows, by a tenth plus a
-    few buyers a minute, only while at most 1% are slow (the p99 is within
+    over half the shedding bound halves it. The rate grows, by a twentieth
+    (at least 30 buyers a minute; slowly, because buyers admitted now click
+    seconds later), only while at most 1% are slow (the p99 is within
     half the target: the margin that absorbs the admissions already made
     when the signal turns) and the backlog is under a quarter of the bound.
     Between, it holds. So the door lets in what the pipeline answers in time,
@@ -276,7 +277,7 @@ class AutoRate:
         elif late > cls.CUT:
             rate = rate * 0.75
         elif depth < bound / 4 and slow <= cls.GROW:
-            rate = rate * 1.1 + 6
+            rate = rate + max(rate * 0.05, 30)
         return max(low, min(high, rate))
 
 
