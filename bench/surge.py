@@ -199,7 +199,8 @@ def surge_figures(result, sale):
         "admission_rate_setting": sale.args.admission_rate if sale.gated else None,
         "buyers": sale.args.buyers,
         "admitted": c.get("admitted", 0),
-        "still_waiting_at_end": c.get("still_waiting_at_end", 0),
+        # Buyers never admitted: still in the queue when the sale ended.
+        "still_waiting_at_end": sale.args.buyers - c.get("admitted", 0),
         "buyers_done": c.get("buyers_done", 0),
         "orders": c.get("orders", 0),
         "admission_wait_ms": wait,

@@ -109,8 +109,11 @@ def _tell_positions(app, message):
     """A waiting room's positions, to the sockets of this process's queued buyers."""
     local = app.extensions["boxoffice"].local_users
     try:
-        for user_id, payload in waiting_room.position_updates(message, only=local):
+        for n, (user_id, payload) in enumerate(
+                waiting_room.position_updates(message, only=local), 1):
             socketio.emit("queue_update", payload, to=f"user:{user_id}", ignore_queue=True)
+            if n % 50 == 0:
+                socketio.sleep(0)  # let hold requests in between: a full update is long
     except Exception:
         log.exception("queue positions not delivered")
 
