@@ -92,7 +92,8 @@ class SeatsCoalescer:
     of reading every seat of the event again: at an on-sale's admissions, joins
     of 2,000-seat snapshots took a quarter of a web process's CPU and held its
     green threads (hold answers waited behind them). The board is read again
-    from the database after BOARD_MAX_AGE_S.
+    from the database after BOARD_MAX_AGE_S, and after the process's
+    subscription to seat changes was lost (forget_boards, from the resync).
     """
 
     BOARD_MAX_AGE_S = 30.0
@@ -139,6 +140,12 @@ class SeatsCoalescer:
                 seats[row["id"]] = newer if newer and newer["version"] > row["version"] else row
             board["seats"], board["built"] = seats, now
             return list(seats.values())
+
+    def forget_boards(self):
+        """Read every board from the database at its next join (changes may have been lost)."""
+        with self._lock:
+            for board in self._boards.values():
+                board["built"] = None
 
     def flush(self):
         with self._lock:

@@ -121,6 +121,7 @@ def _tell_positions(app, message):
 def _resync(app):
     """Re-send full snapshots of watched events (after seat-change messages may have been lost)."""
     rt = app.extensions["boxoffice"]
+    rt.coalescer.forget_boards()
     rooms = socketio.server.manager.rooms.get("/", {})
     event_ids = [int(r.split(":", 1)[1]) for r in list(rooms) if str(r).startswith("event:")]
     with app.app_context():

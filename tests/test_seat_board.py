@@ -61,3 +61,11 @@ def test_the_board_is_read_again_when_old():
     board.add(7, [_seat(2, "held", 5)], "2026-11-24T00:00:00Z")
     assert board.snapshot(7, lambda: [_seat(1, "sold", 3), _seat(2, "held", 4)]) == [
         _seat(1, "sold", 3), _seat(2, "held", 5)]
+
+
+def test_after_a_lost_subscription_every_board_is_read_again():
+    """Changes published while the subscription was down never arrive: the database has them."""
+    board = _board()
+    board.snapshot(7, lambda: [_seat(1, "available", 0)])
+    board.forget_boards()   # what the web process does when its subscription comes back
+    assert board.snapshot(7, lambda: [_seat(1, "held", 1)]) == [_seat(1, "held", 1)]
