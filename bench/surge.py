@@ -111,8 +111,7 @@ class SurgeSale(FlashSale):
         c, st = self.c, self.c.stats
         token = await self._wait_for_admission(b)
         if token is None:
-            st.inc("still_waiting_at_end")
-            return
+            return   # still queued when the sale ended (counted as buyers - admitted)
         now = time.time()
         st.inc("admitted", now=now)
         st.observe("admission_wait", (now - self.on_sale_at) * 1000, now)

@@ -302,10 +302,7 @@ def _request(kind, data, schema, accept):
             rt.metrics.request(kind, "repeat")
             return {"ok": True, "request_id": rid, "queued": True}
         if seen is not None:
-            event, result = seen
-            socketio.emit(event, result, to=request.sid)
-            rt.metrics.request(kind, "repeat")
-            return {"ok": True, "request_id": rid, "queued": False}
+            return _answer_repeat(rt, kind, rid, *seen)
         try:
             item = accept(uid, payload)
         except BookingError:
@@ -315,10 +312,7 @@ def _request(kind, data, schema, accept):
             done = records.recorded(db.session, [(uid, rid)])
             if not done:
                 raise
-            event, result = done[(uid, rid)]
-            socketio.emit(event, result, to=request.sid)
-            rt.metrics.request(kind, "repeat")
-            return {"ok": True, "request_id": rid, "queued": False}
+            return _answer_repeat(rt, kind, rid, *done[(uid, rid)])
         # The reads are done: give the pooled connection back before waiting on
         # Redis and the broker. Held until the handler ends, a burst of
         # requests waiting on the dispatcher holds every connection of the
@@ -348,6 +342,13 @@ def _request(kind, data, schema, accept):
         log.exception("%s request failed", kind)
         rt.metrics.request(kind, "internal")
         return _failure(rid, BookingError(code="internal"))
+
+
+def _answer_repeat(rt, kind, rid, event, result):
+    """A finished request sent again: its recorded result once more, and an ack saying so."""
+    socketio.emit(event, result, to=request.sid)
+    rt.metrics.request(kind, "repeat")
+    return {"ok": True, "request_id": rid, "queued": False}
 
 
 def _begin(rt, item, holds_cap):

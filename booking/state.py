@@ -299,32 +299,37 @@ class RequestLedger:
         """Requests accepted and not answered yet, on every instance (queued or being decided)."""
         return self.state.index_size(self.index)
 
-    def _window_sum(self, prefix, window_s, now):
+    def _window_sums(self, prefixes, window_s, now):
+        """Each per-second counter summed over the last window_s seconds, in one read."""
         now = int(time.time() if now is None else now)
-        values = self.state.get_many([f"{prefix}:{t}" for t in range(now - window_s + 1, now + 1)])
-        return sum(int(v) for v in values if v)
+        seconds = range(now - window_s + 1, now + 1)
+        values = self.state.get_many([f"{p}:{t}" for p in prefixes for t in seconds])
+        return [sum(int(v) for v in values[i:i + window_s] if v)
+                for i in range(0, len(values), window_s)]
 
     def finished_per_second(self, window_s=10, now=None):
         """Requests the workers answered per second, averaged over the last window_s seconds."""
-        return self._window_sum(self.done_prefix, window_s, now) / window_s
+        return self._window_sums([self.done_prefix], window_s, now)[0] / window_s
+
+    def answer_shares(self, window_s=5, now=None):
+        """(late, slow): of the requests answered in the last window_s seconds, the shares
+        answered later than LATENCY_TARGET_MS after the web process received them, and
+        later than half of it (the early warning), as counted by the workers that
+        answered them. (0.0, 0.0) when none was answered.
+        """
+        done, late, slow = self._window_sums(
+            [self.done_prefix, self.late_prefix, self.slow_prefix], window_s, now)
+        if not done:
+            return 0.0, 0.0
+        # (A repeat in a batch is counted among the late ones but answered
+        # once: the shares are capped at 1.)
+        return min(1.0, late / done), min(1.0, slow / done)
 
     def late_share(self, window_s=5, now=None):
-        """Of the requests answered in the last window_s seconds, the share answered late.
-
-        Late: later than LATENCY_TARGET_MS after the web process received it
-        (what the worker that answered it counted). 0.0 when none was answered.
-        """
-        return self._share(self.late_prefix, window_s, now)
+        return self.answer_shares(window_s, now)[0]
 
     def slow_share(self, window_s=5, now=None):
-        """The same for answers later than half the target (the early warning)."""
-        return self._share(self.slow_prefix, window_s, now)
-
-    def _share(self, prefix, window_s, now):
-        done = self._window_sum(self.done_prefix, window_s, now)
-        # (A repeat in a batch is counted among the late ones but answered
-        # once: the share is capped at 1.)
-        return min(1.0, self._window_sum(prefix, window_s, now) / done) if done else 0.0
+        return self.answer_shares(window_s, now)[1]
 
     def lookup(self, user_id, request_id):
         """None (never seen), PENDING, or the recorded (event, payload)."""
@@ -471,8 +476,7 @@ class LoadShedding:
 
     def pressure(self):
         """(requests in flight, the shedding bound, the shares of recent answers late and slow)."""
-        return (self.ledger.depth(), self.bound(), self.ledger.late_share(),
-                self.ledger.slow_share())
+        return (self.ledger.depth(), self.bound(), *self.ledger.answer_shares())
 
 
 class SocketSlots:
