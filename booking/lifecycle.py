@@ -20,6 +20,7 @@ from urllib.parse import parse_qs
 
 from . import metrics
 from .extensions import socketio
+from .runtime import runtime
 from .sockets import start_background
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ class DrainGate:
         self.path = path
 
     def __call__(self, environ, start_response):
-        if getattr(self.rt, "draining", False) and self._opens_session(environ):
+        if self.rt.draining and self._opens_session(environ):
             metrics.CONNECTS_REFUSED.labels("draining").inc()
             start_response("503 Service Unavailable", [
                 ("Content-Type", "application/json"), ("Retry-After", "1"),
@@ -65,17 +66,15 @@ class DrainGate:
 
 def install_drain_gate(app):
     """Put the gate in front of everything (Flask-SocketIO's middleware included)."""
-    rt = app.extensions["boxoffice"]
-    if not hasattr(rt, "draining"):
-        rt.draining = False
+    rt = runtime(app)
     if not isinstance(app.wsgi_app, DrainGate):
         app.wsgi_app = DrainGate(app.wsgi_app, rt)
 
 
 def begin_drain(app):
     """Mark the process as draining and run the drain in the background; idempotent."""
-    rt = app.extensions["boxoffice"]
-    if getattr(rt, "draining", False):
+    rt = runtime(app)
+    if rt.draining:
         return False
     rt.draining = True
     metrics.DRAINS.inc()
@@ -164,14 +163,14 @@ def _watch_redis_restarts(app, interval_s=2.0):
     reconnect. Redis held the queue of accepted requests and their ledger; clients
     re-send what they have no answer for (API.md), and each repeat is answered from
     its durable record or performed if it was lost."""
-    rt = app.extensions["boxoffice"]
+    rt = runtime(app)
     last = None
     while True:
         try:
             run_id = rt.state.redis.info("server")["run_id"]
         except Exception:
             run_id = None  # down: readiness says so; wait for it to come back
-        if run_id and last and run_id != last and not getattr(rt, "draining", False):
+        if run_id and last and run_id != last and not rt.draining:
             log.warning("Redis restarted (run_id %s -> %s): sockets asked to reconnect",
                         last, run_id)
             try:

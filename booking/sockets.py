@@ -6,11 +6,10 @@ The worker (booking.holds) decides under row locks.
 """
 import logging
 import time
-from collections import Counter
 
 import redis
 from sqlalchemy.exc import OperationalError, TimeoutError as PoolTimeout
-from flask import current_app, request, session
+from flask import request, session
 from flask_login import current_user
 from flask_socketio import join_room, leave_room
 from socketio.exceptions import ConnectionRefusedError as SocketRefused
@@ -19,13 +18,13 @@ from marshmallow import ValidationError
 from . import catalog, checkout, holds, records, waiting_room
 from .auth import user_id_from_token
 from .broadcast import subscribe_forever
-from .dispatch import BatchingDispatcher, InlineDispatcher
 from .errors import (Busy, BookingError, Conflict, HoldExpired, HoldNotOwned, InvalidRequest,
                      LimitExceeded, NotFound, from_validation)
 from .extensions import db, socketio
 from .metrics import SOCKETS
 from .models import utcnow
 from .ratelimits import client_ip
+from .runtime import runtime
 from .schemas import EventRefSchema, HoldRequestSchema, PayRequestSchema, ReleaseRequestSchema
 from .state import PENDING, QueueFull, TooManyHolds
 
@@ -37,32 +36,9 @@ _release_request = ReleaseRequestSchema()
 _pay_request = PayRequestSchema()
 
 
-def _rt():
-    return current_app.extensions["boxoffice"]
-
-
-def init_app(app):
-    """Pick the dispatcher for the mode and prepare per-process socket state."""
-    rt = app.extensions["boxoffice"]
-    rt.local_users = Counter()   # user_id -> sockets connected to this process
-    rt.local_sids = {}           # sid -> user_id, of sockets connected to this process
-    rt.seat_maps = {}            # event_id -> {seat_id: price_cents}; seats never move
-    from workers.tasks import enqueue, run_inline
-    if app.config["REDIS_URL"]:
-        rt.dispatcher = BatchingDispatcher(socketio, enqueue, app.config["REQUEST_BATCH_MAX"],
-                                           app.config["REQUEST_BATCH_LINGER_MS"] / 1000)
-    else:
-        def run_here(items):
-            try:
-                run_inline(items)
-            except Exception:
-                log.exception("in-process task failed")
-        rt.dispatcher = InlineDispatcher(socketio, run_here)
-
-
 def start_background(app):
     """Start this web process's background loops (call once, when serving)."""
-    rt = app.extensions["boxoffice"]
+    rt = runtime(app)
     socketio.start_background_task(rt.coalescer.run_forever)
     socketio.start_background_task(_refresh_presence, app)
     if app.config["REDIS_URL"]:
@@ -75,7 +51,7 @@ def start_background(app):
 
 def _refresh_presence(app):
     """Keep 'last seen' fresh for every buyer connected here, for the disconnect sweep."""
-    rt = app.extensions["boxoffice"]
+    rt = runtime(app)
     interval = max(0.5, min(5.0, app.config["DISCONNECT_GRACE_SECONDS"] / 3))
     while True:
         socketio.sleep(interval)
@@ -107,7 +83,7 @@ def _sweep_inline(app):
 
 def _tell_positions(app, message):
     """A waiting room's positions, to the sockets of this process's queued buyers."""
-    local = app.extensions["boxoffice"].local_users
+    local = runtime(app).local_users
     try:
         for n, (user_id, payload) in enumerate(
                 waiting_room.position_updates(message, only=local), 1):
@@ -120,7 +96,7 @@ def _tell_positions(app, message):
 
 def _resync(app):
     """Re-send full snapshots of watched events (after seat-change messages may have been lost)."""
-    rt = app.extensions["boxoffice"]
+    rt = runtime(app)
     rt.coalescer.forget_boards()
     rooms = socketio.server.manager.rooms.get("/", {})
     event_ids = [int(r.split(":", 1)[1]) for r in list(rooms) if str(r).startswith("event:")]
@@ -144,12 +120,12 @@ def on_connect(auth=None):
     elif current_user.is_authenticated:
         uid = current_user.id
     if uid is None:
-        _rt().metrics.request("connect", "unauthorized")
+        runtime().metrics.request("connect", "unauthorized")
         refusal = SocketRefused("Sign in to connect.")
         # The connect_error data is the contract's error object.
         refusal.error_args = {"code": "unauthorized", "message": "Sign in to connect."}
         raise refusal
-    rt = _rt()
+    rt = runtime()
     ip = client_ip()
     try:
         rt.rate_limit.check_ip(ip)
@@ -188,7 +164,7 @@ def on_disconnect(reason=None):
     uid = _user_id()
     if uid is None:
         return
-    rt = _rt()
+    rt = runtime()
     rt.local_users[uid] -= 1
     if rt.local_users[uid] <= 0:
         del rt.local_users[uid]
@@ -202,7 +178,7 @@ def on_disconnect(reason=None):
 
 
 def _check_rate(uid):
-    _rt().rate_limit.check(uid, session.get("bo_ip"))
+    runtime().rate_limit.check(uid, session.get("bo_ip"))
 
 
 def _load(schema, data):
@@ -221,7 +197,7 @@ def _failure(request_id, err):
 @socketio.on("join_event")
 def on_join_event(data=None):
     """Watch an event: answer its seat snapshot and subscribe to its changes."""
-    rt = _rt()
+    rt = runtime()
     try:
         uid = _user_id()
         _check_rate(uid)
@@ -289,7 +265,7 @@ def on_pay(data=None):
 
 def _request(kind, data, schema, accept):
     """The shared path of every request that a worker performs."""
-    rt = _rt()
+    rt = runtime()
     received_at = time.time()
     rid = data.get("request_id") if isinstance(data, dict) else None
     rid = rid if isinstance(rid, str) and len(rid) <= 64 else None
@@ -373,7 +349,7 @@ def _begin(rt, item, holds_cap):
 
 def _seat_map(event_id):
     """{seat_id: price} of an event, cached in this process (an event's seats never change)."""
-    seat_maps = _rt().seat_maps
+    seat_maps = runtime().seat_maps
     if event_id not in seat_maps:
         prices = catalog.seat_prices(db.session, event_id)
         if prices is None:
@@ -383,7 +359,7 @@ def _seat_map(event_id):
 
 
 def _accept_hold(uid, p):
-    rt = _rt()
+    rt = runtime()
     settings = rt.settings
     seat_map = _seat_map(p["event_id"])
     if seat_map is None:
@@ -429,6 +405,6 @@ def _accept_pay(uid, p):
     # The card goes no further than this process: only the processor's token,
     # the brand and the last 4 digits travel to the workers.
     card = p.pop("card")
-    token = _rt().processor.tokenize(**card)
+    token = runtime().processor.tokenize(**card)
     return {"hold_id": p["hold_id"], "idempotency_key": p["idempotency_key"],
             "card_token": token.token, "brand": token.brand, "last4": token.last4}

@@ -96,18 +96,20 @@ def settings_from_environment():
     }
 
 
-def init_app(app):
-    """The room store, the queue page and the scrape-time metrics (settings: create_app)."""
-    rt = app.extensions["boxoffice"]
-    namespace = app.config["REDIS_NAMESPACE"]
+def make_room_store(app, state):
+    """The rooms' store: in Redis (state's client) when REDIS_URL is set, else in memory."""
     if app.config["REDIS_URL"]:
-        store = RedisRoomStore(rt.state.redis, namespace)
-    else:
-        store = LocalRoomStore()
-    rt.waiting_room = store
-    rt.gates = GateCache()
-    app.register_blueprint(bp)
+        return RedisRoomStore(state.redis, app.config["REDIS_NAMESPACE"])
+    return LocalRoomStore()
+
+
+def init_app(app):
+    """The queue page and the scrape-time metrics (settings: create_app)."""
     from . import metrics
+    from .runtime import runtime
+    rt = runtime(app)
+    store = rt.waiting_room
+    app.register_blueprint(bp)
     metrics.SCRAPE_SOURCES["waiting_rooms"] = lambda: store.stats(store.known_events())
     metrics.SCRAPE_SOURCES["shedding"] = rt.shedding.pressure
 

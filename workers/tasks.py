@@ -13,6 +13,7 @@ from booking import checkout, holds, waiting_room
 from booking.errors import BookingError, Busy
 from booking.outcome import result_payload
 from booking.records import RESULT_EVENTS
+from booking.runtime import runtime
 from booking.extensions import db
 from booking.payments import ProcessorUnavailable, TokenInvalid
 from booking.transactions import DatabaseUnavailable, run_transaction
@@ -20,10 +21,6 @@ from booking.transactions import DatabaseUnavailable, run_transaction
 log = logging.getLogger(__name__)
 
 DB_RETRIES = 30  # about a minute of waiting for the database, then `busy`
-
-
-def _runtime():
-    return current_app.extensions["boxoffice"]
 
 
 def enqueue(items, batch_max=200):
@@ -48,7 +45,7 @@ def run_inline(items):
 
 def send(outcome, items=()):
     """Record answered requests and send results, seat changes and notices (after commit)."""
-    rt = _runtime()
+    rt = runtime()
     # Hold answers later than the latency target slow the derived admission
     # rate (waiting_room.AutoRate); payments wait on the processor, not on us.
     target = current_app.config["LATENCY_TARGET_MS"] / 1000
@@ -67,7 +64,7 @@ def send(outcome, items=()):
 
 def _answer_unrecorded(items, err):
     """Answer each request with err; nothing was recorded, so the same request_id may be re-sent."""
-    rt = _runtime()
+    rt = runtime()
     results = []
     for item in items:
         event = RESULT_EVENTS[item["kind"]]
@@ -81,7 +78,7 @@ def _answer_unrecorded(items, err):
 @shared_task(bind=True, name="workers.tasks.process_requests", max_retries=DB_RETRIES)
 def process_requests(self, items):
     """Decide a batch of hold and release requests in one transaction, then answer each."""
-    rt = _runtime()
+    rt = runtime()
     try:
         outcome = run_transaction(lambda s: holds.process_requests(s, items, rt.settings))
     except Busy as err:
@@ -112,7 +109,7 @@ def process_requests(self, items):
 @shared_task(name="workers.tasks.sweep_holds")
 def sweep_holds():
     """Release holds that expired and holds of buyers gone longer than the grace period."""
-    rt = _runtime()
+    rt = runtime()
     while True:
         outcome = run_transaction(lambda s: holds.release_expired(s))
         send(outcome)
@@ -134,7 +131,7 @@ def sweep_holds():
 @shared_task(name="workers.tasks.requeue_overdue_requests")
 def requeue_overdue_requests():
     """Enqueue again accepted requests that no worker answered in REQUEUE_AFTER_SECONDS."""
-    rt = _runtime()
+    rt = runtime()
     items = rt.ledger.overdue(current_app.config["REQUEUE_AFTER_SECONDS"])
     if items:
         log.warning("re-enqueueing %d overdue requests", len(items))
@@ -144,7 +141,7 @@ def requeue_overdue_requests():
 @shared_task(bind=True, name="workers.tasks.pay", max_retries=DB_RETRIES)
 def pay(self, item):
     """Charge a hold under the buyer's idempotency key, then sell its seats (or give it back)."""
-    rt = _runtime()
+    rt = runtime()
     try:
         start = run_transaction(lambda s: checkout.begin_payment(s, item, rt.processor.name))
     except Busy as err:
@@ -186,7 +183,7 @@ def _finish_payment(payment_id, charge, items=(), request_id=None):
 
 def _refund(keys):
     """Refund captures that cannot become orders; what fails now, reconciliation retries."""
-    rt = _runtime()
+    rt = runtime()
     done = []
     for key in keys:
         try:
@@ -201,7 +198,7 @@ def _refund(keys):
 @shared_task(name="workers.tasks.reconcile_payments")
 def reconcile_payments():
     """Settle payments whose processor answer never came, and refund orphaned captures."""
-    rt = _runtime()
+    rt = runtime()
     timeout = current_app.config["PAYMENT_TIMEOUT_SECONDS"]
     pending, orphans = checkout.unsettled_payments(db.session, pending_older_than_s=timeout * 2)
     db.session.rollback()
@@ -219,6 +216,6 @@ def reconcile_payments():
 @shared_task(name="workers.tasks.admit_waiting_buyers")
 def admit_waiting_buyers():
     """Move buyers from waiting rooms to admitted at each room's rate, and tell them."""
-    rt = _runtime()
+    rt = runtime()
     waiting_room.admit_due(db.session, rt.waiting_room, rt.broadcaster,
                            rt.shedding.pressure, current_app.config)

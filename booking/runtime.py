@@ -1,0 +1,54 @@
+"""The process's runtime: every shared object the services' callers need, built once.
+
+create_app() builds one Runtime, completely, and keeps it in
+app.extensions["boxoffice"]; nothing adds fields to it later. Handlers, tasks
+and commands reach it through runtime().
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from flask import current_app
+
+if TYPE_CHECKING:
+    from .broadcast import Broadcaster, SeatsCoalescer
+    from .dispatch import BatchingDispatcher, InlineDispatcher
+    from .holds import Settings
+    from .metrics import Metrics
+    from .payments import Processor
+    from .ratelimits import RequestLimits
+    from .state import (LoadShedding, LocalState, Presence, RedisState, RequestLedger,
+                        SocketSlots)
+    from .waiting_room import GateCache, LocalRoomStore, RedisRoomStore
+
+
+@dataclass
+class Runtime:
+    settings: Settings            # holds.Settings: the booking limits
+    state: RedisState | LocalState               # state backend: Redis, or process memory (embedded mode)
+    ledger: RequestLedger              # requests in flight and answered
+    presence: Presence            # when each buyer was last connected
+    sockets: SocketSlots             # sockets each account holds open, capped
+    shedding: LoadShedding            # the bound on work in flight
+    rate_limit: RequestLimits          # per-account and per-IP budgets of socket events
+    broadcaster: Broadcaster         # sends what committed transactions changed
+    metrics: Metrics
+    processor: Processor           # the card processor
+    waiting_room: RedisRoomStore | LocalRoomStore        # the waiting rooms' store (Redis or process memory)
+    gates: GateCache               # per-process cache of events' sale gates
+    coalescer: SeatsCoalescer | None = None    # web processes only: seats_changed batching and seat boards
+    dispatcher: BatchingDispatcher | InlineDispatcher | None = None   # web processes only: hands accepted requests to the workers
+    # Per web process: sockets connected here, by user and by sid.
+    local_users: Counter[int] = field(default_factory=Counter)
+    local_sids: dict[str, int] = field(default_factory=dict)
+    # event_id -> {seat_id: price_cents}; an event's seats never change.
+    seat_maps: dict[int, dict[int, int]] = field(default_factory=dict)
+    # Set once SIGTERM arrived (booking.lifecycle): readiness off, new sockets refused.
+    draining: bool = False
+
+
+def runtime(app=None) -> Runtime:
+    """The Runtime of app (default: the current app)."""
+    return (app or current_app).extensions["boxoffice"]
