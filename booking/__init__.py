@@ -75,8 +75,8 @@ def create_app(config=None, role="web"):
     csrf.init_app(app)
     from . import auth  # noqa: F401  (registers the user loaders)
 
-    from .errors import register_error_handlers
-    register_error_handlers(app)
+    from . import http_errors
+    app.register_blueprint(http_errors.bp)
 
     from .jobs import celery_init_app
     celery_init_app(app)

@@ -5,6 +5,7 @@ import sqlalchemy as sa
 
 from .errors import InvalidRequest, NotFound
 from .models import ID_MAX, Event, Seat, Venue
+from .schemas import SeatStateSchema
 
 
 def _row_name(index):
@@ -120,12 +121,15 @@ def event_seats(session, event_id):
         sa.select(Seat).where(Seat.event_id == event_id).order_by(Seat.id)).all()
 
 
+_seat_states = SeatStateSchema()
+
+
 def seat_states(session, event_id):
     """[{id, status, version}] of every seat of an event: the live snapshot."""
     rows = session.execute(
         sa.select(Seat.id, Seat.status, Seat.version)
-        .where(Seat.event_id == event_id).order_by(Seat.id)).all()
-    return [{"id": i, "status": s, "version": v} for i, s, v in rows]
+        .where(Seat.event_id == event_id).order_by(Seat.id)).mappings().all()
+    return _seat_states.dump(rows, many=True)
 
 
 def seat_prices(session, event_id):

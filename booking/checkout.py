@@ -21,22 +21,16 @@ from datetime import timedelta
 import sqlalchemy as sa
 
 from . import records
-from .errors import BookingError, Conflict, HoldExpired, HoldNotOwned, NotFound
+from .errors import (BookingError, Conflict, HoldExpired, HoldNotOwned, NotFound,
+                     PaymentDeclined, PaymentError)
 from .locking import lock_holds, lock_payment, lock_seats_of_hold, lock_users
 from .models import Hold, HoldSeat, Order, OrderSeat, Payment, utcnow
-from .outcome import Outcome, result_payload, set_seat
+from .outcome import Outcome, set_seat
+from .payloads import reply
 
 log = logging.getLogger(__name__)
 
 EVENT = "payment_result"
-
-
-class PaymentDeclined(BookingError):
-    code = "payment_declined"
-
-
-class PaymentError(BookingError):
-    code = "payment_error"
 
 
 @dataclass
@@ -63,14 +57,14 @@ def _answer(outcome, user_id, request_id, payload, now, session):
 def _payment_answer(payment, request_id):
     """The result a finished payment gives, for whichever request asks."""
     if payment.status == "captured" and payment.order_id:
-        return result_payload(request_id, True, order_id=payment.order_id, hold_id=payment.hold_id)
+        return reply(request_id, event=EVENT, order_id=payment.order_id, hold_id=payment.hold_id)
     if payment.status == "declined":
-        return result_payload(request_id, False, PaymentDeclined(
-            reason=payment.decline_reason or "card_declined"))
+        return reply(request_id, PaymentDeclined(reason=payment.decline_reason or "card_declined"),
+                     event=EVENT)
     if payment.status == "refunded":
-        return result_payload(request_id, False, Conflict(
-            "The hold could not be sold, so the charge was refunded.", hold_id=payment.hold_id))
-    return result_payload(request_id, False, PaymentError())
+        return reply(request_id, Conflict("The hold could not be sold, so the charge was refunded.",
+                                          hold_id=payment.hold_id), event=EVENT)
+    return reply(request_id, PaymentError(), event=EVENT)
 
 
 def begin_payment(session, item, processor_name, now=None):
@@ -89,8 +83,8 @@ def begin_payment(session, item, processor_name, now=None):
     payment = session.scalar(sa.select(Payment).where(Payment.processor_key == key))
     if payment is not None:
         if payment.hold_id != hold_id:
-            _answer(start.outcome, uid, rid, result_payload(rid, False, Conflict(
-                "That idempotency key was used for another hold.")), now, session)
+            _answer(start.outcome, uid, rid, reply(rid, Conflict(
+                "That idempotency key was used for another hold."), event=EVENT), now, session)
         elif payment.status == "pending":
             # The same payment again (a redelivery or a double send): ask the
             # processor again under the same key; it will not charge twice.
@@ -105,7 +99,7 @@ def begin_payment(session, item, processor_name, now=None):
     try:
         _check_payable(hold, uid, now)
     except BookingError as err:
-        _answer(start.outcome, uid, rid, result_payload(rid, False, err), now, session)
+        _answer(start.outcome, uid, rid, reply(rid, err, event=EVENT), now, session)
         return start
     hold.status = "paying"
     for seat in seats.values():

@@ -20,8 +20,9 @@ import sqlalchemy as sa
 from .errors import (BookingError, Conflict, HoldNotOwned, LimitExceeded, NotFound, SeatUnavailable)
 from . import records
 from .locking import lock_holds, lock_seat_rows, lock_seats, lock_users, write_seat_rows
-from .models import HOLD_OPEN_STATUSES, Event, Hold, HoldSeat, Seat, iso_utc, utcnow
-from .outcome import Outcome, result_payload, set_seat
+from .models import HOLD_OPEN_STATUSES, Event, Hold, HoldSeat, Seat, utcnow
+from .outcome import Outcome, set_seat
+from .payloads import reply
 
 log = logging.getLogger(__name__)
 
@@ -120,15 +121,14 @@ def process_requests(session, items, settings, now=None):
     for item, event_name, ok, value in decided:
         uid, rid = item["user_id"], item["request_id"]
         if ok and item["kind"] == "hold":
-            payload = result_payload(rid, True, hold_id=value["id"], event_id=value["event_id"],
-                                     seat_ids=value["seat_ids"],
-                                     expires_at=iso_utc(value["expires_at"]),
-                                     amount_cents=value["amount_cents"],
-                                     currency=value["currency"])
+            payload = reply(rid, event=event_name, hold_id=value["id"],
+                            event_id=value["event_id"], seat_ids=value["seat_ids"],
+                            expires_at=value["expires_at"], amount_cents=value["amount_cents"],
+                            currency=value["currency"])
         elif ok:
-            payload = result_payload(rid, True, **value)
+            payload = reply(rid, event=event_name, **value)
         else:
-            payload = result_payload(rid, False, value)
+            payload = reply(rid, value, event=event_name)
         answers.append((uid, rid, event_name, payload))
     records.record(session, answers, now)
     outcome.results += answers

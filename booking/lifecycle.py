@@ -12,6 +12,7 @@ A drain, in order:
    broker before its ack is sent, so nothing accepted is lost even if the ack is);
 4. the server stops; if it has not within DRAIN_TIMEOUT_SECONDS, the process exits.
 """
+import json
 import logging
 import os
 import signal
@@ -19,14 +20,16 @@ import sys
 from urllib.parse import parse_qs
 
 from . import metrics
+from .errors import Busy
+from .payloads import error_body
 from .extensions import socketio
 from .runtime import runtime
 from .sockets import start_background
 
 log = logging.getLogger(__name__)
 
-DRAINING_BODY = (b'{"error": {"code": "busy", "message": "This instance is shutting down; '
-                 b'connect again.", "details": {"retry_after_s": 1}}}')
+DRAINING_BODY = json.dumps(error_body(
+    Busy("This instance is shutting down; connect again.", retry_after_s=1))).encode()
 
 
 def _seconds(app, name, default):

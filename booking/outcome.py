@@ -38,8 +38,3 @@ def set_seat(outcome, seat, status, hold=None, expires_at=None, order_id=None):
     seat.version += 1
     outcome.record_seat(seat)
 
-
-def result_payload(request_id, ok, error=None, **fields):
-    if ok:
-        return {"request_id": request_id, "ok": True, **fields}
-    return {"request_id": request_id, "ok": False, "error": error.to_dict()}

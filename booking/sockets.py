@@ -15,13 +15,14 @@ from flask_socketio import join_room, leave_room
 from socketio.exceptions import ConnectionRefusedError as SocketRefused
 from marshmallow import ValidationError
 
-from . import catalog, checkout, holds, records, waiting_room
+from . import catalog, checkout, holds, payloads, records, waiting_room
 from .auth import user_id_from_token
 from .broadcast import subscribe_forever
 from .errors import (Busy, BookingError, Conflict, HoldExpired, HoldNotOwned, InvalidRequest,
-                     LimitExceeded, NotFound, from_validation)
+                     LimitExceeded, NotFound, Unauthorized, from_validation)
 from .extensions import db, socketio
 from .metrics import SOCKETS
+from .payloads import reply
 from .models import utcnow
 from .ratelimits import client_ip
 from .runtime import runtime
@@ -119,29 +120,21 @@ def on_connect(auth=None):
         uid = user_id_from_token(auth["token"])
     elif current_user.is_authenticated:
         uid = current_user.id
-    if uid is None:
-        runtime().metrics.request("connect", "unauthorized")
-        refusal = SocketRefused("Sign in to connect.")
-        # The connect_error data is the contract's error object.
-        refusal.error_args = {"code": "unauthorized", "message": "Sign in to connect."}
-        raise refusal
     rt = runtime()
-    ip = client_ip()
+    ip = client_ip() if uid is not None else None
     try:
+        if uid is None:
+            raise Unauthorized("Sign in to connect.")
         rt.rate_limit.check_ip(ip)
         if not rt.sockets.take(uid, request.sid):
-            rt.metrics.request("connect", "limit_exceeded")
             cap = rt.sockets.cap
-            refusal = SocketRefused(f"At most {cap} connections per account.")
-            refusal.error_args = {"code": "limit_exceeded",
-                                  "message": f"At most {cap} connections per account; "
-                                             "close another tab or device first.",
-                                  "details": {"limit": "sockets", "max": cap}}
-            raise refusal
+            raise LimitExceeded(f"At most {cap} connections per account; "
+                                "close another tab or device first.", limit="sockets", max=cap)
     except BookingError as err:
         rt.metrics.request("connect", err.code)
         refusal = SocketRefused(err.message)
-        refusal.error_args = err.to_dict()
+        # The connect_error data is the contract's error object.
+        refusal.error_args = payloads.error_object(err)
         raise refusal from None
     except redis.RedisError:
         # Counting needs Redis; a buyer is not turned away because Redis blinked.
@@ -190,10 +183,6 @@ def _load(schema, data):
         raise from_validation(err) from err
 
 
-def _failure(request_id, err):
-    return {"ok": False, "request_id": request_id, "error": err.to_dict()}
-
-
 @socketio.on("join_event")
 def on_join_event(data=None):
     """Watch an event: answer its seat snapshot and subscribe to its changes."""
@@ -215,22 +204,19 @@ def on_join_event(data=None):
                 # change). Joining again once admitted brings both.
                 leave_room(f"event:{event_id}")
                 rt.metrics.request("join_event", "waiting")
-                return {"ok": True, "event_id": event_id, "seats": [], "waiting_room": room}
+                return payloads.snapshot(event_id, [], waiting_room=room)
         # Join before reading, so that no change falls between snapshot and feed.
         join_room(f"event:{event_id}")
         seats = rt.coalescer.snapshot(event_id, lambda: catalog.seat_states(db.session, event_id))
         rt.metrics.request("join_event", "ok")
-        answer = {"ok": True, "event_id": event_id, "seats": seats}
-        if room is not None:
-            answer["waiting_room"] = room
-        return answer
+        return payloads.snapshot(event_id, seats, waiting_room=room)
     except BookingError as err:
         rt.metrics.request("join_event", err.code)
-        return _failure(None, err)
+        return reply(None, err)
     except (redis.RedisError, OperationalError):
         log.warning("join_event: shared state or database unavailable", exc_info=True)
         rt.metrics.request("join_event", "busy")
-        return _failure(None, Busy("The box office cannot take requests right now.",
+        return reply(None, Busy("The box office cannot take requests right now.",
                                    retry_after_s=2))
 
 
@@ -240,9 +226,9 @@ def on_leave_event(data=None):
     try:
         payload = _load(_event_ref, data)
     except BookingError as err:
-        return _failure(None, err)
+        return reply(None, err)
     leave_room(f"event:{payload['event_id']}")
-    return {"ok": True, "event_id": payload["event_id"]}
+    return reply(None, event_id=payload["event_id"])
 
 
 @socketio.on("hold")
@@ -276,7 +262,7 @@ def _request(kind, data, schema, accept):
         seen = rt.ledger.lookup(uid, rid)
         if seen == PENDING:
             rt.metrics.request(kind, "repeat")
-            return {"ok": True, "request_id": rid, "queued": True}
+            return reply(rid, queued=True)
         if seen is not None:
             return _answer_repeat(rt, kind, rid, *seen)
         try:
@@ -298,33 +284,33 @@ def _request(kind, data, schema, accept):
         item.update(kind=kind, user_id=uid, request_id=rid, received_at=received_at)
         if not _begin(rt, item, holds_cap):
             rt.metrics.request(kind, "repeat")
-            return {"ok": True, "request_id": rid, "queued": True}
+            return reply(rid, queued=True)
         try:
             rt.dispatcher.submit(item)
         except Busy:
             rt.ledger.forget(uid, rid)
             raise
         rt.metrics.request(kind, "accepted")
-        return {"ok": True, "request_id": rid, "queued": True}
+        return reply(rid, queued=True)
     except BookingError as err:
         rt.metrics.request(kind, err.code)
-        return _failure(rid, err)
+        return reply(rid, err)
     except (redis.RedisError, OperationalError, PoolTimeout):
         log.warning("shared state or database unavailable", exc_info=True)
         rt.metrics.request(kind, "busy")
-        return _failure(rid, Busy("The box office cannot take requests right now.",
+        return reply(rid, Busy("The box office cannot take requests right now.",
                                   retry_after_s=2))
     except Exception:
         log.exception("%s request failed", kind)
         rt.metrics.request(kind, "internal")
-        return _failure(rid, BookingError(code="internal"))
+        return reply(rid, BookingError(code="internal"))
 
 
 def _answer_repeat(rt, kind, rid, event, result):
     """A finished request sent again: its recorded result once more, and an ack saying so."""
     socketio.emit(event, result, to=request.sid)
     rt.metrics.request(kind, "repeat")
-    return {"ok": True, "request_id": rid, "queued": False}
+    return reply(rid, queued=False)
 
 
 def _begin(rt, item, holds_cap):

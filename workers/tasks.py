@@ -11,7 +11,7 @@ from flask import current_app
 
 from booking import checkout, holds, waiting_room
 from booking.errors import BookingError, Busy
-from booking.outcome import result_payload
+from booking.payloads import reply
 from booking.records import RESULT_EVENTS
 from booking.runtime import runtime
 from booking.extensions import db
@@ -69,7 +69,7 @@ def _answer_unrecorded(items, err):
     for item in items:
         event = RESULT_EVENTS[item["kind"]]
         results.append((item["user_id"], item["request_id"], event,
-                        result_payload(item["request_id"], False, err)))
+                        reply(item["request_id"], err, event=event)))
         rt.ledger.forget(item["user_id"], item["request_id"])
     rt.broadcaster.results(results)
     rt.metrics.results(results)
