@@ -105,7 +105,10 @@ def _init_runtime(app, role):
     from .payments import make_processor
     from .ratelimits import RequestLimits
     from .runtime import Runtime
-    from .state import LoadShedding, Presence, RequestLedger, SocketSlots, make_state
+    from .state.backends import make_state
+    from .state.ledger import RequestLedger
+    from .state.presence import Presence, SocketSlots
+    from .state.shedding import LoadShedding
     from .waiting_room import GateCache, make_room_store
 
     redis_url = app.config["REDIS_URL"]

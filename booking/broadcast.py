@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 import redis
 
 from . import payloads
+from .state.backends import redis_client
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ class Broadcaster:
 
     def __init__(self, socketio, redis_url=None, namespace="boxoffice", coalescer=None):
         self.socketio = socketio
-        self.redis = redis.Redis.from_url(redis_url) if redis_url else None
+        self.redis = redis_client(redis_url) if redis_url else None
         self.channel = seats_channel(namespace)
         self.positions = positions_channel(namespace)
         self.coalescer = coalescer

@@ -20,14 +20,6 @@ class Outcome:
         self.seats.setdefault(seat.event_id, {})[seat.id] = {
             "id": seat.id, "status": seat.status, "version": seat.version}
 
-    def merge(self, other):
-        self.results += other.results
-        for event_id, seats in other.seats.items():
-            self.seats.setdefault(event_id, {}).update(seats)
-        self.notices += other.notices
-        self.refunds += other.refunds
-        return self
-
 
 def set_seat(outcome, seat, status, hold=None, expires_at=None, order_id=None):
     """Change a seat's status (its version grows by one) and note it for broadcast."""

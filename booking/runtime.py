@@ -19,27 +19,31 @@ if TYPE_CHECKING:
     from .metrics import Metrics
     from .payments import Processor
     from .ratelimits import RequestLimits
-    from .state import (LoadShedding, LocalState, Presence, RedisState, RequestLedger,
-                        SocketSlots)
+    from .state.backends import LocalState, RedisState
+    from .state.ledger import RequestLedger
+    from .state.presence import Presence, SocketSlots
+    from .state.shedding import LoadShedding
     from .waiting_room import GateCache, LocalRoomStore, RedisRoomStore
 
 
 @dataclass
 class Runtime:
-    settings: Settings            # holds.Settings: the booking limits
-    state: RedisState | LocalState               # state backend: Redis, or process memory (embedded mode)
-    ledger: RequestLedger              # requests in flight and answered
-    presence: Presence            # when each buyer was last connected
-    sockets: SocketSlots             # sockets each account holds open, capped
-    shedding: LoadShedding            # the bound on work in flight
-    rate_limit: RequestLimits          # per-account and per-IP budgets of socket events
-    broadcaster: Broadcaster         # sends what committed transactions changed
+    settings: Settings                     # the booking limits
+    state: RedisState | LocalState         # Redis, or process memory (the embedded mode)
+    ledger: RequestLedger                  # requests in flight and answered
+    presence: Presence                     # when each buyer was last connected
+    sockets: SocketSlots                   # sockets each account holds open, capped
+    shedding: LoadShedding                 # the bound on work in flight
+    rate_limit: RequestLimits              # per-account and per-IP budgets of socket events
+    broadcaster: Broadcaster               # sends what committed transactions changed
     metrics: Metrics
-    processor: Processor           # the card processor
-    waiting_room: RedisRoomStore | LocalRoomStore        # the waiting rooms' store (Redis or process memory)
-    gates: GateCache               # per-process cache of events' sale gates
-    coalescer: SeatsCoalescer | None = None    # web processes only: seats_changed batching and seat boards
-    dispatcher: BatchingDispatcher | InlineDispatcher | None = None   # web processes only: hands accepted requests to the workers
+    processor: Processor                   # the card processor
+    waiting_room: RedisRoomStore | LocalRoomStore
+    gates: GateCache                       # events' sale gates, cached a few seconds
+    # Web processes only: seats_changed batching and seat boards; the
+    # dispatcher that hands accepted requests to the workers.
+    coalescer: SeatsCoalescer | None = None
+    dispatcher: BatchingDispatcher | InlineDispatcher | None = None
     # Per web process: sockets connected here, by user and by sid.
     local_users: Counter[int] = field(default_factory=Counter)
     local_sids: dict[str, int] = field(default_factory=dict)

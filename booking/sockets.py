@@ -27,7 +27,7 @@ from .models import utcnow
 from .ratelimits import client_ip
 from .runtime import runtime
 from .schemas import EventRefSchema, HoldRequestSchema, PayRequestSchema, ReleaseRequestSchema
-from .state import PENDING, QueueFull, TooManyHolds
+from .state.ledger import PENDING, QueueFull, TooManyHolds
 
 log = logging.getLogger(__name__)
 

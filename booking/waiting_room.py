@@ -49,7 +49,6 @@ PRE_QUEUE, QUEUED, ADMITTED = "pre_queue", "queued", "admitted"
 # bench/surge.py; the front 200 are the ones whose wait is seconds.)
 FRONT_UPDATES = 200
 FULL_UPDATE_SECONDS = 10.0
-ADMISSION_LOG_MAX = 200_000
 
 
 def _env_int(name, default):
@@ -484,15 +483,13 @@ class RedisRoomStore:
     if n > 0 then
       local popped = redis.call('ZPOPMIN', KEYS[1], n)
       local exp = now + tonumber(ARGV[4])
-      local seq = tonumber(redis.call('GET', KEYS[5]) or '0')
+      local seq = tonumber(redis.call('GET', KEYS[4]) or '0')
       for i = 1, #popped, 2 do
         seq = seq + 1
         redis.call('HSET', KEYS[2], popped[i], exp)
-        redis.call('RPUSH', KEYS[4], popped[i] .. ':' .. ARGV[1])
         out[#out + 1] = {popped[i], tostring(exp), seq}
       end
-      redis.call('SET', KEYS[5], seq)
-      redis.call('LTRIM', KEYS[4], -tonumber(ARGV[6]), -1)
+      redis.call('SET', KEYS[4], seq)
       credit = credit - #out
     end
     if #out == 0 and redis.call('ZCARD', KEYS[1]) == 0 then credit = math.min(credit, 1) end
@@ -545,9 +542,8 @@ class RedisRoomStore:
 
     def admit(self, event_id, now, rate_per_min, burst, ttl_s, max_n):
         """Admit from the front as the rate allows: [(user_id, expires_at, seq)]."""
-        rows = self._admit(keys=self._keys(event_id, "q", "adm", "credit", "log", "seq"),
-                           args=[repr(now), repr(rate_per_min), repr(burst), ttl_s, max_n,
-                                 ADMISSION_LOG_MAX])
+        rows = self._admit(keys=self._keys(event_id, "q", "adm", "credit", "seq"),
+                           args=[repr(now), repr(rate_per_min), repr(burst), ttl_s, max_n])
         return [(int(u), float(e), int(s)) for u, e, s in rows]
 
     def queued(self, event_id, limit=None):
@@ -556,14 +552,6 @@ class RedisRoomStore:
 
     def seq(self, event_id):
         return int(self.redis.get(self._k(event_id, "seq")) or 0)
-
-    def admission_log(self, event_id):
-        """[(user_id, unix time admitted)] in admission order."""
-        out = []
-        for entry in self.redis.lrange(self._k(event_id, "log"), 0, -1):
-            uid, at = entry.decode().split(":", 1)
-            out.append((int(uid), float(at)))
-        return out
 
     def current_rate(self, event_id):
         value = self.redis.get(self._k(event_id, "rate"))
@@ -623,7 +611,7 @@ class LocalRoomStore:
     def _room(self, event_id):
         return self._rooms.setdefault(event_id, {
             "pre": {}, "q": {}, "tail": 0, "adm": {}, "drawn": False, "credit": 0.0,
-            "last": None, "seq": 0, "log": [], "rate": None, "full": 0.0})
+            "last": None, "seq": 0, "rate": None, "full": 0.0})
 
     def register(self, event_id):
         with self._lock:
@@ -682,13 +670,11 @@ class LocalRoomStore:
                 del room["q"][uid]
                 room["seq"] += 1
                 room["adm"][uid] = now + ttl_s
-                room["log"].append((uid, now))
                 out.append((uid, now + ttl_s, room["seq"]))
             credit -= len(out)
             if not out and not room["q"]:
                 credit = min(credit, 1.0)
             room["credit"], room["last"] = credit, now
-            del room["log"][:-ADMISSION_LOG_MAX]
             return out
 
     def queued(self, event_id, limit=None):
@@ -700,10 +686,6 @@ class LocalRoomStore:
     def seq(self, event_id):
         with self._lock:
             return self._room(event_id)["seq"]
-
-    def admission_log(self, event_id):
-        with self._lock:
-            return list(self._room(event_id)["log"])
 
     def current_rate(self, event_id):
         with self._lock:
