@@ -101,6 +101,7 @@ def _init_runtime(app, role):
     from . import sockets  # noqa: F401
     from .broadcast import Broadcaster, SeatsCoalescer
     from .holds import Settings
+    from .intake import make_dispatcher
     from .metrics import Metrics
     from .payments import make_processor
     from .ratelimits import RequestLimits
@@ -151,24 +152,9 @@ def _init_runtime(app, role):
         waiting_room=make_room_store(app, state),
         gates=GateCache(),
         coalescer=coalescer,
-        dispatcher=_make_dispatcher(app) if role == "web" else None,
+        dispatcher=make_dispatcher(app) if role == "web" else None,
     )
     from . import ratelimits, waiting_room
     ratelimits.init_app(app)
     waiting_room.init_app(app)
 
-
-def _make_dispatcher(app):
-    """Redis mode: batches to the broker; embedded mode: the task runs in this process."""
-    from workers.tasks import enqueue, run_inline
-    from .dispatch import BatchingDispatcher, InlineDispatcher
-    if app.config["REDIS_URL"]:
-        return BatchingDispatcher(socketio, enqueue, app.config["REQUEST_BATCH_MAX"],
-                                  app.config["REQUEST_BATCH_LINGER_MS"] / 1000)
-
-    def run_here(items):
-        try:
-            run_inline(items)
-        except Exception:
-            logging.getLogger(__name__).exception("in-process task failed")
-    return InlineDispatcher(socketio, run_here)

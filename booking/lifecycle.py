@@ -1,4 +1,9 @@
-"""Serving a web process and draining it on SIGTERM.
+"""A web process's life: its background loops, serving, and draining on SIGTERM.
+
+Background loops (start_background): the seats_changed flush, the presence
+refresh, and either the Redis subscription (seat changes and waiting-room
+positions; a resync after it was lost) or, in the embedded mode, the periodic
+tasks that Celery beat runs otherwise.
 
 A drain, in order:
 1. at once: /readyz answers 503 and new Socket.IO sessions are refused with 503
@@ -19,12 +24,12 @@ import signal
 import sys
 from urllib.parse import parse_qs
 
-from . import metrics
+from . import catalog, metrics, waiting_room
+from .broadcast import subscribe_forever
 from .errors import Busy
 from .payloads import error_body
-from .extensions import socketio
+from .extensions import db, socketio
 from .runtime import runtime
-from .sockets import start_background
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +89,77 @@ def begin_drain(app):
     log.info("draining: readiness off, new sockets refused")
     socketio.start_background_task(_drain, app)
     return True
+
+
+def start_background(app):
+    """Start this web process's background loops (call once, when serving)."""
+    rt = runtime(app)
+    socketio.start_background_task(rt.coalescer.run_forever)
+    socketio.start_background_task(_refresh_presence, app)
+    if app.config["REDIS_URL"]:
+        socketio.start_background_task(subscribe_forever, socketio, app.config["REDIS_URL"],
+                                       app.config["REDIS_NAMESPACE"], rt.coalescer,
+                                       lambda: _resync(app), lambda m: _tell_positions(app, m))
+    else:
+        socketio.start_background_task(_sweep_inline, app)
+
+
+def _refresh_presence(app):
+    """Keep 'last seen' fresh for every buyer connected here, for the disconnect sweep."""
+    rt = runtime(app)
+    interval = max(0.5, min(5.0, app.config["DISCONNECT_GRACE_SECONDS"] / 3))
+    while True:
+        socketio.sleep(interval)
+        try:
+            rt.presence.touch([u for u, n in rt.local_users.items() if n > 0])
+            rt.sockets.touch([(u, sid) for sid, u in list(rt.local_sids.items())])
+        except Exception:
+            log.warning("presence refresh failed", exc_info=True)
+
+
+def _sweep_inline(app):
+    """The embedded mode's beat: the same periodic tasks, in this process."""
+    from workers.tasks import admit_waiting_buyers, reconcile_payments, sweep_holds
+    interval = min(app.config["SWEEP_INTERVAL_SECONDS"], app.config["ADMISSION_INTERVAL_SECONDS"])
+    sweep_every = max(1, round(app.config["SWEEP_INTERVAL_SECONDS"] / interval))
+    every = max(1, round(app.config["RECONCILE_INTERVAL_SECONDS"] / interval))
+    ticks = 0
+    while True:
+        socketio.sleep(interval)
+        ticks += 1
+        for task, due in ((admit_waiting_buyers, True), (sweep_holds, ticks % sweep_every == 0),
+                          (reconcile_payments, ticks % every == 0)):
+            if due:
+                try:
+                    task.apply(throw=True)
+                except Exception:
+                    log.exception("%s failed", task.name)
+
+
+def _tell_positions(app, message):
+    """A waiting room's positions, to the sockets of this process's queued buyers."""
+    local = runtime(app).local_users
+    try:
+        for n, (user_id, payload) in enumerate(
+                waiting_room.position_updates(message, only=local), 1):
+            socketio.emit("queue_update", payload, to=f"user:{user_id}", ignore_queue=True)
+            if n % 50 == 0:
+                socketio.sleep(0)  # let hold requests in between: a full update is long
+    except Exception:
+        log.exception("queue positions not delivered")
+
+
+def _resync(app):
+    """Re-send full snapshots of watched events (after seat-change messages may have been lost)."""
+    rt = runtime(app)
+    rt.coalescer.forget_boards()
+    rooms = socketio.server.manager.rooms.get("/", {})
+    event_ids = [int(r.split(":", 1)[1]) for r in list(rooms) if str(r).startswith("event:")]
+    with app.app_context():
+        for event_id in event_ids:
+            rt.coalescer.add(event_id, catalog.seat_states(db.session, event_id),
+                             "1970-01-01T00:00:00Z")
+        db.session.remove()
 
 
 def serve(app, host, port, max_connections=10000):

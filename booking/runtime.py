@@ -14,8 +14,8 @@ from flask import current_app
 
 if TYPE_CHECKING:
     from .broadcast import Broadcaster, SeatsCoalescer
-    from .dispatch import BatchingDispatcher, InlineDispatcher
     from .holds import Settings
+    from .intake import BatchingDispatcher, InlineDispatcher
     from .metrics import Metrics
     from .payments import Processor
     from .ratelimits import RequestLimits

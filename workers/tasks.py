@@ -9,7 +9,7 @@ import time
 from celery import shared_task
 from flask import current_app
 
-from booking import checkout, holds, waiting_room
+from booking import checkout, holds, intake, waiting_room
 from booking.errors import BookingError, Busy
 from booking.payloads import reply
 from booking.records import RESULT_EVENTS
@@ -21,26 +21,6 @@ from booking.transactions import DatabaseUnavailable, run_transaction
 log = logging.getLogger(__name__)
 
 DB_RETRIES = 30  # about a minute of waiting for the database, then `busy`
-
-
-def enqueue(items, batch_max=200):
-    """Send accepted requests to the workers: holds and releases batched, payments one each."""
-    batchable = [i for i in items if i["kind"] != "pay"]
-    for start in range(0, len(batchable), batch_max):
-        process_requests.apply_async(args=[batchable[start:start + batch_max]])
-    for item in items:
-        if item["kind"] == "pay":
-            pay.apply_async(args=[item])
-
-
-def run_inline(items):
-    """The embedded mode: perform requests in this process, the same tasks, eagerly."""
-    batchable = [i for i in items if i["kind"] != "pay"]
-    if batchable:
-        process_requests.apply(args=[batchable], throw=True)
-    for item in items:
-        if item["kind"] == "pay":
-            pay.apply(args=[item], throw=True)
 
 
 def send(outcome, items=()):
@@ -135,7 +115,7 @@ def requeue_overdue_requests():
     items = rt.ledger.overdue(current_app.config["REQUEUE_AFTER_SECONDS"])
     if items:
         log.warning("re-enqueueing %d overdue requests", len(items))
-        enqueue(items, current_app.config["REQUEST_BATCH_MAX"])
+        intake.send_to_workers(items, current_app.config["REQUEST_BATCH_MAX"])
 
 
 @shared_task(bind=True, name="workers.tasks.pay", max_retries=DB_RETRIES)
