@@ -101,7 +101,7 @@ def get_event(session, event_id):
     """One event with seat counts and its sections; raises NotFound."""
     event = _get_event(session, event_id)
     if event is None:
-        raise NotFound("No such event.", event_id=event_id)
+        raise NotFound.of("no_event", event_id=event_id)
     view = _with_counts(session, [event])[0]
     rows = session.execute(
         sa.select(Seat.section, Seat.row).where(Seat.event_id == event_id)
@@ -116,7 +116,7 @@ def get_event(session, event_id):
 def event_seats(session, event_id):
     """All seats of an event in id order; raises NotFound."""
     if _get_event(session, event_id) is None:
-        raise NotFound("No such event.", event_id=event_id)
+        raise NotFound.of("no_event", event_id=event_id)
     return session.scalars(
         sa.select(Seat).where(Seat.event_id == event_id).order_by(Seat.id)).all()
 

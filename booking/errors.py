@@ -24,6 +24,27 @@ ERRORS = {
     "internal": (500, "Something went wrong on our side."),
 }
 
+# User-facing messages of domain errors, by what went wrong: each is worded
+# once, here, whichever layer finds it (see BookingError.of).
+MESSAGES = {
+    "no_event": "No such event.",
+    "no_hold": "No such hold.",
+    "no_order": "No such order.",
+    "seats_not_in_event": "Those seats are not part of this event.",
+    "seats_per_order": "At most {max} seats per order.",
+    "open_holds": "At most {max} open holds at a time.",
+    "sockets": "At most {max} connections per account; close another tab or device first.",
+    "hold_paying": "A payment for this hold is already in progress.",
+    "hold_paying_release": "This hold is being paid for and cannot be released now.",
+    "hold_paid": "This hold has been paid for already.",
+    "hold_released": "This hold was released.",
+    "charge_refunded": "The hold could not be sold, so the charge was refunded.",
+    "key_reused": "That idempotency key was used for another hold.",
+    "email_taken": "An account with that email exists.",
+    "not_admitted": "Wait for your turn in the waiting room first.",
+    "not_on_sale": "This event is not on sale yet.",
+}
+
 
 class BookingError(Exception):
     """A failure the caller is told about, with a contract error code."""
@@ -40,6 +61,11 @@ class BookingError(Exception):
     @property
     def status(self):
         return self.http_status or ERRORS[self.code][0]
+
+    @classmethod
+    def of(cls, key, **details):
+        """The error worded by MESSAGES[key] (formatted with details, which it carries)."""
+        return cls(MESSAGES[key].format(**details), **details)
 
     def to_dict(self):
         return {"code": self.code, "message": self.message, "details": self.details}

@@ -21,8 +21,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from . import catalog, checkout, holds, records, waiting_room
-from .errors import (BookingError, Busy, Conflict, HoldExpired, HoldNotOwned, LimitExceeded,
-                     NotFound)
+from .errors import BookingError, Busy
 from .extensions import db, socketio
 from .models import utcnow
 from .runtime import runtime
@@ -94,9 +93,7 @@ def _begin(rt, item, holds_cap):
         raise Busy("The box office is very busy; please retry shortly.",
                    retry_after_s=rt.shedding.retry_after()) from None
     except TooManyHolds:
-        cap = rt.settings.max_open_holds
-        raise LimitExceeded(f"At most {cap} open holds at a time.", limit="open_holds",
-                            max=cap) from None
+        raise holds.open_holds_limit(rt.settings) from None
 
 
 def seat_map(event_id):
@@ -112,48 +109,28 @@ def seat_map(event_id):
 
 def _precheck_hold(uid, p):
     rt = runtime()
-    settings = rt.settings
-    seat_map_ = seat_map(p["event_id"])
-    if seat_map_ is None:
-        raise NotFound("No such event.", event_id=p["event_id"])
-    # A gated event: only with this buyer's valid admission token for it.
-    waiting_room.check_hold_allowed(rt.gates.get(db.session, p["event_id"]), uid,
-                                    p.get("admission_token"))
-    missing = [s for s in p["seat_ids"] if s not in seat_map_]
-    if missing:
-        raise NotFound("Those seats are not part of this event.", seat_ids=missing)
-    if len(p["seat_ids"]) > settings.max_seats_per_order:
-        raise LimitExceeded(f"At most {settings.max_seats_per_order} seats per order.",
-                            limit="seats_per_order", max=settings.max_seats_per_order)
-    open_holds = holds.open_hold_count(db.session, uid)
-    if open_holds >= settings.max_open_holds:
-        raise LimitExceeded(f"At most {settings.max_open_holds} open holds at a time.",
-                            limit="open_holds", max=settings.max_open_holds)
+    event_id, seats = p["event_id"], seat_map(p["event_id"])
+    if seats is not None:
+        # A gated event: only with this buyer's valid admission token for it.
+        waiting_room.check_hold_allowed(rt.gates.get(db.session, event_id), uid,
+                                        p.get("admission_token"))
+    open_holds = holds.open_hold_count(db.session, uid) if seats is not None else 0
+    holds.check_hold_request(rt.settings, event_id, p["seat_ids"], seats, open_holds)
     # Hold requests still in flight count too (checked with the ledger, in Redis).
-    return {"event_id": p["event_id"], "seat_ids": p["seat_ids"],
-            "_holds_cap": settings.max_open_holds - open_holds}
+    return {"event_id": event_id, "seat_ids": p["seat_ids"],
+            "_holds_cap": rt.settings.max_open_holds - open_holds}
 
 
 def _precheck_release(uid, p):
-    owner = holds.hold_owner(db.session, p["hold_id"])
-    if owner is None:
-        raise NotFound("No such hold.", hold_id=p["hold_id"])
-    if owner[0] != uid:
-        raise HoldNotOwned(hold_id=p["hold_id"])
+    owner, status, _expires_at = holds.hold_state(db.session, p["hold_id"])
+    holds.check_release(p["hold_id"], owner, status, uid)
     return {"hold_id": p["hold_id"]}
 
 
 def _precheck_pay(uid, p):
-    hold = checkout.hold_for_payment(db.session, p["hold_id"])
-    if hold is None:
-        raise NotFound("No such hold.", hold_id=p["hold_id"])
-    owner, status, expires_at = hold
-    if owner != uid:
-        raise HoldNotOwned(hold_id=p["hold_id"])
-    if status in ("expired", "released") or (status == "held" and expires_at <= utcnow()):
-        raise HoldExpired(hold_id=p["hold_id"])
-    if status == "paid":
-        raise Conflict("This hold has been paid for already.", hold_id=p["hold_id"])
+    owner, status, expires_at = holds.hold_state(db.session, p["hold_id"])
+    checkout.check_payable(p["hold_id"], owner, status, expires_at, uid, utcnow(),
+                           in_progress_ok=True)
     # The card goes no further than this process: only the processor's token,
     # the brand and the last 4 digits travel to the workers.
     card = p.pop("card")

@@ -53,8 +53,7 @@ def on_connect(auth=None):
         rt.rate_limit.check_ip(ip)
         if not rt.sockets.take(uid, request.sid):
             cap = rt.sockets.cap
-            raise LimitExceeded(f"At most {cap} connections per account; "
-                                "close another tab or device first.", limit="sockets", max=cap)
+            raise LimitExceeded.of("sockets", limit="sockets", max=cap)
     except BookingError as err:
         rt.metrics.request("connect", err.code)
         refusal = SocketRefused(err.message)
@@ -118,7 +117,7 @@ def on_join_event(data=None):
         payload = _load(_event_ref, data)
         event_id = payload["event_id"]
         if intake.seat_map(event_id) is None:
-            raise NotFound("No such event.", event_id=event_id)
+            raise NotFound.of("no_event", event_id=event_id)
         gate = rt.gates.get(db.session, event_id)
         room = None
         if gate.gated:

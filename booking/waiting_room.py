@@ -133,8 +133,7 @@ def check_token(token, user_id, event_id, now=None):
         data = None
     if (not isinstance(data, dict) or data.get("u") != user_id or data.get("e") != event_id
             or not isinstance(data.get("x"), int) or data["x"] <= now):
-        raise Forbidden("Wait for your turn in the waiting room first.", reason="not_admitted",
-                        event_id=event_id)
+        raise Forbidden.of("not_admitted", reason="not_admitted", event_id=event_id)
 
 
 def iso(ts):
@@ -195,8 +194,7 @@ def check_hold_allowed(gate, user_id, token, now=None):
     if gate.gated:
         check_token(token, user_id, gate.event_id, now)
     elif gate.on_sale_at is not None and now < gate.on_sale_at:
-        raise Forbidden("This event is not on sale yet.", reason="not_on_sale",
-                        on_sale_at=iso(gate.on_sale_at))
+        raise Forbidden.of("not_on_sale", reason="not_on_sale", on_sale_at=iso(gate.on_sale_at))
 
 
 # ---------------------------------------------------------------- entering
@@ -399,7 +397,7 @@ def set_room(session, event_id, state):
         raise InvalidRequest(f"Unknown waiting room state {state!r}.")
     event = session.get(Event, event_id)
     if event is None:
-        raise NotFound("No such event.", event_id=event_id)
+        raise NotFound.of("no_event", event_id=event_id)
     if state != "open" and event.waiting_room is None:
         raise InvalidRequest("This event has no waiting room; open one first.")
     event.waiting_room = state
@@ -410,7 +408,7 @@ def set_on_sale(session, event_id, on_sale_at):
     """Move an event's on-sale time (naive UTC, or None: on sale now). Raises NotFound."""
     event = session.get(Event, event_id)
     if event is None:
-        raise NotFound("No such event.", event_id=event_id)
+        raise NotFound.of("no_event", event_id=event_id)
     event.on_sale_at = on_sale_at
     return event
 
@@ -421,7 +419,7 @@ def set_rate(session, event_id, per_minute):
         raise InvalidRequest("The admission rate is at least 1 buyer a minute.")
     event = session.get(Event, event_id)
     if event is None:
-        raise NotFound("No such event.", event_id=event_id)
+        raise NotFound.of("no_event", event_id=event_id)
     event.admission_rate_per_min = per_minute
     return event
 
@@ -430,7 +428,7 @@ def room_status(session, store, event_id):
     """The room's settings and sizes, for ops. Raises NotFound."""
     gate = read_gate(session, event_id)
     if gate is None:
-        raise NotFound("No such event.", event_id=event_id)
+        raise NotFound.of("no_event", event_id=event_id)
     sizes = store.sizes(event_id)
     return {"event_id": event_id, "waiting_room": gate.room,
             "on_sale_at": iso(gate.on_sale_at) if gate.on_sale_at else None,
