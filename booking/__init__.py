@@ -40,9 +40,6 @@ def create_app(config=None, role="web"):
     app.config.update(config_module.from_environment())
     if config:
         app.config.update(config)
-    from .waiting_room import settings_from_environment
-    for key, value in settings_from_environment().items():
-        app.config.setdefault(key, value)
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {"connect_args": {"timeout": 30}}
     elif app.config["SQLALCHEMY_DATABASE_URI"].startswith("mysql"):
@@ -135,7 +132,7 @@ def _init_runtime(app, role):
         coalescer = SeatsCoalescer(socketio, app.config["SEATS_CHANGED_INTERVAL_MS"] / 1000,
                                    local_only=bool(redis_url))
         coalescer.on_flush = metrics.seats_changed
-    app.extensions["boxoffice"] = Runtime(
+    rt = app.extensions["boxoffice"] = Runtime(
         settings=Settings(hold_ttl_seconds=app.config["HOLD_TTL_SECONDS"],
                           max_seats_per_order=app.config["MAX_SEATS_PER_ORDER"],
                           max_open_holds=app.config["MAX_OPEN_HOLDS"]),
@@ -154,7 +151,9 @@ def _init_runtime(app, role):
         coalescer=coalescer,
         dispatcher=make_dispatcher(app) if role == "web" else None,
     )
-    from . import ratelimits, waiting_room
+    from . import metrics as metrics_module, ratelimits
     ratelimits.init_app(app)
-    waiting_room.init_app(app)
+    metrics_module.SCRAPE_SOURCES["waiting_rooms"] = (
+        lambda: rt.waiting_room.stats(rt.waiting_room.known_events()))
+    metrics_module.SCRAPE_SOURCES["shedding"] = rt.shedding.pressure
 

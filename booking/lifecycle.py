@@ -37,13 +37,6 @@ DRAINING_BODY = json.dumps(error_body(
     Busy("This instance is shutting down; connect again.", retry_after_s=1))).encode()
 
 
-def _seconds(app, name, default):
-    value = os.environ.get(name)
-    if value not in (None, ""):
-        return float(value)
-    return float(app.config.get(name, default))
-
-
 class DrainGate:
     """WSGI middleware: while the process drains, refuse new Socket.IO sessions.
 
@@ -162,7 +155,7 @@ def _resync(app):
         db.session.remove()
 
 
-def serve(app, host, port, max_connections=10000):
+def serve(app, host, port):
     """Run the eventlet server until SIGTERM or SIGINT, then drain and exit."""
     install_drain_gate(app)
 
@@ -174,6 +167,7 @@ def serve(app, host, port, max_connections=10000):
     start_background(app)
     if app.config["REDIS_URL"]:
         socketio.start_background_task(_watch_redis_restarts, app)
+    max_connections = app.config["WEB_MAX_CONNECTIONS"]
     log.info("serving on http://%s:%d (at most %d connections)", host, port, max_connections)
     try:
         # max_size: eventlet's per-process connection cap (its default is 1024).
@@ -213,14 +207,14 @@ def close_sockets(app, reason="server_draining"):
 
 def _drain(app):
     """Let the load balancer notice readiness is off, send sockets away, then stop."""
-    timeout = _seconds(app, "DRAIN_TIMEOUT_SECONDS", 30.0)
+    timeout = app.config["DRAIN_TIMEOUT_SECONDS"]
     _exit_after(timeout)
-    socketio.sleep(_seconds(app, "DRAIN_NOTICE_SECONDS", 1.0))
+    socketio.sleep(app.config["DRAIN_NOTICE_SECONDS"])
     try:
         close_sockets(app)
     except Exception:
         log.exception("draining: closing sockets failed")
-    socketio.sleep(_seconds(app, "DRAIN_GRACE_SECONDS", 1.0))
+    socketio.sleep(app.config["DRAIN_GRACE_SECONDS"])
     log.info("draining: stopping the server")
     socketio.stop()
 

@@ -23,7 +23,8 @@ if TYPE_CHECKING:
     from .state.ledger import RequestLedger
     from .state.presence import Presence, SocketSlots
     from .state.shedding import LoadShedding
-    from .waiting_room import GateCache, LocalRoomStore, RedisRoomStore
+    from .waiting_room.gates import GateCache
+    from .waiting_room.store import LocalRoomStore, RedisRoomStore
 
 
 @dataclass

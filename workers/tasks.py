@@ -194,8 +194,18 @@ def reconcile_payments():
 
 
 @shared_task(name="workers.tasks.admit_waiting_buyers")
-def admit_waiting_buyers():
-    """Move buyers from waiting rooms to admitted at each room's rate, and tell them."""
+def admit_waiting_buyers(now=None):
+    """Move buyers from waiting rooms to admitted at each room's rate, commit, then tell them.
+
+    now: the tick's unix time (beat leaves it out; tests pass it). Returns
+    {event_id: buyers admitted}.
+    """
     rt = runtime()
-    waiting_room.admit_due(db.session, rt.waiting_room, rt.broadcaster,
-                           rt.shedding.pressure, current_app.config)
+    tick = waiting_room.admit_due(db.session, rt.waiting_room, rt.shedding.pressure,
+                                  current_app.config, now=now)
+    db.session.commit()   # rooms drained empty are turned off
+    for user_id, event, payload in tick.notices:
+        rt.broadcaster.to_user(user_id, event, payload)
+    for message in tick.positions:
+        rt.broadcaster.queue_positions(message)
+    return tick.admitted
