@@ -33,6 +33,18 @@ def _secret_key():
     return path.read_text().strip()
 
 
+def prometheus_multiprocess_dir():
+    """PROMETHEUS_MULTIPROC_DIR, or None. prometheus_client reads it itself, at import."""
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+def worker_metrics_address():
+    """(port, address) a worker serves /metrics on, from WORKER_METRICS_PORT and
+    WORKER_METRICS_ADDR (default all interfaces); port None: it serves none."""
+    port = os.environ.get("WORKER_METRICS_PORT")
+    return (int(port) if port else None), os.environ.get("WORKER_METRICS_ADDR", "0.0.0.0")
+
+
 def from_environment():
     """Every setting, from environment variables with the documented defaults."""
     INSTANCE_DIR.mkdir(exist_ok=True)

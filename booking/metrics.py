@@ -18,6 +18,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, mult
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 
+from .config import prometheus_multiprocess_dir
+
 log = logging.getLogger(__name__)
 
 REQUESTS = Counter("boxoffice_requests_total",
@@ -169,7 +171,7 @@ def _read(name):
 
 
 def multiprocess_dir():
-    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+    return prometheus_multiprocess_dir()
 
 
 def registry(read_depth=None):
