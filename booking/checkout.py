@@ -23,8 +23,9 @@ from datetime import timedelta
 import sqlalchemy as sa
 
 from . import records
-from .errors import (BookingError, Conflict, HoldExpired, HoldNotOwned, NotFound,
+from .errors import (BookingError, Conflict, HoldExpired, NotFound,
                      PaymentDeclined, PaymentError)
+from .holds import check_owner
 from .locking import lock_holds, lock_payment, lock_seats_of_hold, lock_users
 from .models import HoldSeat, Order, OrderSeat, Payment, utcnow
 from .outcome import Outcome, set_seat
@@ -127,10 +128,7 @@ def check_payable(hold_id, owner_id, status, expires_at, user_id, now, in_progre
     pre-check passes in_progress_ok: a payment in progress may be this same
     payment sent again, which the worker answers by its idempotency key.
     """
-    if owner_id is None:
-        raise NotFound.of("no_hold", hold_id=hold_id)
-    if owner_id != user_id:
-        raise HoldNotOwned(hold_id=hold_id)
+    check_owner(hold_id, owner_id, user_id)
     if status == "paying":
         if in_progress_ok:
             return

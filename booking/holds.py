@@ -210,14 +210,19 @@ def open_holds_limit(settings):
     return LimitExceeded.of("open_holds", limit="open_holds", max=settings.max_open_holds)
 
 
-def check_release(hold_id, owner_id, status, user_id):
-    """Raise unless user_id may release the hold: NotFound (owner_id None: no such hold),
-    HoldNotOwned, Conflict (being paid for, or paid). A released or expired hold may be
-    released again: that changes nothing and succeeds."""
+def check_owner(hold_id, owner_id, user_id):
+    """Raise NotFound (owner_id None: no such hold) or HoldNotOwned unless it is user_id's."""
     if owner_id is None:
         raise NotFound.of("no_hold", hold_id=hold_id)
     if owner_id != user_id:
         raise HoldNotOwned(hold_id=hold_id)
+
+
+def check_release(hold_id, owner_id, status, user_id):
+    """Raise unless user_id may release the hold: NotFound (owner_id None: no such hold),
+    HoldNotOwned, Conflict (being paid for, or paid). A released or expired hold may be
+    released again: that changes nothing and succeeds."""
+    check_owner(hold_id, owner_id, user_id)
     if status == "paying":
         raise Conflict.of("hold_paying_release", hold_id=hold_id)
     if status == "paid":

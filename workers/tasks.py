@@ -7,6 +7,7 @@ import logging
 import time
 
 from celery import shared_task
+from celery.exceptions import Retry
 from flask import current_app
 
 from booking import checkout, holds, intake, waiting_room
@@ -55,26 +56,43 @@ def _answer_unrecorded(items, err):
     rt.metrics.results(results)
 
 
+def _decide(task, items, decide):
+    """decide(session) in one transaction: its result, or None once items were answered.
+
+    Busy (the transaction gave up), or the database still unavailable after
+    the task's retries: every item is answered with busy and nothing is
+    recorded (the same request_id may be sent again). While retries remain,
+    the task is retried (Celery's Retry propagates).
+    """
+    try:
+        return run_transaction(decide)
+    except Busy as err:
+        _answer_unrecorded(items, err)
+    except DatabaseUnavailable as exc:
+        if task.request.retries >= task.max_retries or task.request.is_eager:
+            _answer_unrecorded(items, Busy("The box office database is unavailable.",
+                                           retry_after_s=5))
+        else:
+            log.warning("database unavailable; retrying %d requests", len(items))
+            raise task.retry(countdown=min(2.0, 0.25 * 2 ** task.request.retries), exc=exc)
+    return None
+
+
 @shared_task(bind=True, name="workers.tasks.process_requests", max_retries=DB_RETRIES)
 def process_requests(self, items):
     """Decide a batch of hold and release requests in one transaction, then answer each."""
     rt = runtime()
     try:
-        outcome = run_transaction(lambda s: holds.process_requests(s, items, rt.settings))
-    except Busy as err:
-        _answer_unrecorded(items, err)
-        return
-    except DatabaseUnavailable as exc:
-        if self.request.retries >= self.max_retries or self.request.is_eager:
-            _answer_unrecorded(items, Busy("The box office database is unavailable.", retry_after_s=5))
-            return
-        log.warning("database unavailable; retrying %d requests", len(items))
-        raise self.retry(countdown=min(2.0, 0.25 * 2 ** self.request.retries), exc=exc)
+        outcome = _decide(self, items, lambda s: holds.process_requests(s, items, rt.settings))
+    except Retry:
+        raise
     except Exception:
         # A bug, not a transient state: answer every request rather than leave
         # buyers waiting; nothing was committed or recorded.
         log.exception("batch of %d requests failed", len(items))
         _answer_unrecorded(items, BookingError(code="internal"))
+        return
+    if outcome is None:
         return
     rt.metrics.batch(len(items))
     try:
@@ -122,17 +140,9 @@ def requeue_overdue_requests():
 def pay(self, item):
     """Charge a hold under the buyer's idempotency key, then sell its seats (or give it back)."""
     rt = runtime()
-    try:
-        start = run_transaction(lambda s: checkout.begin_payment(s, item, rt.processor.name))
-    except Busy as err:
-        _answer_unrecorded([item], err)
+    start = _decide(self, [item], lambda s: checkout.begin_payment(s, item, rt.processor.name))
+    if start is None:
         return
-    except DatabaseUnavailable as exc:
-        if self.request.retries >= self.max_retries or self.request.is_eager:
-            _answer_unrecorded([item], Busy("The box office database is unavailable.",
-                                            retry_after_s=5))
-            return
-        raise self.retry(countdown=min(2.0, 0.25 * 2 ** self.request.retries), exc=exc)
     if start.payment_id is None:
         send(start.outcome, [item])
         return

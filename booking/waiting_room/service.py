@@ -196,9 +196,7 @@ def set_room(session, event_id, state):
     """Open, pause or drain an event's waiting room. Raises NotFound, InvalidRequest."""
     if state not in WAITING_ROOM_STATES:
         raise InvalidRequest(f"Unknown waiting room state {state!r}.")
-    event = session.get(Event, event_id)
-    if event is None:
-        raise NotFound.of("no_event", event_id=event_id)
+    event = _event(session, event_id)
     if state != "open" and event.waiting_room is None:
         raise InvalidRequest("This event has no waiting room; open one first.")
     event.waiting_room = state
@@ -207,9 +205,7 @@ def set_room(session, event_id, state):
 
 def set_on_sale(session, event_id, on_sale_at):
     """Move an event's on-sale time (naive UTC, or None: on sale now). Raises NotFound."""
-    event = session.get(Event, event_id)
-    if event is None:
-        raise NotFound.of("no_event", event_id=event_id)
+    event = _event(session, event_id)
     event.on_sale_at = on_sale_at
     return event
 
@@ -218,10 +214,15 @@ def set_rate(session, event_id, per_minute):
     """Set an event's admission rate (None: derived). Raises NotFound, InvalidRequest."""
     if per_minute is not None and per_minute < 1:
         raise InvalidRequest("The admission rate is at least 1 buyer a minute.")
+    event = _event(session, event_id)
+    event.admission_rate_per_min = per_minute
+    return event
+
+
+def _event(session, event_id):
     event = session.get(Event, event_id)
     if event is None:
         raise NotFound.of("no_event", event_id=event_id)
-    event.admission_rate_per_min = per_minute
     return event
 
 
