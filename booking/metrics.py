@@ -53,7 +53,7 @@ CONNECTS_REFUSED = Counter("boxoffice_socket_connects_refused_total",
                            "New Socket.IO sessions refused by a web process, by reason",
                            ["reason"])
 # Readings of shared state (Redis) taken at scrape time, by name: () -> value.
-# booking.waiting_room fills it in; see ScrapeCollector for each one's shape.
+# create_app fills it in; see ScrapeCollector for each one's shape.
 SCRAPE_SOURCES = {}
 
 
