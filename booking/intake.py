@@ -109,12 +109,13 @@ def seat_map(event_id):
 
 def _precheck_hold(uid, p):
     rt = runtime()
-    event_id, seats = p["event_id"], seat_map(p["event_id"])
+    event_id = p["event_id"]
+    seats, open_holds = seat_map(event_id), 0
     if seats is not None:
         # A gated event: only with this buyer's valid admission token for it.
         waiting_room.check_hold_allowed(rt.gates.get(db.session, event_id), uid,
                                         p.get("admission_token"))
-    open_holds = holds.open_hold_count(db.session, uid) if seats is not None else 0
+        open_holds = holds.open_hold_count(db.session, uid)
     holds.check_hold_request(rt.settings, event_id, p["seat_ids"], seats, open_holds)
     # Hold requests still in flight count too (checked with the ledger, in Redis).
     return {"event_id": event_id, "seat_ids": p["seat_ids"],

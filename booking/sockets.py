@@ -52,8 +52,7 @@ def on_connect(auth=None):
             raise Unauthorized("Sign in to connect.")
         rt.rate_limit.check_ip(ip)
         if not rt.sockets.take(uid, request.sid):
-            cap = rt.sockets.cap
-            raise LimitExceeded.of("sockets", limit="sockets", max=cap)
+            raise LimitExceeded.of("sockets", limit="sockets", max=rt.sockets.cap)
     except BookingError as err:
         rt.metrics.request("connect", err.code)
         refusal = SocketRefused(err.message)
