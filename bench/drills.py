@@ -43,11 +43,13 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
 import flash_sale  # noqa: E402
 import report as rpt  # noqa: E402
 from flash_sale import Sale, summarize  # noqa: E402
 from loadgen import results_dir, say, stop_cleanly_on_signals  # noqa: E402
+
+from deploy.local.launcher import pid_alive  # noqa: E402
 
 REDIS_START = ["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1", "--port",
                "6379", "--save", "", "--appendonly", "no", "--dir", "/var/lib/redis",
@@ -115,9 +117,7 @@ class TermWeb(Fault):
         t = time.time()
         os.kill(victim["pid"], signal.SIGTERM)
         sale.note(f"SIGTERM web pid {victim['pid']}")
-        gone = _wait(lambda: not Path(f"/proc/{victim['pid']}").exists()
-                     or Path(f"/proc/{victim['pid']}/stat").read_text().split(") ")[1][0] == "Z",
-                     60)
+        gone = _wait(lambda: not pid_alive(victim["pid"]), 60)
         t_gone = time.time()
         sale.note(f"web pid {victim['pid']} {'exited' if gone else 'still there'} after "
                   f"{t_gone - t:.1f}s")

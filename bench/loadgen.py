@@ -16,7 +16,7 @@ use it. What is here:
   reconnects through the load balancer, re-joins, and re-sends every request
   it has no result for with the same request_id (API.md's recovery rule).
 - Stats: counters and latency histograms per second, mergeable across processes.
-- CPU of process groups from /proc, Prometheus scrapes, the audit command.
+- CPU of process groups (psutil), Prometheus scrapes, the audit command.
 """
 import asyncio
 import base64
@@ -25,9 +25,7 @@ import json
 import os
 import random
 import re
-import resource
 import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -41,6 +39,9 @@ from urllib.parse import urlparse
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 CLUSTER = ROOT / "deploy" / "local" / "cluster"
+sys.path.insert(0, str(ROOT))
+from deploy.local.launcher import (cpu_seconds, free_port, pids_by_name,  # noqa: E402,F401
+                                   raise_nofile, tree_pids)
 RESULTS = ROOT / "bench" / "results"
 
 GOOD_CARD = "4242424242424242"
@@ -50,19 +51,6 @@ NO_FUNDS_CARD = "4000000000009995"
 
 def say(message):
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def raise_nofile():
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 def stop_cleanly_on_signals():
@@ -273,33 +261,6 @@ class LocalCluster:
 
 # --- CPU of process groups ---------------------------------------------------
 
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def _stat(pid):
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = raw[raw.rindex(")") + 2:].split()
-    return int(fields[1]), (int(fields[11]) + int(fields[12])) / _TICK  # ppid, cpu s
-
-
-def _children_map():
-    kids = defaultdict(list)
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            st = _stat(int(entry))
-            if st:
-                kids[st[0]].append(int(entry))
-    return kids
-
-
-def pids_by_name(name):
-    out = subprocess.run(["pgrep", "-x", name], capture_output=True, text=True).stdout.split()
-    return [int(p) for p in out]
-
-
 class CpuMeter:
     """CPU seconds used by groups of processes (each root and its descendants)."""
 
@@ -308,27 +269,19 @@ class CpuMeter:
         self.samples = []  # (t, {group: cpu seconds since start})
 
     def sample(self, groups, t=None):
-        kids = _children_map()
         totals = {}
         for group, roots in groups.items():
-            pids, stack = set(), list(roots)
-            while stack:
-                p = stack.pop()
-                if p in pids:
-                    continue
-                pids.add(p)
-                stack.extend(kids.get(p, ()))
-            for p in pids:
-                st = _stat(p)
-                if st is None:
+            for p in tree_pids(roots):
+                cpu = cpu_seconds(p)
+                if cpu is None:
                     continue
                 key = (group, p)
                 if key not in self.seen:
                     # First sample: the baseline. A process first seen later
                     # started since (a replaced worker, a restarted server).
-                    self.seen[key] = [st[1] if not self.samples else 0.0, st[1]]
+                    self.seen[key] = [cpu if not self.samples else 0.0, cpu]
                 else:
-                    self.seen[key][1] = st[1]
+                    self.seen[key][1] = cpu
             totals[group] = sum(last - first for (g, _p), (first, last) in self.seen.items()
                                 if g == group)
         self.samples.append((t if t is not None else time.time(), totals))

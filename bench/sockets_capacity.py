@@ -23,7 +23,6 @@ import asyncio
 import base64
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -31,6 +30,7 @@ import uuid
 from pathlib import Path
 from urllib.parse import urlparse
 
+import psutil
 import pymysql
 import redis
 import requests
@@ -39,39 +39,17 @@ ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 
 
-def raise_nofile():
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-
-
-def free_port():
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def cpu_seconds(pid):
-    """User plus system CPU time the process has used."""
-    raw = Path(f"/proc/{pid}/stat").read_text()
-    fields = raw[raw.rindex(")") + 2:].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def rss_kib(pid):
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
+    return psutil.Process(pid).memory_info().rss // 1024
 
 
 # --- a minimal WebSocket client speaking Engine.IO 4 / Socket.IO 5 ---------
 
 # The framing is bench/loadgen.py's (one WebSocket client for every bench).
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path[:0] = [str(ROOT / "bench"), str(ROOT)]
 from loadgen import Sio, _frame  # noqa: E402
+
+from deploy.local.launcher import cpu_seconds, free_port, raise_nofile  # noqa: E402
 
 _read_frame = Sio._read
 
@@ -249,9 +227,7 @@ def main():
             "email": f"bench-{uuid.uuid4().hex[:8]}@example.test",
             "password": "correct-horse-battery"}, timeout=30)
         r.raise_for_status()
-        server_nofile = Path(f"/proc/{web.pid}/limits").read_text()
-        server_nofile = next(line.split()[3] for line in server_nofile.splitlines()
-                             if line.startswith("Max open files"))
+        server_nofile = psutil.Process(web.pid).rlimit(psutil.RLIMIT_NOFILE)[0]
         print(f"one web process (pid {web.pid}), eventlet max_size "
               f"{env['WEB_MAX_CONNECTIONS']}, its RLIMIT_NOFILE {server_nofile}; "
               f"MAX_SOCKETS_PER_ACCOUNT {env['MAX_SOCKETS_PER_ACCOUNT']}, "
