@@ -47,7 +47,7 @@ sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve
 import flash_sale  # noqa: E402
 import report as rpt  # noqa: E402
 from flash_sale import Sale, summarize  # noqa: E402
-from loadgen import results_dir, say, stop_cleanly_on_signals  # noqa: E402
+from runs import results_dir, say, stop_cleanly_on_signals  # noqa: E402
 
 from deploy.local.launcher import pid_alive  # noqa: E402
 

@@ -5,7 +5,7 @@
         [--web 2] [--workers 2] [--processes 4]
 
 What it does, in order (everything it starts it stops; its database is dropped):
-1. a throwaway MariaDB database and Redis namespace (bench/loadgen.py Throwaway);
+1. a throwaway MariaDB database and Redis namespace (bench/database.py Throwaway);
 2. bench/db_limit.py on that database: the raw atomic-claim limit of MariaDB here;
 3. `deploy/local/cluster up` (N web, M workers of prefork concurrency 2, beat,
    nginx) with a private run folder and port under bench/results/<ts>/cluster;
@@ -48,13 +48,17 @@ import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
 import db_limit  # noqa: E402
 import report as rpt  # noqa: E402
-from loadgen import (DECLINE_CARD, GOOD_CARD, NO_FUNDS_CARD, ClientPool, CpuMeter,  # noqa: E402
-                     LocalCluster, Throwaway, audit, create_event, machine_load, make_users,
-                     merge_stats, pids_by_name, results_dir, say, scrape, seat_counts,
-                     seat_grid, stop_cleanly_on_signals)
+from buyers import ClientPool  # noqa: E402
+from cpu import CpuMeter, pids_by_name  # noqa: E402
+from database import Throwaway, audit, create_event, make_users, seat_counts, seat_grid  # noqa: E402
+from histograms import merge_stats  # noqa: E402
+from local_cluster import LocalCluster  # noqa: E402
+from runs import (DECLINE_CARD, GOOD_CARD, NO_FUNDS_CARD, machine_load, results_dir,  # noqa: E402
+                  say, stop_cleanly_on_signals)
+from scrapes import scrape  # noqa: E402
 
 PER_ROW = 50
 

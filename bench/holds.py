@@ -37,10 +37,10 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
 import flash_sale  # noqa: E402
 from flash_sale import IndexedSet, Sale, summarize  # noqa: E402
-from loadgen import results_dir, stop_cleanly_on_signals  # noqa: E402
+from runs import results_dir, stop_cleanly_on_signals  # noqa: E402
 
 
 class HoldStorm:
