@@ -197,6 +197,22 @@ class Buyer:
             self.sio.close()
 
 
+class Scenario:
+    """The start every scenario of a load-generator process shares (FlashSale, HoldStorm, ...).
+
+    A scenario class is named to the pool as "module:Class"; each process builds one with
+    its ClientProcess, then awaits setup() and run(). Its random stream is its own but
+    repeatable (the run's --seed and the process's index).
+    """
+
+    def __init__(self, client):
+        self.c = client
+        self.cfg = client.cfg
+        self.rng = random.Random(self.cfg["seed"] * 1000 + self.cfg["index"])
+        self.stopping = False
+        self.extra = {}
+
+
 class ClientProcess:
     """The buyers of one load-generator process and what they measured."""
 

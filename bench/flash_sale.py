@@ -51,7 +51,7 @@ from pathlib import Path
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
 import db_limit  # noqa: E402
 import report as rpt  # noqa: E402
-from buyers import ClientPool  # noqa: E402
+from buyers import ClientPool, Scenario  # noqa: E402
 from cpu import CpuMeter, pids_by_name  # noqa: E402
 from database import Throwaway, audit, create_event, make_users, seat_counts, seat_grid  # noqa: E402
 from histograms import merge_stats  # noqa: E402
@@ -99,16 +99,12 @@ def card(number):
             "name": "Bench Buyer"}
 
 
-class FlashSale:
+class FlashSale(Scenario):
     """The buyers of one load-generator process."""
 
     def __init__(self, client):
-        self.c = client
-        cfg = client.cfg
-        self.cfg = cfg
-        self.rng = random.Random(cfg["seed"] * 1000 + cfg["index"])
-        self.stopping = False
-        self.extra = {}
+        super().__init__(client)
+        cfg = self.cfg
         grid = cfg["grid"]
         self.where = {}                       # seat id -> (row index, position)
         for r, row in enumerate(grid):
@@ -682,6 +678,12 @@ def summarize(result, out_dir, title, command):
     return result
 
 
+def passed(result):
+    """A sale passes when the audit is clean, nothing accepted went unanswered, nothing sold twice."""
+    return (result["audit"]["clean"] and result["unanswered"] == 0
+            and result["seats_sold_twice"] == 0)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -693,8 +695,7 @@ def main():
     sale = Sale(args, out)
     result = sale.run()
     summarize(result, out, "Flash sale", command)
-    ok = result["audit"]["clean"] and result["unanswered"] == 0 and result["seats_sold_twice"] == 0
-    sys.exit(0 if ok else 1)
+    sys.exit(0 if passed(result) else 1)
 
 
 if __name__ == "__main__":

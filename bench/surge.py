@@ -243,8 +243,7 @@ def main():
     data["surge"] = surge
     data["surge_targets"] = result["surge_targets"]
     rpt_path.write_text(json.dumps(data, indent=1, default=str))
-    ok = result["audit"]["clean"] and result["unanswered"] == 0 and result["seats_sold_twice"] == 0
-    sys.exit(0 if ok else 1)
+    sys.exit(0 if flash_sale.passed(result) else 1)
 
 
 def _watch_readyz(sale):
