@@ -4,27 +4,49 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
+# `make run PORT=8000` (or HOST=0.0.0.0) serves elsewhere.
+HOST ?= 127.0.0.1
+PORT ?= 5000
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test deps services frontend clean browser
+.PHONY: run reset-demo test deps runtime-deps services frontend clean browser
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+# Two stamps each: what serving needs (requirements.txt, npm dependencies) and what the
+# tests and benchmarks add (requirements-dev.txt, npm devDependencies).
+$(VENV)/.runtime: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime requirements.txt requirements-dev.txt
 	$(PIP) install -q -r requirements-dev.txt
 	touch $@
 
-deps: $(VENV)/.installed frontend
-
-frontend: node_modules/.installed
-
-node_modules/.installed: package.json package-lock.json
-	npm ci --no-audit --no-fund --loglevel=error
+# npm ci starts from an empty node_modules: the full install leaves both stamps.
+node_modules/.runtime: package.json package-lock.json
+	npm ci --omit=dev --no-audit --no-fund --loglevel=error
 	touch $@
 
-run: deps
+node_modules/.dev: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch node_modules/.runtime $@
+
+runtime-deps: $(VENV)/.runtime node_modules/.runtime
+
+deps: $(VENV)/.dev node_modules/.dev
+
+frontend: node_modules/.dev
+
+run: runtime-deps
 	$(VENV)/bin/flask --app wsgi db upgrade
 	$(VENV)/bin/flask --app wsgi booking seed-demo
-	$(PY) wsgi.py --host 127.0.0.1 --port 5000
+	$(PY) wsgi.py --host $(HOST) --port $(PORT) --access-log
+
+# The demo's database from scratch (the embedded mode's SQLite file); nothing reinstalled.
+reset-demo: runtime-deps
+	rm -f instance/booking.db
+	$(VENV)/bin/flask --app wsgi db upgrade
+	$(VENV)/bin/flask --app wsgi booking seed-demo
 
 services:
 	bash deploy/local/services.sh
@@ -34,8 +56,11 @@ browser:
 	@test -x /usr/bin/chromium || { SUDO=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
 
+# pytest's exit 5 (no tests collected) fails like any other non-zero exit, with a word why.
 test: deps services browser
-	$(PY) -m pytest $(PYTEST_ARGS)
+	@$(PY) -m pytest $(PYTEST_ARGS); status=$$?; \
+	  if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing" >&2; fi; \
+	  exit $$status
 
 clean:
 	rm -rf $(VENV) node_modules instance/booking.db .pytest_cache

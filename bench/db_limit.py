@@ -27,8 +27,9 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from loadgen import Throwaway, machine_load, results_dir, say  # noqa: E402
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
+from database import Throwaway  # noqa: E402
+from runs import machine_load, results_dir, say  # noqa: E402
 
 TABLE = """CREATE TABLE bench_claim_seats (
   id INT PRIMARY KEY,

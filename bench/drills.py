@@ -43,11 +43,13 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
 import flash_sale  # noqa: E402
 import report as rpt  # noqa: E402
 from flash_sale import Sale, summarize  # noqa: E402
-from loadgen import results_dir, say, stop_cleanly_on_signals  # noqa: E402
+from runs import results_dir, say, stop_cleanly_on_signals  # noqa: E402
+
+from deploy.local.launcher import pid_alive  # noqa: E402
 
 REDIS_START = ["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1", "--port",
                "6379", "--save", "", "--appendonly", "no", "--dir", "/var/lib/redis",
@@ -115,9 +117,7 @@ class TermWeb(Fault):
         t = time.time()
         os.kill(victim["pid"], signal.SIGTERM)
         sale.note(f"SIGTERM web pid {victim['pid']}")
-        gone = _wait(lambda: not Path(f"/proc/{victim['pid']}").exists()
-                     or Path(f"/proc/{victim['pid']}/stat").read_text().split(") ")[1][0] == "Z",
-                     60)
+        gone = _wait(lambda: not pid_alive(victim["pid"]), 60)
         t_gone = time.time()
         sale.note(f"web pid {victim['pid']} {'exited' if gone else 'still there'} after "
                   f"{t_gone - t:.1f}s")
@@ -128,44 +128,38 @@ class TermWeb(Fault):
                 "victim_pid": victim["pid"]}
 
 
+def _restart(sale, what, stop, is_up, start, down_timeout, up_timeout, pause=0.0):
+    """Stop a shared service, then start it again whatever happened (try/finally)."""
+    t = time.time()
+    try:
+        subprocess.run(stop, capture_output=True, timeout=120)
+        _wait(lambda: not is_up(), down_timeout)
+        sale.note(f"{what} shut down in {time.time() - t:.1f}s")
+        time.sleep(pause)
+    finally:
+        if not is_up():
+            subprocess.run(start, capture_output=True, timeout=30)
+        back = _wait(is_up, up_timeout)
+    t_back = time.time()
+    sale.note(f"{what} {'answering' if back else 'NOT answering'} again "
+              f"{t_back - t:.1f}s after the shutdown")
+    return {"t_fault": t, "t_restored": t_back, "restored": back}
+
+
 class RestartRedis(Fault):
     name = "restart-redis"
 
     def inject(self, sale):
-        t = time.time()
-        try:
-            subprocess.run(["redis-cli", "shutdown", "nosave"], capture_output=True, timeout=30)
-            _wait(lambda: not redis_up(), 10)
-            t_down = time.time()
-            sale.note(f"Redis shut down (nosave) in {t_down - t:.1f}s")
-            time.sleep(2)
-        finally:
-            if not redis_up():
-                subprocess.run(REDIS_START, capture_output=True, timeout=30)
-            back = _wait(redis_up, 60)
-        t_back = time.time()
-        sale.note(f"Redis {'answering' if back else 'NOT answering'} again "
-                  f"{t_back - t:.1f}s after the shutdown")
-        return {"t_fault": t, "t_restored": t_back, "restored": back}
+        return _restart(sale, "Redis (nosave)", ["redis-cli", "shutdown", "nosave"], redis_up,
+                        REDIS_START, 10, 60, pause=2)
 
 
 class RestartMariaDB(Fault):
     name = "restart-mariadb"
 
     def inject(self, sale):
-        t = time.time()
-        try:
-            subprocess.run(["mysqladmin", "-uroot", "shutdown"], capture_output=True, timeout=120)
-            _wait(lambda: not mariadb_up(), 30)
-            sale.note(f"MariaDB shut down in {time.time() - t:.1f}s")
-        finally:
-            if not mariadb_up():
-                subprocess.run(MARIADB_START, capture_output=True, timeout=30)
-            back = _wait(mariadb_up, 120)
-        t_back = time.time()
-        sale.note(f"MariaDB {'answering' if back else 'NOT answering'} again "
-                  f"{t_back - t:.1f}s after the shutdown")
-        return {"t_fault": t, "t_restored": t_back, "restored": back}
+        return _restart(sale, "MariaDB", ["mysqladmin", "-uroot", "shutdown"], mariadb_up,
+                        MARIADB_START, 30, 120)
 
 
 class StopBeat(Fault):

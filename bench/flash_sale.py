@@ -5,7 +5,7 @@
         [--web 2] [--workers 2] [--processes 4]
 
 What it does, in order (everything it starts it stops; its database is dropped):
-1. a throwaway MariaDB database and Redis namespace (bench/loadgen.py Throwaway);
+1. a throwaway MariaDB database and Redis namespace (bench/database.py Throwaway);
 2. bench/db_limit.py on that database: the raw atomic-claim limit of MariaDB here;
 3. `deploy/local/cluster up` (N web, M workers of prefork concurrency 2, beat,
    nginx) with a private run folder and port under bench/results/<ts>/cluster;
@@ -48,13 +48,17 @@ import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
 import db_limit  # noqa: E402
 import report as rpt  # noqa: E402
-from loadgen import (DECLINE_CARD, GOOD_CARD, NO_FUNDS_CARD, ClientPool, CpuMeter,  # noqa: E402
-                     LocalCluster, Throwaway, audit, create_event, machine_load, make_users,
-                     merge_stats, pids_by_name, results_dir, say, scrape, seat_counts,
-                     seat_grid, stop_cleanly_on_signals)
+from buyers import ClientPool, Scenario  # noqa: E402
+from cpu import CpuMeter, pids_by_name  # noqa: E402
+from database import Throwaway, audit, create_event, make_users, seat_counts, seat_grid  # noqa: E402
+from histograms import merge_stats  # noqa: E402
+from local_cluster import LocalCluster  # noqa: E402
+from runs import (DECLINE_CARD, GOOD_CARD, NO_FUNDS_CARD, machine_load, results_dir,  # noqa: E402
+                  say, stop_cleanly_on_signals)
+from scrapes import scrape  # noqa: E402
 
 PER_ROW = 50
 
@@ -95,16 +99,12 @@ def card(number):
             "name": "Bench Buyer"}
 
 
-class FlashSale:
+class FlashSale(Scenario):
     """The buyers of one load-generator process."""
 
     def __init__(self, client):
-        self.c = client
-        cfg = client.cfg
-        self.cfg = cfg
-        self.rng = random.Random(cfg["seed"] * 1000 + cfg["index"])
-        self.stopping = False
-        self.extra = {}
+        super().__init__(client)
+        cfg = self.cfg
         grid = cfg["grid"]
         self.where = {}                       # seat id -> (row index, position)
         for r, row in enumerate(grid):
@@ -678,6 +678,12 @@ def summarize(result, out_dir, title, command):
     return result
 
 
+def passed(result):
+    """A sale passes when the audit is clean, nothing accepted went unanswered, nothing sold twice."""
+    return (result["audit"]["clean"] and result["unanswered"] == 0
+            and result["seats_sold_twice"] == 0)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -689,8 +695,7 @@ def main():
     sale = Sale(args, out)
     result = sale.run()
     summarize(result, out, "Flash sale", command)
-    ok = result["audit"]["clean"] and result["unanswered"] == 0 and result["seats_sold_twice"] == 0
-    sys.exit(0 if ok else 1)
+    sys.exit(0 if passed(result) else 1)
 
 
 if __name__ == "__main__":

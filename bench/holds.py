@@ -32,27 +32,23 @@ measured in the same run). Written to bench/results/<timestamp>-holds/.
 """
 import argparse
 import asyncio
-import random
 import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
 import flash_sale  # noqa: E402
+from buyers import Scenario  # noqa: E402
 from flash_sale import IndexedSet, Sale, summarize  # noqa: E402
-from loadgen import results_dir, stop_cleanly_on_signals  # noqa: E402
+from runs import results_dir, stop_cleanly_on_signals  # noqa: E402
 
 
-class HoldStorm:
+class HoldStorm(Scenario):
     """Open-loop hold requests from the buyers of one load-generator process."""
 
     def __init__(self, client):
-        self.c = client
-        cfg = client.cfg
-        self.cfg = cfg
-        self.rng = random.Random(cfg["seed"] * 1000 + cfg["index"])
-        self.stopping = False
-        self.extra = {}
+        super().__init__(client)
+        cfg = self.cfg
         every = [sid for row in cfg["grid"] for sid in row]
         n, i = cfg["processes"], cfg["index"]
         self.mine = IndexedSet(every[i::n])
@@ -161,8 +157,7 @@ def main():
                            "hold_ttl_s": args.hold_ttl, "arrival_spread_s": 0})
     result = sale.run()
     summarize(result, out, "Hold pipeline: holds granted per second", command)
-    ok = result["audit"]["clean"] and result["unanswered"] == 0 and result["seats_sold_twice"] == 0
-    sys.exit(0 if ok else 1)
+    sys.exit(0 if flash_sale.passed(result) else 1)
 
 
 if __name__ == "__main__":

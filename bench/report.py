@@ -2,8 +2,8 @@
 import json
 from pathlib import Path
 
-from loadgen import (histogram_delta, histogram_mean_buckets, histogram_quantile, metric_delta,
-                     quantiles)
+from histograms import quantiles
+from scrapes import histogram_delta, histogram_mean_buckets, histogram_quantile, metric_delta
 
 
 def rate(n, seconds):

@@ -12,18 +12,16 @@ sockets (/readyz). At the top it holds every socket for --hold seconds (longer
 than a ping interval plus timeout, 40 s, so sockets must answer the server's
 pings to stay) and counts again. Prints a table and a JSON summary.
 
-The client is a minimal asyncio WebSocket + Engine.IO/Socket.IO speaker (one
-coroutine per socket) so that the load generator is not the limit; it answers
+The client is bench/sio.py's lean asyncio Socket.IO client (websockets framing,
+one coroutine per socket) so that the load generator is not the limit; it answers
 pings and nothing else. Both ends need one file descriptor per socket: the
 script raises its own soft RLIMIT_NOFILE to the hard limit and the server's
 likewise; --max above that limit fails to connect, which is reported.
 """
 import argparse
 import asyncio
-import base64
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -31,49 +29,24 @@ import uuid
 from pathlib import Path
 from urllib.parse import urlparse
 
+import psutil
 import pymysql
 import redis
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
+sys.path[:0] = [str(ROOT / "bench"), str(ROOT)]
+from sio import Sio  # noqa: E402
 
-
-def raise_nofile():
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-
-
-def free_port():
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def cpu_seconds(pid):
-    """User plus system CPU time the process has used."""
-    raw = Path(f"/proc/{pid}/stat").read_text()
-    fields = raw[raw.rindex(")") + 2:].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+from deploy.local.launcher import cpu_seconds, free_port, raise_nofile  # noqa: E402
 
 
 def rss_kib(pid):
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
+    return psutil.Process(pid).memory_info().rss // 1024
 
 
-# --- a minimal WebSocket client speaking Engine.IO 4 / Socket.IO 5 ---------
-
-# The framing is bench/loadgen.py's (one WebSocket client for every bench).
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from loadgen import Sio, _frame  # noqa: E402
-
-_read_frame = Sio._read
+# --- sockets: bench/sio.py's client (one Socket.IO client for every bench) ------
 
 
 class Sock:
@@ -85,43 +58,19 @@ class Sock:
         self.closed = False
 
     async def run(self, host, port, token):
+        sio = Sio(host, port, token, lambda name, raw: None)
         try:
-            reader, writer = await asyncio.open_connection(host, port)
-        except OSError as err:
-            self.failed = f"connect: {err.strerror or err}"
+            await sio.connect(timeout=60)
+        except (ConnectionError, OSError, asyncio.TimeoutError) as err:
+            self.failed = str(err)[:120] or type(err).__name__
             self.ready.set()
             return
+        self.ready.set()
         try:
-            key = base64.b64encode(os.urandom(16)).decode()
-            writer.write((f"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\n"
-                          f"Host: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                          f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
-            status = (await reader.readuntil(b"\r\n\r\n")).split(b"\r\n", 1)[0]
-            if b" 101 " not in status:
-                raise ConnectionError(status.decode(errors="replace"))
-            _op, opened = await _read_frame(reader)          # Engine.IO open: 0{...}
-            if not opened.startswith(b"0"):
-                raise ConnectionError(f"unexpected {opened[:40]!r}")
-            writer.write(_frame("40" + json.dumps({"token": token})))  # Socket.IO connect
-            while True:
-                op, data = await _read_frame(reader)
-                if op == 0x8:
-                    raise ConnectionError("closed by the server")
-                if op == 0x9:
-                    writer.write(_frame(data, 0xA))
-                elif data == b"2":                          # Engine.IO ping
-                    writer.write(_frame("3"))
-                elif data.startswith(b"40"):
-                    self.ready.set()
-                elif data.startswith(b"44"):
-                    raise ConnectionError(f"refused: {data[2:80]!r}")
-        except (ConnectionError, asyncio.IncompleteReadError, OSError) as err:
-            if not self.ready.is_set():
-                self.failed = str(err)[:120]
-                self.ready.set()
+            await sio.closed.wait()     # its loop answers the server's pings
         finally:
             self.closed = True
-            writer.close()
+            sio.close()
 
 
 async def open_many(socks, host, port, token, n, concurrency=200):
@@ -249,9 +198,7 @@ def main():
             "email": f"bench-{uuid.uuid4().hex[:8]}@example.test",
             "password": "correct-horse-battery"}, timeout=30)
         r.raise_for_status()
-        server_nofile = Path(f"/proc/{web.pid}/limits").read_text()
-        server_nofile = next(line.split()[3] for line in server_nofile.splitlines()
-                             if line.startswith("Max open files"))
+        server_nofile = psutil.Process(web.pid).rlimit(psutil.RLIMIT_NOFILE)[0]
         print(f"one web process (pid {web.pid}), eventlet max_size "
               f"{env['WEB_MAX_CONNECTIONS']}, its RLIMIT_NOFILE {server_nofile}; "
               f"MAX_SOCKETS_PER_ACCOUNT {env['MAX_SOCKETS_PER_ACCOUNT']}, "

@@ -4,72 +4,29 @@ Every process gets the test session's environment (its own MariaDB database,
 Redis database and namespace) and writes its log to the test's folder; a
 failing test prints the tails of those logs.
 """
-import os
-import signal
-import socket
-import subprocess
 import sys
 import threading
-import time
 import uuid
 from pathlib import Path
 
 import requests
 import socketio
 
-ROOT = Path(__file__).resolve().parent.parent
+from deploy.local import launcher
+from deploy.local.launcher import ROOT, free_port  # noqa: F401  (tests import them from here)
+
 PYTHON = sys.executable
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Proc:
-    """A child process with its log file."""
-
-    def __init__(self, name, args, env, log_dir):
-        self.name = name
-        self.log_path = Path(log_dir) / f"{name}.log"
-        self.log = open(self.log_path, "ab")
-        self.popen = subprocess.Popen(args, cwd=ROOT, env=env, stdout=self.log,
-                                      stderr=subprocess.STDOUT, start_new_session=True)
-
-    @property
-    def pid(self):
-        return self.popen.pid
-
-    def alive(self):
-        return self.popen.poll() is None
-
-    def signal(self, sig):
-        if self.alive():
-            self.popen.send_signal(sig)
+class Proc(launcher.Process):
+    """A child process of one test (deploy/local/launcher.py), with its log file."""
 
     def kill9(self):
         """SIGKILL the process and its children (a prefork worker's pool dies with it)."""
-        try:
-            os.killpg(self.popen.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.popen.wait(10)
+        self.kill_group()
 
     def stop(self, timeout=15):
-        if self.alive():
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.kill9()
-        self.log.close()
-
-    def tail(self, lines=40):
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
+        launcher.stop([self], timeout=timeout)
 
 
 class Cluster:
@@ -82,7 +39,7 @@ class Cluster:
 
     def _start(self, name, args, extra_env=None):
         env = dict(self.env, **(extra_env or {}))
-        proc = Proc(name, args, env, self.log_dir)
+        proc = Proc.spawn(name, args, env, self.log_dir)
         self.procs.append(proc)
         return proc
 
@@ -100,8 +57,7 @@ class Cluster:
                                   "--pool", "prefork", "--concurrency", str(concurrency),
                                   "--hostname", f"{name}@%h", "--loglevel", "INFO",
                                   "--without-gossip", "--without-mingle"], extra_env)
-        wait_until(lambda: "ready." in proc.log_path.read_text(errors="replace"), 60,
-                   f"{name} ready", proc)
+        wait_until(lambda: proc.log_contains("ready."), 60, f"{name} ready", proc)
         return proc
 
     def beat(self, extra_env=None):
@@ -126,15 +82,11 @@ def _ready(url):
 
 
 def wait_until(predicate, timeout, what, proc=None, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        if proc is not None and not proc.alive():
-            raise AssertionError(f"{proc.name} exited while waiting for {what}:\n{proc.tail()}")
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}"
-                         + (f":\n{proc.tail()}" if proc else ""))
+    """launcher.wait_until, failing the test (AssertionError) instead of LaunchError."""
+    try:
+        launcher.wait_until(predicate, timeout, what, proc, interval)
+    except launcher.LaunchError as err:
+        raise AssertionError(str(err)) from None
 
 
 def sign_up(base_url, email=None, password="correct-horse-battery"):

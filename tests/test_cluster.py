@@ -23,6 +23,9 @@ import socketio
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import create_event
+from deploy.local import launcher
+from deploy.local.launcher import group_pids as process_group
+from deploy.local.launcher import pid_alive
 from tests.harness import ROOT, free_port, sign_up, wait_until
 from tests.load import assert_consistent, db_state
 
@@ -38,43 +41,15 @@ def run_cluster(env, *args, timeout=240):
     return json.loads(out.stdout)
 
 
-def pid_alive(pid):
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state not in ("Z", "X")
-
-
-def process_group(pid):
-    """Every live process of pid's process group (a worker and its prefork children)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pid and fields[0] not in ("Z", "X"):
-            found.append(int(entry.name))
-    return found
-
-
 def kill_leftovers(run_dir):
-    """Last resort when `down` failed: SIGKILL whatever the state file names."""
+    """Last resort when `down` failed: SIGKILL the groups of whatever the state file names."""
     path = Path(run_dir) / "cluster.json"
     if path.exists():
         state = json.loads(path.read_text())
         entries = state["web"] + state["workers"] + [e for e in (state.get("beat"),
                                                                state.get("nginx")) if e]
         for e in entries:
-            for sig_target in (lambda: os.killpg(e["pid"], signal.SIGKILL),
-                               lambda: os.kill(e["pid"], signal.SIGKILL)):
-                try:
-                    sig_target()
-                except (ProcessLookupError, PermissionError):
-                    pass
+            launcher.Process.from_record(e).kill_group()
 
 
 def metric_samples(url):

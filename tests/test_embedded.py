@@ -52,7 +52,7 @@ def embedded(tmp_path_factory):
     migrate(url)
     event_id = create_event(url, rows=1, per_row=4, price=PRICE, name="Embedded night")
     port = free_port()
-    proc = Proc("embedded", [PYTHON, "wsgi.py", "--port", str(port)], _embedded_env(url),
+    proc = Proc.spawn("embedded", [PYTHON, "wsgi.py", "--port", str(port)], _embedded_env(url),
                 tmp_path)
     proc.url = f"http://127.0.0.1:{port}"
     proc.db_url = url

@@ -119,7 +119,7 @@ def test_worker_serves_its_metrics_with_prefork_children(cluster, clean_db, buye
         "--without-gossip", "--without-mingle", "-I", "workers.metrics"],
         {"PROMETHEUS_MULTIPROC_DIR": str(prom), "WORKER_METRICS_PORT": str(port),
          "WORKER_METRICS_ADDR": "127.0.0.1"})
-    wait_until(lambda: "ready." in worker.log_path.read_text(errors="replace"), 60,
+    wait_until(lambda: worker.log_contains("ready."), 60,
                "worker ready", worker)
     web = cluster.web()
     buyer = buyers(web.url)
