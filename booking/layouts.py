@@ -143,6 +143,9 @@ class LayoutSchema(_Strict):
                 rows[row["name"]] = row
                 if row["tier"] is not None and row["tier"] not in known:
                     errors[f"{where}.rows.{j}.tier"] = [f"Unknown tier {row['tier']!r}."]
+                if row["curve_radius"] and _row_length(section, row) > math.pi * row["curve_radius"]:
+                    errors[f"{where}.rows.{j}.curve_radius"] = [
+                        "Too small for the row's length: the row would bend past a half circle."]
                 bad_gaps = [g for g in row["gaps_after"] if g >= row["seats"]]
                 if bad_gaps:
                     errors[f"{where}.rows.{j}.gaps_after"] = [
@@ -208,10 +211,19 @@ def load_layout(data, prefix="layout"):
                              fields=_flatten(prefix, err.messages, {})) from None
 
 
+def _aisle(section):
+    return section["aisle_width"] if section["aisle_width"] is not None else section["seat_spacing"]
+
+
+def _row_length(section, row):
+    """From the first seat to the last along the row, aisles included."""
+    gaps = len({g for g in row["gaps_after"] if g < row["seats"]})
+    return (row["seats"] - 1) * section["seat_spacing"] + gaps * _aisle(section)
+
+
 def _row_points(section, row, index):
     """Local (x, y) of each seat of a row, in seat order (first to last position)."""
-    spacing = section["seat_spacing"]
-    aisle = section["aisle_width"] if section["aisle_width"] is not None else spacing
+    spacing, aisle = section["seat_spacing"], _aisle(section)
     gaps = set(row["gaps_after"])
     offsets, at = [], 0.0
     for position in range(1, row["seats"] + 1):

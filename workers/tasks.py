@@ -9,7 +9,7 @@ import time
 from celery import shared_task
 from flask import current_app
 
-from booking import checkout, holds, waiting_room
+from booking import checkout, holds, sales, waiting_room
 from booking.errors import BookingError, Busy
 from booking.outcome import result_payload
 from booking.records import RESULT_EVENTS
@@ -57,6 +57,8 @@ def send(outcome, items=()):
              if i.get("kind") == "hold" and i.get("received_at")]
     rt.ledger.finish_many(outcome.results, late=sum(1 for w in waits if w > target),
                           slow=sum(1 for w in waits if w > target / 2))
+    # Per event, for the organizer's live dashboard (booking.sales).
+    sales.record_hold_answers(rt.state, current_app.config["REDIS_NAMESPACE"], items, now)
     rt.broadcaster.results(outcome.results)
     rt.broadcaster.seats(outcome.seat_changes())
     for user_id, event, payload in outcome.notices:
