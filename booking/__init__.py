@@ -80,10 +80,13 @@ def create_app(config=None, role="web"):
 
     _init_runtime(app, role)
 
-    from . import api, commands, ops, pages
+    from . import api, commands, manage, ops, organizer_api, pages
     # The JSON API takes JSON bodies or bearer tokens, never form posts.
     csrf.exempt(api.bp)
+    csrf.exempt(organizer_api.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(organizer_api.bp)
+    app.register_blueprint(manage.bp)
     app.register_blueprint(ops.bp)
     app.register_blueprint(pages.bp)
     commands.init_app(app)
@@ -95,7 +98,7 @@ def _init_runtime(app, role):
     # The handlers must be declared before the first socketio.init_app():
     # Flask-SocketIO keeps them for every later init_app only if no server
     # existed when they were declared.
-    from . import sockets  # noqa: F401
+    from . import dashboard, sockets  # noqa: F401
     from .broadcast import Broadcaster, SeatsCoalescer
     from .holds import Settings
     from .intake import make_dispatcher

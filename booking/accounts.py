@@ -22,6 +22,8 @@ def register_user(session, *, email, password, name=""):
         session.flush()
     except IntegrityError as err:  # registered concurrently
         raise Conflict.of("email_taken", field="email") from err
+    from .members import claim_invitations
+    claim_invitations(session, user)
     return user
 
 

@@ -89,7 +89,8 @@ def _with_counts(session, events):
         return []
     counts = session.execute(
         sa.select(Seat.event_id, sa.func.count(),
-                  sa.func.sum(sa.case((Seat.status == "available", 1), else_=0)),
+                  sa.func.sum(sa.case(((Seat.status == "available") & Seat.blocked.is_(None), 1),
+                                  else_=0)),
                   sa.func.min(Seat.price_cents), sa.func.max(Seat.price_cents))
         .where(Seat.event_id.in_([e.id for e in events])).group_by(Seat.event_id)).all()
     by_event = {row[0]: row[1:] for row in counts}

@@ -35,7 +35,10 @@ class Settings:
 
 
 def _is_free(seat, now):
-    """Available, or held by a hold whose time ran out (lazy expiry; never while paying)."""
+    """Available and not kept from sale, or held by a hold whose time ran out (lazy
+    expiry; never while paying)."""
+    if seat.get("blocked"):
+        return False
     return seat["status"] == "available" or (
         seat["status"] == "held" and seat["hold_expires_at"] is not None
         and seat["hold_expires_at"] <= now)

@@ -23,7 +23,7 @@ def lock_seats(session, seat_ids):
 
 
 _SEAT_ROW = (Seat.id, Seat.event_id, Seat.status, Seat.version, Seat.hold_id,
-             Seat.hold_expires_at, Seat.price_cents)
+             Seat.hold_expires_at, Seat.price_cents, Seat.blocked)
 
 
 def lock_seat_rows(session, seat_ids):

@@ -23,6 +23,9 @@ ORDER_STATUSES = ("paid", "refunded")
 # A waiting room's state (NULL: the event has none). See booking/waiting_room.py.
 WAITING_ROOM_STATES = ("open", "paused", "draining")
 PAYMENT_STATUSES = ("pending", "captured", "declined", "failed", "refunded")
+# Why a seat is kept from sale (NULL: it is not): a production hold may be released
+# later, a kill never sells (a camera position, a sound desk). See booking/event_admin.py.
+BLOCK_REASONS = ("hold", "kill")
 # A member's role in an organizer: admins run everything, staff check in and read sales.
 MEMBER_ROLES = ("admin", "staff")
 
@@ -80,6 +83,10 @@ class Venue(db.Model):
     name: Mapped[str] = mapped_column(sa.String(200))
     timezone: Mapped[str] = mapped_column(sa.String(64), default="UTC")
     organizer_id: Mapped[int | None] = mapped_column(sa.ForeignKey("organizers.id"))
+    # The venue layout (docs/LAYOUTS.md) as JSON text; NULL for venues made by
+    # `booking create-event` (rectangular sections, no plan).
+    layout: Mapped[str | None] = mapped_column(
+        sa.Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb"))
 
 
 class Event(db.Model):
@@ -104,8 +111,31 @@ class Event(db.Model):
     admission_rate_per_min: Mapped[int | None] = mapped_column(sa.Integer)
     # Who runs it (NULL: a house event made by ops; no organizer route sees it).
     organizer_id: Mapped[int | None] = mapped_column(sa.ForeignKey("organizers.id"), index=True)
+    description: Mapped[str | None] = mapped_column(sa.Text)
 
     venue: Mapped[Venue] = relationship(lazy="joined")
+
+
+class PriceTier(db.Model):
+    """A named price of an event; its seats carry the tier's name and, while unsold, its price."""
+    __tablename__ = "price_tiers"
+    __table_args__ = (sa.CheckConstraint("price_cents >= 0", name="price_not_negative"),)
+    event_id: Mapped[int] = mapped_column(sa.ForeignKey("events.id"), primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    price_cents: Mapped[int] = mapped_column(sa.Integer)
+    position: Mapped[int] = mapped_column(sa.Integer, default=0)
+
+
+class Invitation(db.Model):
+    """A membership waiting for its account: claimed when someone signs up with the e-mail."""
+    __tablename__ = "invitations"
+    __table_args__ = (sa.UniqueConstraint("organizer_id", "email"), _in("role", MEMBER_ROLES))
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organizer_id: Mapped[int] = mapped_column(sa.ForeignKey("organizers.id"))
+    email: Mapped[str] = mapped_column(sa.String(254), index=True)
+    role: Mapped[str] = mapped_column(sa.String(10))
+    invited_by: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class Seat(db.Model):
@@ -126,6 +156,9 @@ class Seat(db.Model):
             " AND hold_expires_at IS NULL)",
             name="refs_match_status"),
         sa.Index("ix_seats_status_expires", "status", "hold_expires_at"),
+        _in("blocked", BLOCK_REASONS),
+        # Only an available seat is kept from sale: a held or sold one cannot be.
+        sa.CheckConstraint("blocked IS NULL OR status = 'available'", name="blocked_available"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     event_id: Mapped[int] = mapped_column(sa.ForeignKey("events.id"), index=True)
@@ -141,6 +174,16 @@ class Seat(db.Model):
     # NULL while the hold is being paid: such a seat never counts as expired.
     hold_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     order_id: Mapped[int | None] = mapped_column(sa.ForeignKey("orders.id"), index=True)
+    # Where a seat map draws it (plan units of the venue layout; NULL: no plan).
+    x: Mapped[float | None] = mapped_column(sa.Float)
+    y: Mapped[float | None] = mapped_column(sa.Float)
+    tier: Mapped[str | None] = mapped_column(sa.String(40))
+    # Kept from sale ('hold' or 'kill'); a worker never holds such a seat.
+    blocked: Mapped[str | None] = mapped_column(sa.String(4))
+    wheelchair: Mapped[bool] = mapped_column(sa.Boolean, default=False, server_default=sa.false())
+    companion: Mapped[bool] = mapped_column(sa.Boolean, default=False, server_default=sa.false())
+    restricted_view: Mapped[bool] = mapped_column(sa.Boolean, default=False,
+                                                  server_default=sa.false())
 
     hold: Mapped["Hold | None"] = relationship(foreign_keys=[hold_id], lazy="raise")
 
@@ -152,6 +195,8 @@ class Hold(db.Model):
         sa.CheckConstraint("amount_cents >= 0", name="amount_not_negative"),
         sa.Index("ix_holds_user_status", "user_id", "status"),
         sa.Index("ix_holds_status_expires", "status", "expires_at"),
+        # The dashboard's holds a minute.
+        sa.Index("ix_holds_event_created", "event_id", "created_at"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"))
@@ -184,6 +229,8 @@ class Order(db.Model):
         _in("status", ORDER_STATUSES),
         sa.CheckConstraint("amount_cents >= 0", name="amount_not_negative"),
         sa.Index("ix_orders_user_created", "user_id", "created_at"),
+        # The dashboard's orders a minute, the back office's order lists.
+        sa.Index("ix_orders_event_created", "event_id", "created_at"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"))

@@ -42,6 +42,8 @@ VENDOR_FILES = {
     "socket.io-client/socket.io.esm.min.js": "socket.io-client/dist/socket.io.esm.min.js",
     "socket.io-client/socket.io.esm.min.js.map":
         "socket.io-client/dist/socket.io.esm.min.js.map",
+    "chart.js/chart.umd.min.js": "chart.js/dist/chart.umd.min.js",
+    "chart.js/chart.umd.min.js.map": "chart.js/dist/chart.umd.min.js.map",
 }
 YEAR = 365 * 24 * 3600
 

@@ -123,6 +123,15 @@ class SeatSchema(SeatStateSchema):
     row = fields.String()
     number = fields.Integer()
     price_cents = fields.Integer()
+    # v1.1: where a seat map draws it (null without a venue plan), and its marks. A
+    # blocked seat is not for sale whatever its status says.
+    x = fields.Float()
+    y = fields.Float()
+    tier = fields.String()
+    blocked = fields.Function(lambda s: s.blocked is not None)
+    wheelchair = fields.Boolean()
+    companion = fields.Boolean()
+    restricted_view = fields.Boolean()
 
 
 class UTCDateTimeField(fields.Field):

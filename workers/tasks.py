@@ -10,7 +10,7 @@ from celery import shared_task
 from celery.exceptions import Retry
 from flask import current_app
 
-from booking import checkout, holds, intake, waiting_room
+from booking import checkout, holds, intake, sales, waiting_room
 from booking.errors import BookingError, Busy
 from booking.payloads import reply
 from booking.records import RESULT_EVENTS
@@ -35,6 +35,8 @@ def send(outcome, items=()):
              if i.get("kind") == "hold" and i.get("received_at")]
     rt.ledger.finish_many(outcome.results, late=sum(1 for w in waits if w > target),
                           slow=sum(1 for w in waits if w > target / 2))
+    # Per event, for the organizer's live dashboard (booking.sales).
+    sales.record_hold_answers(rt.state, current_app.config["REDIS_NAMESPACE"], items, now)
     rt.broadcaster.results(outcome.results)
     rt.broadcaster.seats(outcome.seat_changes())
     for user_id, event, payload in outcome.notices:

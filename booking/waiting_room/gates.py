@@ -33,9 +33,10 @@ def read_gate(session, event_id):
 
 
 class GateCache:
-    """Gates cached per process for a few seconds: ops changes reach every instance quickly."""
+    """Gates cached per process for a second: ops and back-office changes reach every
+    instance within it."""
 
-    TTL_SECONDS = 2.0
+    TTL_SECONDS = 1.0
 
     def __init__(self):
         self._gates = {}

@@ -37,6 +37,8 @@ function seatName(id) {
 function stateOf(id) {
   const status = versions.status(id);
   if (status === "sold") return "sold";
+  // Kept from sale by the organizer (production holds, kills): never choosable.
+  if (map.seats.get(id)?.blocked && status === "available") return "blocked";
   // hold_result and seats_changed race: whichever comes first, the buyer's own
   // seats never flash "held by someone else".
   if (mine.has(id)) return "mine";
@@ -74,8 +76,8 @@ function activate(id) {
     return;
   }
   const state = stateOf(id);
-  if (state === "sold") {
-    showMessage(`Sorry, ${seatName(id)} is sold.`, "warning");
+  if (state === "sold" || state === "blocked") {
+    showMessage(`Sorry, ${seatName(id)} is ${state === "sold" ? "sold" : "not for sale"}.`, "warning");
   } else if (state === "held") {
     showMessage(`Sorry, ${seatName(id)} is taken: someone else is holding it right now. It may become free again if they do not buy it.`, "warning");
   } else if (state === "mine") {

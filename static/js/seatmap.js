@@ -9,6 +9,7 @@ const STATE_WORDS = {
   mine: "held by you",
   held: "held by someone else",
   sold: "sold",
+  blocked: "not for sale",
 };
 
 export class SeatMap {
@@ -111,7 +112,7 @@ export class SeatMap {
     button.className = `seat seat--${state}`;
     button.setAttribute("aria-label", this.describe(id, state));
     // Taken seats stay focusable (a screen reader can still hear them) but say they cannot be chosen.
-    if (state === "held" || state === "sold" || state === "mine") button.setAttribute("aria-disabled", "true");
+    if (state === "held" || state === "sold" || state === "mine" || state === "blocked") button.setAttribute("aria-disabled", "true");
     else button.removeAttribute("aria-disabled");
     if (this.tipFor === id) this._showTip(button);
   }
