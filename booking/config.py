@@ -33,6 +33,29 @@ def _secret_key():
     return path.read_text().strip()
 
 
+def _ticket_signing_keys():
+    """Ticket signing keys (base64url Ed25519 seeds), the signing one first.
+
+    TICKET_SIGNING_KEY holds one or more, comma-separated; unset, they are kept
+    in instance/ticket_signing_key, one a line, made on first use (see
+    `flask booking ticket-key rotate`). Keys after the first only verify: old
+    tickets stay valid after a rotation.
+    """
+    if os.environ.get("TICKET_SIGNING_KEY"):
+        return [k.strip() for k in os.environ["TICKET_SIGNING_KEY"].split(",") if k.strip()]
+    from .ticket_codes import new_seed
+    INSTANCE_DIR.mkdir(exist_ok=True)
+    path = INSTANCE_DIR / "ticket_signing_key"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "w") as f:
+            f.write(new_seed() + "\n")
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
 def from_environment():
     """Every setting, from environment variables with the documented defaults."""
     INSTANCE_DIR.mkdir(exist_ok=True)
@@ -47,6 +70,21 @@ def from_environment():
         # The Celery queue (a Redis list) that web processes feed and workers drain.
         "CELERY_QUEUE": os.environ.get("CELERY_QUEUE", "booking"),
         "SECRET_KEY": _secret_key(),
+        "TICKET_SIGNING_KEYS": _ticket_signing_keys(),
+        # Outgoing mail: smtp://user:pass@host:port, smtp+starttls://..., smtps://...;
+        # unset, every mail is written as an .eml file under instance/outbox/.
+        "SMTP_URL": os.environ.get("SMTP_URL") or None,
+        "MAIL_FROM": os.environ.get("MAIL_FROM", "Boxoffice <tickets@boxoffice.invalid>"),
+        # The site's address in links of e-mails (verification, password reset).
+        "PUBLIC_URL": os.environ.get("PUBLIC_URL", "http://127.0.0.1:5000").rstrip("/"),
+        "MAIL_OUTBOX_DIR": os.environ.get("MAIL_OUTBOX_DIR", str(INSTANCE_DIR / "outbox")),
+        # How long a worker owns an outbox row it is sending; past it, another may send it.
+        "MAIL_LEASE_SECONDS": _int("MAIL_LEASE_SECONDS", 120),
+        "MAIL_SMTP_TIMEOUT_SECONDS": _float("MAIL_SMTP_TIMEOUT_SECONDS", 30.0),
+        # How often beat hands unsent outbox rows to the workers again.
+        "MAIL_RETRY_INTERVAL_SECONDS": _float("MAIL_RETRY_INTERVAL_SECONDS", 30.0),
+        # A mail that could not be sent for this long is given up (and reported by the audit).
+        "MAIL_GIVE_UP_HOURS": _float("MAIL_GIVE_UP_HOURS", 48.0),
         "HOLD_TTL_SECONDS": _int("HOLD_TTL_SECONDS", 300),
         "DISCONNECT_GRACE_SECONDS": _int("DISCONNECT_GRACE_SECONDS", 30),
         "MAX_SEATS_PER_ORDER": _int("MAX_SEATS_PER_ORDER", 8),
