@@ -4,7 +4,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from .errors import InvalidRequest, NotFound
-from .models import ID_MAX, Event, Seat, Venue
+from .models import ID_MAX, Event, Organizer, Seat, Venue
 
 
 def _row_name(index):
@@ -28,12 +28,13 @@ def _get_event(session, event_id):
 
 
 def create_event(session, *, name, venue, starts_at, sections, currency="EUR",
-                 venue_timezone="UTC"):
+                 venue_timezone="UTC", organizer_id=None):
     """Create an event and its seats.
 
     sections: [(section_name, rows, seats_per_row, price_cents)]; rows are named
-    A, B, ... within each section. Raises InvalidRequest for impossible layouts
-    and for names that are blank or too long.
+    A, B, ... within each section. The venue is the organizer's venue of that name
+    (made when it has none). Raises InvalidRequest for impossible layouts and for
+    names that are blank or too long, NotFound for an unknown organizer.
     """
     if not sections:
         raise InvalidRequest("An event needs at least one section.")
@@ -45,11 +46,16 @@ def create_event(session, *, name, venue, starts_at, sections, currency="EUR",
         _check_name("A section name", section, Seat.__table__.c.section)
         if rows < 1 or per_row < 1 or rows * per_row > 100_000 or price < 0:
             raise InvalidRequest(f"Section {section!r} has an impossible layout or price.")
-    place = session.scalar(sa.select(Venue).where(Venue.name == venue))
+    if organizer_id is not None and session.get(Organizer, organizer_id) is None:
+        raise NotFound(f"No organizer has id {organizer_id}.")
+    place = session.scalar(sa.select(Venue).where(
+        Venue.name == venue, Venue.organizer_id.is_(None) if organizer_id is None
+        else Venue.organizer_id == organizer_id))
     if place is None:
-        place = Venue(name=venue, timezone=venue_timezone)
+        place = Venue(name=venue, timezone=venue_timezone, organizer_id=organizer_id)
         session.add(place)
-    event = Event(name=name, venue=place, starts_at=starts_at, currency=currency.upper())
+    event = Event(name=name, venue=place, starts_at=starts_at, currency=currency.upper(),
+                  organizer_id=organizer_id)
     session.add(event)
     session.flush()
     rows_out = []

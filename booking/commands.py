@@ -8,15 +8,18 @@ import sqlalchemy as sa
 from flask import current_app
 from flask.cli import AppGroup
 
-from . import accounts, audit, catalog, waiting_room
+from . import accounts, audit, catalog, organizers, waiting_room
 from .errors import BookingError
 from .extensions import db
-from .models import Event, User
+from .models import Event, Organizer, User
 
 booking_cli = AppGroup("booking", help="Box office operations.")
 
 DEMO_EMAIL = "demo@boxoffice.test"
 DEMO_PASSWORD = "demo-buyer-2026"
+DEMO_ORGANIZER = "Demo Productions"
+DEMO_ADMIN = ("organizer@boxoffice.test", "demo-organizer-2026", "Demo Organizer")
+DEMO_STAFF = ("door@boxoffice.test", "demo-door-2026", "Demo Door Staff")
 DEMO_SECTIONS = [("Stalls", 10, 20, 6500), ("Circle", 6, 16, 4500), ("Balcony", 4, 14, 2500)]
 
 
@@ -50,15 +53,17 @@ def _utc(value):
               help="Put buyers in a waiting room: drawn at random at the on-sale, then in turn")
 @click.option("--admission-rate", type=click.IntRange(1, 10**6), default=None,
               help="Buyers admitted per minute (default: derived from how the workers keep up)")
+@click.option("--organizer", "organizer_id", type=click.IntRange(1, 2**31 - 1), default=None,
+              help="The organizer that runs the event (default: none, a house event)")
 def create_event_command(name, venue, starts_at, rows, seats_per_row, price_cents, currency,
-                         section, on_sale_at, waiting_room, admission_rate):
+                         section, on_sale_at, waiting_room, admission_rate, organizer_id):
     """Create an event with ROWS x SEATS_PER_ROW seats; prints the new event id last."""
     if admission_rate is not None and not waiting_room:
         raise click.UsageError("--admission-rate needs --waiting-room")
     try:
         event = catalog.create_event(
             db.session, name=name, venue=venue, starts_at=_utc(starts_at), currency=currency,
-            sections=[(section, rows, seats_per_row, price_cents)])
+            sections=[(section, rows, seats_per_row, price_cents)], organizer_id=organizer_id)
     except BookingError as err:
         raise click.ClickException(err.message) from err
     event.on_sale_at = _utc(on_sale_at) if on_sale_at else None
@@ -69,23 +74,68 @@ def create_event_command(name, venue, starts_at, rows, seats_per_row, price_cent
     click.echo(event.id)
 
 
+def _demo_user(email, password, name):
+    user = db.session.scalar(sa.select(User).where(User.email == email))
+    if user is None:
+        user = accounts.register_user(db.session, email=email, password=password, name=name)
+        click.echo(f"created {name.lower()} {email} / {password}", err=True)
+    return user
+
+
 @booking_cli.command("seed-demo")
 def seed_demo_command():
-    """Create the demo event and demo buyer if the database has no events (safe to rerun)."""
+    """Create the demo organizer, its event, a buyer, an admin and door staff if missing (safe to rerun)."""
+    _demo_user(DEMO_EMAIL, DEMO_PASSWORD, "Demo Buyer")
+    _demo_user(*DEMO_ADMIN)
+    _demo_user(*DEMO_STAFF)
+    organizer = db.session.scalar(sa.select(Organizer).where(Organizer.name == DEMO_ORGANIZER))
+    if organizer is None:
+        organizer = organizers.create_organizer(db.session, DEMO_ORGANIZER, DEMO_ADMIN[0])
+        organizers.add_member(db.session, organizer.id, DEMO_STAFF[0], "staff")
+        click.echo(f"created organizer {organizer.id} ({DEMO_ORGANIZER})", err=True)
     if db.session.scalar(sa.select(sa.func.count()).select_from(Event)):
-        click.echo("events exist; nothing seeded", err=True)
+        click.echo("events exist; no demo event seeded", err=True)
     else:
         starts = (datetime.now(timezone.utc) + timedelta(days=30)).replace(
             hour=19, minute=30, second=0, microsecond=0, tzinfo=None)
         event = catalog.create_event(db.session, name="Boxoffice Live: Opening Night",
                                      venue="Grand Hall", venue_timezone="Europe/Amsterdam",
-                                     starts_at=starts, currency="EUR", sections=DEMO_SECTIONS)
+                                     starts_at=starts, currency="EUR", sections=DEMO_SECTIONS,
+                                     organizer_id=organizer.id)
         click.echo(f"created demo event {event.id}", err=True)
-    if db.session.scalar(sa.select(User.id).where(User.email == DEMO_EMAIL)) is None:
-        accounts.register_user(db.session, email=DEMO_EMAIL, password=DEMO_PASSWORD,
-                               name="Demo Buyer")
-        click.echo(f"created demo buyer {DEMO_EMAIL} / {DEMO_PASSWORD}", err=True)
     db.session.commit()
+
+
+organizer_cli = AppGroup("organizer", help="Organizers and their members.")
+booking_cli.add_command(organizer_cli)
+
+
+@organizer_cli.command("create")
+@click.option("--name", required=True)
+@click.option("--admin-email", required=True, help="A registered user; becomes its first admin")
+def organizer_create_command(name, admin_email):
+    """Create an organizer with its first admin; prints the new organizer id last."""
+    try:
+        organizer = organizers.create_organizer(db.session, name, admin_email)
+    except BookingError as err:
+        raise click.ClickException(err.message) from err
+    db.session.commit()
+    click.echo(f"created organizer {organizer.id} with admin {admin_email}", err=True)
+    click.echo(organizer.id)
+
+
+@organizer_cli.command("add-member")
+@click.option("--organizer", "organizer_id", required=True, type=click.IntRange(1, 2**31 - 1))
+@click.option("--email", required=True, help="A registered user")
+@click.option("--role", required=True, type=click.Choice(["admin", "staff"]))
+def organizer_add_member_command(organizer_id, email, role):
+    """Make a registered user admin or staff of an organizer (or change their role)."""
+    try:
+        organizers.add_member(db.session, organizer_id, email, role)
+    except BookingError as err:
+        raise click.ClickException(err.message) from err
+    db.session.commit()
+    click.echo(f"{email} is {role} of organizer {organizer_id}", err=True)
 
 
 @booking_cli.command("audit")

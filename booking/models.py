@@ -23,6 +23,8 @@ ORDER_STATUSES = ("paid", "refunded")
 # A waiting room's state (NULL: the event has none). See booking/waiting_room.py.
 WAITING_ROOM_STATES = ("open", "paused", "draining")
 PAYMENT_STATUSES = ("pending", "captured", "declined", "failed", "refunded")
+# A member's role in an organizer: admins run everything, staff check in and read sales.
+MEMBER_ROLES = ("admin", "staff")
 
 
 def utcnow():
@@ -51,11 +53,33 @@ class User(UserMixin, db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-class Venue(db.Model):
-    __tablename__ = "venues"
+class Organizer(db.Model):
+    """Who runs events: owns venues and events; users are its members with a role."""
+    __tablename__ = "organizers"
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(sa.String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Membership(db.Model):
+    """A user's role in one organizer. Buyers are members of nothing."""
+    __tablename__ = "memberships"
+    __table_args__ = (_in("role", MEMBER_ROLES),)
+    organizer_id: Mapped[int] = mapped_column(sa.ForeignKey("organizers.id"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"), primary_key=True, index=True)
+    role: Mapped[str] = mapped_column(sa.String(10))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Venue(db.Model):
+    __tablename__ = "venues"
+    # Names are unique per organizer (two organizers may both play a "Main Hall");
+    # venues without an organizer (made by ops) are kept unique by catalog.create_event.
+    __table_args__ = (sa.UniqueConstraint("organizer_id", "name"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(200))
     timezone: Mapped[str] = mapped_column(sa.String(64), default="UTC")
+    organizer_id: Mapped[int | None] = mapped_column(sa.ForeignKey("organizers.id"))
 
 
 class Event(db.Model):
@@ -78,6 +102,8 @@ class Event(db.Model):
     waiting_room: Mapped[str | None] = mapped_column(sa.String(10))
     # Buyers admitted per minute; NULL: derived from how the workers keep up.
     admission_rate_per_min: Mapped[int | None] = mapped_column(sa.Integer)
+    # Who runs it (NULL: a house event made by ops; no organizer route sees it).
+    organizer_id: Mapped[int | None] = mapped_column(sa.ForeignKey("organizers.id"), index=True)
 
     venue: Mapped[Venue] = relationship(lazy="joined")
 
