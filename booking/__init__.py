@@ -84,10 +84,12 @@ def create_app(config=None, role="web"):
 
     _init_runtime(app, role)
 
-    from . import api, commands, ops, pages
+    from . import api, api_tickets, commands, ops, pages
     # The JSON API takes JSON bodies or bearer tokens, never form posts.
     csrf.exempt(api.bp)
+    csrf.exempt(api_tickets.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(api_tickets.bp)
     app.register_blueprint(ops.bp)
     app.register_blueprint(pages.bp)
     commands.init_app(app)

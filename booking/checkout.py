@@ -20,10 +20,10 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
-from . import records
+from . import mail, records, tickets
 from .errors import BookingError, Conflict, HoldExpired, HoldNotOwned, NotFound
 from .locking import lock_holds, lock_payment, lock_seats_of_hold, lock_users
-from .models import Hold, HoldSeat, Order, OrderSeat, Payment, utcnow
+from .models import Hold, HoldSeat, Order, OrderSeat, Payment, User, utcnow
 from .outcome import Outcome, result_payload, set_seat
 
 log = logging.getLogger(__name__)
@@ -213,6 +213,11 @@ def _create_order(session, outcome, hold, seats, payment, now):
     session.flush()
     for seat in seats.values():
         set_seat(outcome, seat, "sold", order_id=order.id)
+    # In the order's own transaction: never an order without its tickets and
+    # its confirmation e-mail, never a ticket or an e-mail without an order.
+    tickets.issue_tickets(session, order)
+    buyer_email = session.scalar(sa.select(User.email).where(User.id == order.user_id))
+    outcome.mails.append(mail.queue_order_confirmation(session, order, buyer_email).id)
     return order
 
 

@@ -109,6 +109,8 @@ def from_environment():
         "TASK_VISIBILITY_TIMEOUT_SECONDS": _int("TASK_VISIBILITY_TIMEOUT_SECONDS", 60),
         # The card processor behind checkout ('simulated': the built-in one).
         "PAYMENT_PROCESSOR": os.environ.get("PAYMENT_PROCESSOR", "simulated"),
+        # The simulated processor's refunds: ok, refuse or timeout (for tests and demos).
+        "SIM_REFUND_MODE": os.environ.get("SIM_REFUND_MODE", "ok"),
         # How long a charge may take before its outcome counts as unknown
         # (the payment stays pending and reconciliation asks the processor).
         "PAYMENT_TIMEOUT_SECONDS": _float("PAYMENT_TIMEOUT_SECONDS", 10.0),

@@ -96,6 +96,9 @@ def serve(app, host, port, max_connections=10000):
     start_background(app)
     if app.config["REDIS_URL"]:
         socketio.start_background_task(_watch_redis_restarts, app)
+    else:
+        from workers.after_sale import run_embedded_loop
+        socketio.start_background_task(run_embedded_loop, app)
     log.info("serving on http://%s:%d (at most %d connections)", host, port, max_connections)
     try:
         # max_size: eventlet's per-process connection cap (its default is 1024).
