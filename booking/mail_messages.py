@@ -9,7 +9,7 @@ from email.message import EmailMessage
 from email.utils import formatdate
 from urllib.parse import urlsplit
 
-from flask import current_app, render_template
+from flask import current_app
 
 from .calendar import event_ics
 from .models import MailOutbox, Refund, User
@@ -36,6 +36,12 @@ def _order_context(session, row):
         "order_url": f"{base}/orders/{order.id}", "refund": refund,
         "money": money, "valid_count": sum(1 for t in tickets if t.status != "void"),
     }
+
+
+def _render(name, context):
+    # Straight from the Jinja environment: the pages' context processors need a
+    # request (a CSRF token), and a mail is built in a worker, outside any request.
+    return current_app.jinja_env.get_template(name).render(**context)
 
 
 def build_message(session, outbox_id):
@@ -68,8 +74,8 @@ def build_message(session, outbox_id):
         subject = SUBJECTS[row.kind]
         template = row.kind
     msg["Subject"] = subject
-    msg.set_content(render_template(f"mail/{template}.txt", **context))
-    msg.add_alternative(render_template(f"mail/{template}.html", **context), subtype="html")
+    msg.set_content(_render(f"mail/{template}.txt", context))
+    msg.add_alternative(_render(f"mail/{template}.html", context), subtype="html")
     for data, maintype, subtype, filename in attachments:
         if maintype == "text":
             msg.add_attachment(data.decode(), subtype=subtype, filename=filename,
