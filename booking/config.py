@@ -83,6 +83,8 @@ def from_environment():
         "MAIL_SMTP_TIMEOUT_SECONDS": _float("MAIL_SMTP_TIMEOUT_SECONDS", 30.0),
         # How often beat hands unsent outbox rows to the workers again.
         "MAIL_RETRY_INTERVAL_SECONDS": _float("MAIL_RETRY_INTERVAL_SECONDS", 30.0),
+        # The first wait after a refusal; it doubles at each attempt, up to 30 minutes.
+        "MAIL_BACKOFF_FIRST_SECONDS": _float("MAIL_BACKOFF_FIRST_SECONDS", 15.0),
         # A mail that could not be sent for this long is given up (and reported by the audit).
         "MAIL_GIVE_UP_HOURS": _float("MAIL_GIVE_UP_HOURS", 48.0),
         "HOLD_TTL_SECONDS": _int("HOLD_TTL_SECONDS", 300),

@@ -40,7 +40,6 @@ from .models import MailOutbox, utcnow
 log = logging.getLogger(__name__)
 
 KINDS = ("order_confirmation", "order_resend", "refund", "verify_email", "password_reset")
-BACKOFF_FIRST_S = 15
 BACKOFF_MAX_S = 30 * 60
 # "Send the e-mail again": one a minute, five a day, per order.
 RESEND_PER_DAY = 5
@@ -116,7 +115,8 @@ def mark_sent(session, outbox_id, token, now=None):
     return result.rowcount == 1
 
 
-def defer_mail(session, outbox_id, token, error, give_up_after_s, now=None):
+def defer_mail(session, outbox_id, token, error, give_up_after_s, backoff_first_s=15.0,
+               now=None):
     """Try again later (exponential back-off), or fail once it has been tried too long."""
     now = now or utcnow()
     row = session.get(MailOutbox, outbox_id)
@@ -126,7 +126,7 @@ def defer_mail(session, outbox_id, token, error, give_up_after_s, now=None):
     if (now - row.created_at).total_seconds() > give_up_after_s:
         row.status = "failed"
         return "failed"
-    delay = min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2 ** max(0, row.attempts - 1))
+    delay = min(BACKOFF_MAX_S, backoff_first_s * 2 ** max(0, row.attempts - 1))
     row.next_attempt_at = now + timedelta(seconds=delay)
     return "deferred"
 
@@ -161,12 +161,13 @@ def deliver_mail(outbox_id, transport):
     if token is None:
         return "skipped"
     give_up = cfg["MAIL_GIVE_UP_HOURS"] * 3600
+    first = cfg["MAIL_BACKOFF_FIRST_SECONDS"]
     try:
         message = run_transaction(lambda s: build_message(s, outbox_id))
     except Exception as err:
         log.exception("could not build mail %s", outbox_id)
         why = f"build: {err}"
-        run_transaction(lambda s: defer_mail(s, outbox_id, token, why, give_up))
+        run_transaction(lambda s: defer_mail(s, outbox_id, token, why, give_up, first))
         return "deferred"
     from .mail_transport import PermanentMailError, TransientMailError
     try:
@@ -174,7 +175,7 @@ def deliver_mail(outbox_id, transport):
     except TransientMailError as err:
         log.warning("mail %s not sent (%s); will retry", outbox_id, err)
         why = str(err)
-        return run_transaction(lambda s: defer_mail(s, outbox_id, token, why, give_up))
+        return run_transaction(lambda s: defer_mail(s, outbox_id, token, why, give_up, first))
     except PermanentMailError as err:
         log.error("mail %s refused for good: %s", outbox_id, err)
         why = str(err)
