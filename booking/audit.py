@@ -198,7 +198,11 @@ def _ledger_problems(session, ledger):
         elif charge["status"] == "refunded" and mine is not None and mine[0] == "captured" \
                 and mine[2] is not None and mine[1] != 0:
             problems.append({"kind": "order_paid_by_refunded_charge", "key": key})
-    for key, (status, _amount, _order) in ours.items():
-        if status == "captured" and theirs.get(key, {}).get("status") != "captured":
+    for key, (status, net, order_id) in ours.items():
+        theirs_status = theirs.get(key, {}).get("status")
+        if status == "captured" and order_id is not None and net == 0 \
+                and theirs_status == "refunded":
+            continue  # an order refunded in full
+        if status == "captured" and theirs_status != "captured":
             problems.append({"kind": "capture_missing_at_processor", "key": key})
     return problems
