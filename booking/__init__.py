@@ -92,6 +92,9 @@ def create_app(config=None, role="web"):
     app.register_blueprint(api_tickets.bp)
     app.register_blueprint(ops.bp)
     app.register_blueprint(pages.bp)
+    from . import pages_account, pages_door
+    app.register_blueprint(pages_door.bp)
+    app.register_blueprint(pages_account.bp)
     commands.init_app(app)
     if role == "web":
         from . import sockets

@@ -63,6 +63,16 @@ def order_pdf(order_id):
         "Cache-Control": "private, no-store"})
 
 
+@bp.get("/orders/<int:order_id>/tickets/<int:ticket_id>/qr.svg")
+@login_required
+def ticket_qr(order_id, ticket_id):
+    """A ticket's QR code as SVG (the order page shows it; sharp at any size)."""
+    order = checkout.order_of(db.session, current_user.id, order_id)
+    svg = tickets.qr_svg(order, ticket_id)
+    return Response(svg, mimetype="image/svg+xml",
+                    headers={"Cache-Control": "private, max-age=3600"})
+
+
 @bp.get("/events/<int:event_id>/calendar.ics")
 def event_calendar(event_id):
     """The event as a calendar file (public, as the event is)."""

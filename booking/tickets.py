@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from flask import current_app
 
 from .errors import NotFound
-from .models import Event, Order, Seat, Ticket, User, iso_utc
+from .models import Event, Order, Ticket, User, iso_utc
 from .ticket_codes import TicketSigner
 
 
@@ -91,5 +91,15 @@ def void_ticket_ids(session, event_id):
         Ticket.event_id == event_id, Ticket.status == "void").order_by(Ticket.id)))
 
 
-def seat_of(session, seat_id):
-    return session.get(Seat, seat_id)
+def qr_svg(order, ticket_id):
+    """The SVG of a valid or checked-in ticket's QR code; NotFound for a void or unknown one."""
+    import io
+
+    import segno
+    ticket = next((t for t in order.tickets if t.id == ticket_id), None)
+    if ticket is None or ticket.status == "void" or not ticket.code:
+        raise NotFound("No such ticket.", ticket_id=ticket_id)
+    buf = io.BytesIO()
+    segno.make(ticket.code, error="m", micro=False).save(
+        buf, kind="svg", scale=1, border=4, xmldecl=False, title=f"Ticket {ticket.id}")
+    return buf.getvalue()
