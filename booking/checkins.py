@@ -80,7 +80,8 @@ def door_state(session, user_id, event_id):
     """
     event = authorize_event(session, user_id, event_id, need="staff")
     return {"event_id": event.id, "name": event.name, "venue": event.venue.name,
-            "starts_at": iso_utc(event.starts_at), **event_counts(session, event.id),
+            "starts_at": iso_utc(event.starts_at), "timezone": event.venue.timezone,
+            **event_counts(session, event.id),
             "void_ticket_ids": void_ticket_ids(session, event.id),
             "keys": signer().public_keys()}
 

@@ -84,7 +84,7 @@ function explain(status, data) {
   const error = (data && data.error) || {};
   const details = error.details || {};
   if (status === 409 && details.reason === "already_checked_in") {
-    const when = formatDate(details.checked_in_at);
+    const when = formatDate(details.checked_in_at, door && door.timezone);
     return ["no", "Already checked in", `${seatText(details.ticket)} · at ${when}${details.gate ? ` · gate ${details.gate}` : ""}`];
   }
   if (status === 409 && details.reason === "void") return ["no", "Refunded ticket", `${seatText(details.ticket)} · it does not admit anyone`];
