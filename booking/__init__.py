@@ -80,15 +80,20 @@ def create_app(config=None, role="web"):
 
     _init_runtime(app, role)
 
-    from . import api, commands, manage, ops, organizer_api, pages
+    from . import api, api_tickets, commands, manage, ops, organizer_api, pages
     # The JSON API takes JSON bodies or bearer tokens, never form posts.
     csrf.exempt(api.bp)
+    csrf.exempt(api_tickets.bp)
     csrf.exempt(organizer_api.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(api_tickets.bp)
     app.register_blueprint(organizer_api.bp)
     app.register_blueprint(manage.bp)
     app.register_blueprint(ops.bp)
     app.register_blueprint(pages.bp)
+    from . import pages_account, pages_door
+    app.register_blueprint(pages_door.bp)
+    app.register_blueprint(pages_account.bp)
     commands.init_app(app)
     return app
 

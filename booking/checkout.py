@@ -22,12 +22,12 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
-from . import records
+from . import mail, records, tickets
 from .errors import (BookingError, Conflict, HoldExpired, NotFound,
                      PaymentDeclined, PaymentError)
 from .holds import check_owner
 from .locking import lock_holds, lock_payment, lock_seats_of_hold, lock_users
-from .models import HoldSeat, Order, OrderSeat, Payment, utcnow
+from .models import HoldSeat, Order, OrderSeat, Payment, User, utcnow
 from .outcome import Outcome, set_seat
 from .payloads import reply
 
@@ -217,6 +217,11 @@ def _create_order(session, outcome, hold, seats, payment, now):
     session.flush()
     for seat in seats.values():
         set_seat(outcome, seat, "sold", order_id=order.id)
+    # In the order's own transaction: never an order without its tickets and
+    # its confirmation e-mail, never a ticket or an e-mail without an order.
+    tickets.issue_tickets(session, order)
+    buyer_email = session.scalar(sa.select(User.email).where(User.id == order.user_id))
+    outcome.mails.append(mail.queue_order_confirmation(session, order, buyer_email).id)
     return order
 
 

@@ -233,3 +233,43 @@ def room_status_command(event_id):
     except BookingError as err:
         raise click.ClickException(err.message) from err
     click.echo(json.dumps(status, indent=2))
+
+
+ticket_key_cli = AppGroup("ticket-key", help="The Ed25519 keys that sign ticket codes.")
+booking_cli.add_command(ticket_key_cli)
+
+
+@ticket_key_cli.command("list")
+def ticket_key_list_command():
+    """Print the public keys (JSON), the signing one first."""
+    from .tickets import signer
+    click.echo(json.dumps({"keys": signer().public_keys()}))
+
+
+@ticket_key_cli.command("new")
+def ticket_key_new_command():
+    """Print a new private key for TICKET_SIGNING_KEY (put it first, keep the old ones after it)."""
+    from .ticket_codes import new_seed
+    click.echo(new_seed())
+
+
+@ticket_key_cli.command("rotate")
+def ticket_key_rotate_command():
+    """Sign new tickets with a new key in instance/ticket_signing_key; old tickets stay valid."""
+    import os
+
+    from .config import INSTANCE_DIR
+    from .ticket_codes import load_keys, new_seed
+    if os.environ.get("TICKET_SIGNING_KEY"):
+        raise click.ClickException(
+            "TICKET_SIGNING_KEY is set: put a key from `booking ticket-key new` first in it.")
+    path = INSTANCE_DIR / "ticket_signing_key"
+    seed = new_seed()
+    old = path.read_text() if path.exists() else ""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(seed + "\n" + old)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+    click.echo(f"new signing key {load_keys([seed])[0].kid}; restart the processes to use it",
+               err=True)
+    click.echo(load_keys([seed])[0].kid)

@@ -45,6 +45,29 @@ def worker_metrics_address():
     return (int(port) if port else None), os.environ.get("WORKER_METRICS_ADDR", "0.0.0.0")
 
 
+def _ticket_signing_keys():
+    """Ticket signing keys (base64url Ed25519 seeds), the signing one first.
+
+    TICKET_SIGNING_KEY holds one or more, comma-separated; unset, they are kept
+    in instance/ticket_signing_key, one a line, made on first use (see
+    `flask booking ticket-key rotate`). Keys after the first only verify: old
+    tickets stay valid after a rotation.
+    """
+    if os.environ.get("TICKET_SIGNING_KEY"):
+        return [k.strip() for k in os.environ["TICKET_SIGNING_KEY"].split(",") if k.strip()]
+    from .ticket_codes import new_seed
+    INSTANCE_DIR.mkdir(exist_ok=True)
+    path = INSTANCE_DIR / "ticket_signing_key"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "w") as f:
+            f.write(new_seed() + "\n")
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
 def from_environment():
     """Every setting, from environment variables with the documented defaults."""
     INSTANCE_DIR.mkdir(exist_ok=True)
@@ -59,6 +82,23 @@ def from_environment():
         # The Celery queue (a Redis list) that web processes feed and workers drain.
         "CELERY_QUEUE": os.environ.get("CELERY_QUEUE", "booking"),
         "SECRET_KEY": _secret_key(),
+        "TICKET_SIGNING_KEYS": _ticket_signing_keys(),
+        # Outgoing mail: smtp://user:pass@host:port, smtp+starttls://..., smtps://...;
+        # unset, every mail is written as an .eml file under instance/outbox/.
+        "SMTP_URL": os.environ.get("SMTP_URL") or None,
+        "MAIL_FROM": os.environ.get("MAIL_FROM", "Boxoffice <tickets@boxoffice.invalid>"),
+        # The site's address in links of e-mails (verification, password reset).
+        "PUBLIC_URL": os.environ.get("PUBLIC_URL", "http://127.0.0.1:5000").rstrip("/"),
+        "MAIL_OUTBOX_DIR": os.environ.get("MAIL_OUTBOX_DIR", str(INSTANCE_DIR / "outbox")),
+        # How long a worker owns an outbox row it is sending; past it, another may send it.
+        "MAIL_LEASE_SECONDS": _int("MAIL_LEASE_SECONDS", 120),
+        "MAIL_SMTP_TIMEOUT_SECONDS": _float("MAIL_SMTP_TIMEOUT_SECONDS", 30.0),
+        # How often beat hands unsent outbox rows to the workers again.
+        "MAIL_RETRY_INTERVAL_SECONDS": _float("MAIL_RETRY_INTERVAL_SECONDS", 30.0),
+        # The first wait after a refusal; it doubles at each attempt, up to 30 minutes.
+        "MAIL_BACKOFF_FIRST_SECONDS": _float("MAIL_BACKOFF_FIRST_SECONDS", 15.0),
+        # A mail that could not be sent for this long is given up (and reported by the audit).
+        "MAIL_GIVE_UP_HOURS": _float("MAIL_GIVE_UP_HOURS", 48.0),
         "HOLD_TTL_SECONDS": _int("HOLD_TTL_SECONDS", 300),
         "DISCONNECT_GRACE_SECONDS": _int("DISCONNECT_GRACE_SECONDS", 30),
         "MAX_SEATS_PER_ORDER": _int("MAX_SEATS_PER_ORDER", 8),
@@ -83,6 +123,8 @@ def from_environment():
         "TASK_VISIBILITY_TIMEOUT_SECONDS": _int("TASK_VISIBILITY_TIMEOUT_SECONDS", 60),
         # The card processor behind checkout ('simulated': the built-in one).
         "PAYMENT_PROCESSOR": os.environ.get("PAYMENT_PROCESSOR", "simulated"),
+        # The simulated processor's refunds: ok, refuse or timeout (for tests and demos).
+        "SIM_REFUND_MODE": os.environ.get("SIM_REFUND_MODE", "ok"),
         # How long a charge may take before its outcome counts as unknown
         # (the payment stays pending and reconciliation asks the processor).
         "PAYMENT_TIMEOUT_SECONDS": _float("PAYMENT_TIMEOUT_SECONDS", 10.0),

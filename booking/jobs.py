@@ -11,7 +11,7 @@ def celery_init_app(app):
                 return self.run(*args, **kwargs)
 
     redis_url = app.config["REDIS_URL"]
-    celery_app = Celery(app.name, task_cls=FlaskTask, include=["workers.tasks"])
+    celery_app = Celery(app.name, task_cls=FlaskTask, include=["workers.tasks", "workers.after_sale"])
     celery_app.conf.update(
         broker_url=redis_url or "memory://",
         # Without Redis, tasks run in the calling process (the embedded mode).
@@ -52,6 +52,17 @@ def celery_init_app(app):
                 "task": "workers.tasks.admit_waiting_buyers",
                 "schedule": app.config["ADMISSION_INTERVAL_SECONDS"],
                 "options": {"expires": app.config["ADMISSION_INTERVAL_SECONDS"] * 3},
+            },
+            # Outbox rows still due (new, deferred after a refusal, or left by a dead worker).
+            "dispatch-due-mail": {
+                "task": "workers.after_sale.dispatch_due_mail",
+                "schedule": app.config["MAIL_RETRY_INTERVAL_SECONDS"],
+                "options": {"expires": app.config["MAIL_RETRY_INTERVAL_SECONDS"] * 2},
+            },
+            "reconcile-refunds": {
+                "task": "workers.after_sale.reconcile_refunds",
+                "schedule": app.config["RECONCILE_INTERVAL_SECONDS"],
+                "options": {"expires": app.config["RECONCILE_INTERVAL_SECONDS"] * 3},
             },
             "requeue-overdue-requests": {
                 "task": "workers.tasks.requeue_overdue_requests",

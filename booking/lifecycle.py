@@ -167,6 +167,9 @@ def serve(app, host, port):
     start_background(app)
     if app.config["REDIS_URL"]:
         socketio.start_background_task(_watch_redis_restarts, app)
+    else:
+        from workers.after_sale import run_embedded_loop
+        socketio.start_background_task(run_embedded_loop, app)
     max_connections = app.config["WEB_MAX_CONNECTIONS"]
     log.info("serving on http://%s:%d (at most %d connections)", host, port, max_connections)
     try:

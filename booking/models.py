@@ -19,7 +19,10 @@ ID_MAX = 2**31 - 1
 SEAT_STATUSES = ("available", "held", "sold")
 HOLD_STATUSES = ("held", "paying", "paid", "released", "expired")
 HOLD_OPEN_STATUSES = ("held", "paying")
-ORDER_STATUSES = ("paid", "refunded")
+ORDER_STATUSES = ("paid", "partially_refunded", "refunded")
+TICKET_STATUSES = ("valid", "checked_in", "void")
+REFUND_STATUSES = ("pending", "succeeded", "failed")
+MAIL_STATUSES = ("pending", "sent", "failed")
 # A waiting room's state (NULL: the event has none). See booking/waiting_room.py.
 WAITING_ROOM_STATES = ("open", "paused", "draining")
 PAYMENT_STATUSES = ("pending", "captured", "declined", "failed", "refunded")
@@ -53,6 +56,8 @@ class User(UserMixin, db.Model):
     email: Mapped[str] = mapped_column(sa.String(254), unique=True)
     name: Mapped[str] = mapped_column(sa.String(100), default="")
     password_hash: Mapped[str] = mapped_column(sa.String(255))
+    # When the owner proved the address (the link of the verification e-mail).
+    email_verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -237,7 +242,7 @@ class Order(db.Model):
     event_id: Mapped[int] = mapped_column(sa.ForeignKey("events.id"))
     # One order per hold: two payments racing for a hold cannot both become orders.
     hold_id: Mapped[int] = mapped_column(sa.ForeignKey("holds.id"), unique=True)
-    status: Mapped[str] = mapped_column(sa.String(10), default="paid")
+    status: Mapped[str] = mapped_column(sa.String(20), default="paid")
     amount_cents: Mapped[int] = mapped_column(sa.Integer)
     currency: Mapped[str] = mapped_column(sa.String(3))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -247,6 +252,8 @@ class Order(db.Model):
     payment: Mapped["Payment | None"] = relationship(
         lazy="selectin", primaryjoin="Payment.order_id == Order.id", uselist=False,
         viewonly=True)
+    tickets: Mapped[list["Ticket"]] = relationship(
+        lazy="selectin", order_by="Ticket.seat_id", viewonly=True)
 
 
 class OrderSeat(db.Model):
@@ -317,3 +324,110 @@ class SimCharge(db.Model):
     reference: Mapped[str] = mapped_column(sa.String(40), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     refunded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Refunded so far (partial refunds add up; the whole amount makes it 'refunded').
+    refunded_cents: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
+
+
+class SimRefund(db.Model):
+    """The simulated processor's refunds, one per refund key (a retried refund refunds once)."""
+    __tablename__ = "sim_refunds"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    refund_key: Mapped[str] = mapped_column(sa.String(120), unique=True)
+    charge_key: Mapped[str] = mapped_column(sa.String(100), index=True)
+    amount_cents: Mapped[int] = mapped_column(sa.Integer)
+    reference: Mapped[str] = mapped_column(sa.String(40), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Ticket(db.Model):
+    """One seat of a paid order, with the signed code its QR carries (booking/tickets.py)."""
+    __tablename__ = "tickets"
+    __table_args__ = (
+        sa.UniqueConstraint("order_id", "seat_id"),
+        _in("status", TICKET_STATUSES),
+        sa.CheckConstraint("(status = 'checked_in') = (checked_in_at IS NOT NULL)",
+                           name="checked_in_has_time"),
+        sa.Index("ix_tickets_event_status", "event_id", "status"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    order_id: Mapped[int] = mapped_column(sa.ForeignKey("orders.id"), index=True)
+    event_id: Mapped[int] = mapped_column(sa.ForeignKey("events.id"))
+    seat_id: Mapped[int] = mapped_column(sa.ForeignKey("seats.id"), index=True)
+    price_cents: Mapped[int] = mapped_column(sa.Integer)
+    # NULL only inside the transaction that creates it (the code signs the ticket's id).
+    code: Mapped[str | None] = mapped_column(sa.String(200), unique=True)
+    status: Mapped[str] = mapped_column(sa.String(12), default="valid")
+    checked_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    gate: Mapped[str | None] = mapped_column(sa.String(64))
+    checked_in_by: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
+    refund_id: Mapped[int | None] = mapped_column(sa.ForeignKey("refunds.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    seat: Mapped[Seat] = relationship(lazy="joined", viewonly=True)
+
+
+class Refund(db.Model):
+    """One refund of some or all of an order's tickets, keyed by the organizer's idempotency key."""
+    __tablename__ = "refunds"
+    __table_args__ = (
+        sa.UniqueConstraint("order_id", "idempotency_key"),
+        _in("status", REFUND_STATUSES),
+        sa.CheckConstraint("amount_cents >= 0", name="amount_not_negative"),
+        sa.Index("ix_refunds_status_updated", "status", "updated_at"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    order_id: Mapped[int] = mapped_column(sa.ForeignKey("orders.id"), index=True)
+    requested_by: Mapped[int] = mapped_column(sa.ForeignKey("users.id"))
+    idempotency_key: Mapped[str] = mapped_column(sa.String(64))
+    # The processor's refund key: one refund at the processor per row, however often asked.
+    processor_key: Mapped[str] = mapped_column(sa.String(120), unique=True)
+    amount_cents: Mapped[int] = mapped_column(sa.Integer)
+    currency: Mapped[str] = mapped_column(sa.String(3))
+    status: Mapped[str] = mapped_column(sa.String(10), default="pending")
+    reference: Mapped[str | None] = mapped_column(sa.String(40))
+    failure_reason: Mapped[str | None] = mapped_column(sa.String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class MailOutbox(db.Model):
+    """An e-mail to send, written in the transaction that makes it due (booking/mail.py)."""
+    __tablename__ = "mail_outbox"
+    __table_args__ = (
+        _in("status", MAIL_STATUSES),
+        sa.Index("ix_mail_outbox_status_next", "status", "next_attempt_at"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # What makes this mail unique (e.g. order:12:confirmation): one row, one mail.
+    dedupe_key: Mapped[str] = mapped_column(sa.String(120), unique=True)
+    kind: Mapped[str] = mapped_column(sa.String(30))
+    to_addr: Mapped[str] = mapped_column(sa.String(254))
+    user_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"), index=True)
+    order_id: Mapped[int | None] = mapped_column(sa.ForeignKey("orders.id"), index=True)
+    refund_id: Mapped[int | None] = mapped_column(sa.ForeignKey("refunds.id"))
+    # JSON of what the mail needs beyond the rows it names (a link's token).
+    params: Mapped[str] = mapped_column(sa.Text, default="{}")
+    # Fixed per row: a mail sent twice (a worker died after the server took it)
+    # carries the same Message-ID, which receivers use to drop the repeat.
+    message_id: Mapped[str] = mapped_column(sa.String(200), unique=True)
+    status: Mapped[str] = mapped_column(sa.String(10), default="pending")
+    attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
+    lease_token: Mapped[str | None] = mapped_column(sa.String(32))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(sa.String(500))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class UserToken(db.Model):
+    """A single-use token of an e-mail link (verify the address, reset the password)."""
+    __tablename__ = "user_tokens"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"), index=True)
+    purpose: Mapped[str] = mapped_column(sa.String(20))
+    # SHA-256 of the token: a database leak does not hand out reset links.
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

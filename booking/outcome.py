@@ -12,6 +12,8 @@ class Outcome:
     notices: list = field(default_factory=list)
     # processor keys of charges that cannot become orders (refund after commit)
     refunds: list = field(default_factory=list)
+    # outbox ids of e-mails this transaction made due (dispatched after commit)
+    mails: list = field(default_factory=list)
 
     def seat_changes(self):
         return {e: sorted(s.values(), key=lambda x: x["id"]) for e, s in self.seats.items()}

@@ -163,6 +163,11 @@ class EventDetailSchema(EventSchema):
     sections = fields.List(fields.Nested(SectionSchema))
 
 
+def _ticket_json(ticket):
+    from .tickets import ticket_json
+    return ticket_json(ticket)
+
+
 class OrderSchema(Schema):
     id = fields.Integer()
     event_id = fields.Integer()
@@ -174,6 +179,7 @@ class OrderSchema(Schema):
     payment = fields.Function(lambda o: {"brand": o.payment.brand, "last4": o.payment.last4,
                                          "reference": o.payment.reference} if o.payment else None)
     created_at = UTCDateTimeField()
+    tickets = fields.Function(lambda o: [_ticket_json(t) for t in o.tickets])
 
 
 # ------------------------------------------------------------- what sockets send

@@ -41,6 +41,9 @@ def send(outcome, items=()):
     rt.broadcaster.seats(outcome.seat_changes())
     for user_id, event, payload in outcome.notices:
         rt.broadcaster.to_user(user_id, event, payload)
+    if outcome.mails:
+        from workers.after_sale import dispatch
+        dispatch(outcome.mails)
     rt.metrics.results(outcome.results, {
         (i["user_id"], i["request_id"]): i.get("received_at") for i in items})
 

@@ -36,6 +36,14 @@ class Charge:
     decline_reason: str | None = None   # card_declined, insufficient_funds
 
 
+@dataclass
+class RefundAnswer:
+    """A processor's answer about one refund (by refund key)."""
+    status: str              # succeeded, failed
+    reference: str | None = None
+    reason: str | None = None
+
+
 class Processor:
     """What checkout needs from a card processor. Every call is idempotent by key."""
     name = "abstract"
@@ -52,6 +60,15 @@ class Processor:
 
     def refund(self, *, key, timeout_s):
         """Refund the charge made under key (idempotent). Raises ProcessorUnavailable."""
+        raise NotImplementedError
+
+    def refund_part(self, *, key, refund_key, amount_cents, timeout_s):
+        """Refund amount_cents of the charge made under key, once per refund_key.
+
+        Returns a RefundAnswer (failed: refused, e.g. more than what is left);
+        raises ProcessorUnavailable when no answer came (asking again under the
+        same refund_key never refunds twice).
+        """
         raise NotImplementedError
 
     def lookup(self, *, key, timeout_s):

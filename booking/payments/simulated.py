@@ -14,8 +14,8 @@ import sqlalchemy as sa
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from ..extensions import db
-from ..models import SimCharge, utcnow
-from . import CardToken, Charge, Processor, ProcessorUnavailable, TokenInvalid
+from ..models import SimCharge, SimRefund, utcnow
+from . import CardToken, Charge, Processor, ProcessorUnavailable, RefundAnswer, TokenInvalid
 from .cards import brand
 
 # Test cards (API.md): behaviour by number.
@@ -35,6 +35,7 @@ class SimulatedProcessor(Processor):
     def __init__(self, app):
         self.signer = URLSafeTimedSerializer(app.config["SECRET_KEY"], salt="sim-card-token")
         self.slow_seconds = app.config.get("SIM_SLOW_SECONDS", SLOW_SECONDS)
+        self.config = app.config
 
     def tokenize(self, *, number, exp_month, exp_year, cvc, name):
         card = {"b": brand(number), "l4": number[-4:],
@@ -81,8 +82,39 @@ class SimulatedProcessor(Processor):
         with db.engine.begin() as conn:
             conn.execute(sa.update(SimCharge).where(
                 SimCharge.idempotency_key == key, SimCharge.status == "captured")
-                .values(status="refunded", refunded_at=utcnow()))
+                .values(status="refunded", refunded_at=utcnow(),
+                        refunded_cents=SimCharge.amount_cents))
         return self.lookup(key=key, timeout_s=timeout_s)
+
+    def refund_part(self, *, key, refund_key, amount_cents, timeout_s):
+        # SIM_REFUND_MODE (simulator only, read at each call so tests can flip
+        # it): ok; refuse (the processor declines every refund); timeout (the
+        # refund is made but its answer never comes back).
+        mode = self.config.get("SIM_REFUND_MODE", "ok")
+        if mode == "refuse":
+            return RefundAnswer("failed", reason="refused_by_processor")
+        with db.engine.begin() as conn:
+            done = conn.execute(sa.select(SimRefund.reference).where(
+                SimRefund.refund_key == refund_key)).scalar()
+            if done is None:
+                charge = conn.execute(sa.select(SimCharge).where(
+                    SimCharge.idempotency_key == key).with_for_update()).mappings().first()
+                if charge is None or charge["status"] not in ("captured",):
+                    return RefundAnswer("failed", reason="no_captured_charge")
+                left = charge["amount_cents"] - charge["refunded_cents"]
+                if amount_cents <= 0 or amount_cents > left:
+                    return RefundAnswer("failed", reason="exceeds_captured_amount")
+                done = "sim_re_" + secrets.token_hex(8)
+                conn.execute(sa.insert(SimRefund), {
+                    "refund_key": refund_key, "charge_key": key, "amount_cents": amount_cents,
+                    "reference": done, "created_at": utcnow()})
+                refunded = charge["refunded_cents"] + amount_cents
+                conn.execute(sa.update(SimCharge).where(SimCharge.id == charge["id"]).values(
+                    refunded_cents=refunded, refunded_at=utcnow(),
+                    status="refunded" if refunded == charge["amount_cents"] else "captured"))
+        if mode == "timeout":
+            raise ProcessorUnavailable("refund answer lost (SIM_REFUND_MODE=timeout)")
+        return RefundAnswer("succeeded", reference=done)
 
     def lookup(self, *, key, timeout_s):
         with db.engine.connect() as conn:
@@ -94,7 +126,8 @@ class SimulatedProcessor(Processor):
         """Every charge the processor knows: [{key, status, amount_cents}] (for the audit)."""
         with db.engine.connect() as conn:
             return [dict(r) for r in conn.execute(sa.select(
-                SimCharge.idempotency_key, SimCharge.status, SimCharge.amount_cents)).mappings()]
+                SimCharge.idempotency_key, SimCharge.status, SimCharge.amount_cents,
+                SimCharge.refunded_cents)).mappings()]
 
 
 def _charge(row):

@@ -1,0 +1,107 @@
+"""The confirmation e-mail goes out exactly once: under a task delivered twice, a worker
+killed in the middle of the SMTP conversation, and an SMTP server refusing for a while.
+Real workers, beat, MariaDB, Redis and a real SMTP server (aiosmtpd)."""
+import time
+
+from celery import Celery
+
+from tests.checkout_helpers import rows, scalar
+from tests.conftest import REDIS_URL
+from tests.tickets_helpers import Organizer, SmtpServer, buy, wait_for
+
+
+def _celery(proc_env):
+    app = Celery(broker=REDIS_URL)
+    app.conf.task_default_queue = proc_env["CELERY_QUEUE"]
+    return app
+
+
+def _send_task(proc_env, outbox_id):
+    _celery(proc_env).send_task("workers.after_sale.send_mail", args=[outbox_id],
+                                queue=proc_env["CELERY_QUEUE"])
+
+
+def _outbox(db_url):
+    return rows(db_url, "SELECT id, status, attempts, message_id FROM mail_outbox ORDER BY id")
+
+
+def test_a_task_delivered_several_times_sends_one_email(cluster, clean_db, buyers, proc_env):
+    smtp = SmtpServer().start()
+    smtp.inbox.stall_rcpt_s = 1.5  # deliveries overlap in the middle of the conversation
+    try:
+        env = {"SMTP_URL": smtp.url}
+        cluster.worker(concurrency=2, extra_env=env)
+        cluster.worker(concurrency=2, extra_env=env)
+        web = cluster.web(extra_env=env)
+        org = Organizer(web.url, clean_db, rows=1, per_row=4)
+        buyer = buyers(web.url)
+        seats = [s["id"] for s in buyer.join(org.event_id)["seats"]]
+        order_id = buy(buyer, org.event_id, seats[:2])
+        outbox_id = scalar(clean_db, "SELECT id FROM mail_outbox WHERE order_id = :o", o=order_id)
+        for _ in range(4):  # the same task again, as a broker redelivering it would
+            _send_task(proc_env, outbox_id)
+        wait_for(lambda: _outbox(clean_db)[0]["status"] == "sent", 30)
+        time.sleep(4)  # every duplicate has run by now
+        assert len(smtp.inbox.received()) == 1
+        assert smtp.inbox.rcpts == 1, "only one delivery ever talked to the server"
+        assert _outbox(clean_db)[0]["attempts"] == 1
+    finally:
+        smtp.stop()
+
+
+def test_a_worker_killed_mid_send_leaves_one_email(cluster, clean_db, buyers, proc_env):
+    smtp = SmtpServer().start()
+    smtp.inbox.stall_rcpt_s = 60  # the first worker hangs in the SMTP conversation
+    try:
+        env = {"SMTP_URL": smtp.url, "MAIL_LEASE_SECONDS": "4",
+               "MAIL_RETRY_INTERVAL_SECONDS": "1"}
+        doomed = cluster.worker(concurrency=1, extra_env=env)
+        web = cluster.web(extra_env=env)
+        org = Organizer(web.url, clean_db, rows=1, per_row=4)
+        buyer = buyers(web.url)
+        seats = [s["id"] for s in buyer.join(org.event_id)["seats"]]
+        order_id = buy(buyer, org.event_id, seats[:1])
+        wait_for(lambda: smtp.inbox.rcpts >= 1, 20)  # mid-conversation now
+        doomed.kill9()
+        assert _outbox(clean_db)[0]["status"] == "pending"
+        smtp.inbox.stall_rcpt_s = 0
+        cluster.worker(concurrency=1, extra_env=env)
+        cluster.beat(extra_env=env)
+        wait_for(lambda: _outbox(clean_db)[0]["status"] == "sent", 60)
+        time.sleep(3)
+        mails = smtp.inbox.received()
+        assert len(mails) == 1
+        row = _outbox(clean_db)[0]
+        assert row["attempts"] == 2
+        assert mails[0]["Message-ID"].strip() == row["message_id"]
+        assert scalar(clean_db, "SELECT order_id FROM mail_outbox") == order_id
+    finally:
+        smtp.stop()
+
+
+def test_refusals_are_retried_with_back_off_until_the_server_takes_it(cluster, clean_db,
+                                                                      buyers):
+    smtp = SmtpServer().start()
+    smtp.inbox.refuse = True
+    try:
+        env = {"SMTP_URL": smtp.url, "MAIL_BACKOFF_FIRST_SECONDS": "1",
+               "MAIL_RETRY_INTERVAL_SECONDS": "1"}
+        cluster.worker(concurrency=1, extra_env=env)
+        cluster.beat(extra_env=env)
+        web = cluster.web(extra_env=env)
+        org = Organizer(web.url, clean_db, rows=1, per_row=4)
+        buyer = buyers(web.url)
+        seats = [s["id"] for s in buyer.join(org.event_id)["seats"]]
+        buy(buyer, org.event_id, seats[:1])
+        wait_for(lambda: _outbox(clean_db)[0]["attempts"] >= 2, 30)
+        row = rows(clean_db, "SELECT status, last_error, next_attempt_at, created_at"
+                             " FROM mail_outbox")[0]
+        assert row["status"] == "pending" and "451" in row["last_error"]
+        assert row["next_attempt_at"] > row["created_at"]
+        assert smtp.inbox.received() == []
+        smtp.inbox.refuse = False
+        wait_for(lambda: _outbox(clean_db)[0]["status"] == "sent", 60)
+        time.sleep(2)
+        assert len(smtp.inbox.received()) == 1
+    finally:
+        smtp.stop()
