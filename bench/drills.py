@@ -46,7 +46,8 @@ from pathlib import Path
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
 import flash_sale  # noqa: E402
 import report as rpt  # noqa: E402
-from flash_sale import Sale, summarize  # noqa: E402
+from flash_sale import Sale  # noqa: E402
+from report import summarize  # noqa: E402
 from runs import results_dir, say, stop_cleanly_on_signals  # noqa: E402
 
 from deploy.local.launcher import pid_alive  # noqa: E402

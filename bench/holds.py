@@ -39,7 +39,8 @@ from pathlib import Path
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
 import flash_sale  # noqa: E402
 from buyers import Scenario  # noqa: E402
-from flash_sale import IndexedSet, Sale, summarize  # noqa: E402
+from flash_sale import IndexedSet, Sale  # noqa: E402
+from report import passed, summarize  # noqa: E402
 from runs import results_dir, stop_cleanly_on_signals  # noqa: E402
 
 
@@ -157,7 +158,7 @@ def main():
                            "hold_ttl_s": args.hold_ttl, "arrival_spread_s": 0})
     result = sale.run()
     summarize(result, out, "Hold pipeline: holds granted per second", command)
-    sys.exit(0 if flash_sale.passed(result) else 1)
+    sys.exit(0 if passed(result) else 1)
 
 
 if __name__ == "__main__":

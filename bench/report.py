@@ -151,3 +151,117 @@ def plot(path, t_end, series, hist_series, cpu_samples, t0, lines, title, t_star
 
 def dump(path, data):
     Path(path).write_text(json.dumps(data, indent=1, default=str))
+
+
+def summarize(result, out_dir, title, command):
+    """Print the figures, write report.json, report.md and plot.png."""
+    out_dir = Path(out_dir)
+    priv = result.pop("_series", None)
+    c = result["clients"]
+    db = result.get("db_limit") or {}
+    granted = c["holds_granted_per_s"] or 0
+    fraction = round(granted / db["best_claims_per_s"], 3) if db.get("best_claims_per_s") else None
+    result["holds_per_s_fraction_of_db_limit"] = fraction
+    cpu = {k: v for k, v in result["cpu"].items() if not k.startswith("_")}
+    lat, lagc, lags = c["click_to_hold_result"], c["seats_changed_lag_commit"], \
+        c["seats_changed_lag_sent"]
+    srv = result["server"]
+    srv_hold = srv["click_to_result"].get("hold_result", {})
+    watchers = result.get("connect", {}).get("connected")
+    rows = [
+        ("sale window", f"{result['window_s']} s"),
+        ("time to sell out", f"{result['sold_out_s']} s" if result["sold_out_s"] else
+         f"not sold out ({result['seats_final']})"),
+        ("buyers (= watchers) connected", f"{watchers} across {result['args']['web']} web"),
+        ("hold requests / s (clients)", c["hold_requests_per_s"]),
+        ("holds accepted / s (acks)", c["hold_accepted_per_s"]),
+        ("shed (busy acks) / s", c["shed_per_s"]),
+        ("holds granted / s (mean over the sale)", granted),
+        ("holds granted / s (best 5 s)", c["holds_granted_best_5s_per_s"]),
+        ("holds refused seat_unavailable / s", c["holds_refused_seat_unavailable_per_s"]),
+        ("click→hold_result p50 / p95 / p99 (clients)",
+         f"{lat['p50_ms']} / {lat['p95_ms']} / {lat['p99_ms']} ms (n={lat['n']})"),
+        ("click→hold_result p50 / p95 / p99 (server metric)",
+         f"{srv_hold.get('p50_ms')} / {srv_hold.get('p95_ms')} / {srv_hold.get('p99_ms')} ms"),
+        ("seats_changed lag vs commit p50 / p99",
+         f"{lagc['p50_ms']} / {lagc['p99_ms']} ms (n={lagc['n']})"),
+        ("seats_changed lag vs send p50 / p99", f"{lags['p50_ms']} / {lags['p99_ms']} ms"),
+        ("payments / s (mean, best 5 s)", f"{c['payments_per_s']}, "
+                                          f"{c['payments_best_5s_per_s']}"),
+        ("click→payment_result p50 / p99",
+         f"{c['click_to_payment_result']['p50_ms']} / {c['click_to_payment_result']['p99_ms']} ms"),
+        ("requests accepted / answered / unanswered",
+         f"{result['accepted']} / {result['answered']} / {result['unanswered']}"),
+        ("task batch size (server): mean, p50, p99",
+         f"{srv['task_batches']['mean_requests_per_task']}, {srv['task_batches']['p50']}, "
+         f"{srv['task_batches']['p99']}"),
+        ("raw DB claim limit (db_limit)", f"{db.get('best_claims_per_s')} claims/s at "
+                                          f"{db.get('best_connections')} connections"),
+        ("pipeline holds/s as a fraction of it", fraction),
+        ("seats sold twice", result["seats_sold_twice"]),
+        ("audit", "clean" if result["audit"]["clean"] else
+         f"PROBLEMS: {json.dumps(result['audit']['problems'])[:400]}"),
+    ]
+    rows += [(f"CPU {g}", f"{v['cores']} cores ({v['cpu_s']} s)") for g, v in cpu.items()]
+    targets = [
+        ("≥ 1,000 holds granted / s sustained", granted >= 1000, granted),
+        ("p99 click→hold_result < 250 ms", (lat["p99_ms"] or 1e9) < 250, lat["p99_ms"]),
+        ("2,000 watchers across 2 web", (watchers or 0) >= 2000 and result["args"]["web"] >= 2,
+         watchers),
+        ("seats_changed lag p99 < 500 ms", (lagc["p99_ms"] or 1e9) < 500, lagc["p99_ms"]),
+        ("zero seats sold twice", result["seats_sold_twice"] == 0, result["seats_sold_twice"]),
+        ("zero lost requests", result["unanswered"] == 0, result["unanswered"]),
+        ("audit clean", result["audit"]["clean"], result["audit"]["exit_code"]),
+    ]
+    result["targets"] = [{"target": t, "met": bool(m), "measured": v} for t, m, v in targets]
+    print()
+    print(f"== {title} ==")
+    for k, v in rows:
+        print(f"  {k:<52} {v}")
+    print("  targets:")
+    for t, m, v in targets:
+        print(f"    [{'met' if m else 'MISSED'}] {t} (measured {v})")
+    load = result.get("machine_before", {})
+    md = [("Command", f"```\n{command}\n```"),
+          ("Machine", f"{load.get('cores')} cores; load average before the run "
+                      f"{load.get('loadavg_1m')} (1 min) / {load.get('loadavg_5m')} (5 min); "
+                      f"busiest processes then: {', '.join(load.get('top', [])[:5])}. "
+                      "Everything (MariaDB, Redis, nginx, web, workers, load generator) runs on "
+                      "this machine; MariaDB and Redis are shared with whatever else runs."),
+          ("Code measured", f"commit {result['code']['commit']}; uncommitted changes in "
+                            f"booking/ and workers/: "
+                            f"{result['code']['uncommitted_product_changes'] or 'none'}"),
+          ("Environment overrides", ", ".join(f"`{k}={v}`" for k, v in
+                                              result.get("env_overrides", {}).items()) or "none"),
+          ("Figures", rows),
+          ("Targets", [(t, f"{'met' if m else '**missed**'} ({v})") for t, m, v in targets]),
+          ("Server metrics (deltas over the run)", f"```\n{json.dumps(srv, indent=1)}\n```"),
+          ("Notes", "\n".join(f"- {n}" for n in result.get("notes", [])) or "none"),
+          ("How to read", "See docs/BENCHMARKS.md. Client latencies are from the socket emit to "
+                          "the result event; the server metric is from the web process's "
+                          "receipt to the worker's send. Lag is receipt time minus the "
+                          "message's committed_at (includes the coalescing interval) or "
+                          "sent_at. CPU 'cores' is CPU seconds per wall second over the sale "
+                          "window (2.0 = the whole machine).")]
+    if priv:
+        try:
+            plot(out_dir / "plot.png", priv["end"] - priv["t0"], priv["series"],
+                     priv["hist_series"], priv["cpu_samples"], priv["t0"],
+                     [("hold_requested", "hold requests"), ("hold_ok", "holds granted"),
+                      ("hold_fail_seat_unavailable", "holds refused (taken)"),
+                      ("shed", "shed (busy)"), ("pay_ok", "payments ok")],
+                     title, t_start=priv.get("start_s", 0))
+            md.insert(4, ("Plot", "![throughput, latency and CPU over time](plot.png)"))
+        except Exception as err:
+            md.insert(4, ("Plot", f"not drawn: {err!r}"))
+    write_markdown(out_dir / "report.md", title, md)
+    result.pop("timeline_full", None)
+    dump(out_dir / "report.json", result)
+    print(f"  written: {out_dir / 'report.json'}, report.md, plot.png")
+    return result
+
+
+def passed(result):
+    """A sale passes when the audit is clean, nothing accepted went unanswered, nothing sold twice."""
+    return (result["audit"]["clean"] and result["unanswered"] == 0
+            and result["seats_sold_twice"] == 0)

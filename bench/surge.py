@@ -37,7 +37,8 @@ from pathlib import Path
 
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
 import flash_sale  # noqa: E402
-from flash_sale import FlashSale, Sale, summarize  # noqa: E402
+from flash_sale import FlashSale, Sale  # noqa: E402
+from report import passed, summarize  # noqa: E402
 from database import flask_cli  # noqa: E402
 from runs import results_dir, say, stop_cleanly_on_signals  # noqa: E402
 
@@ -243,7 +244,7 @@ def main():
     data["surge"] = surge
     data["surge_targets"] = result["surge_targets"]
     rpt_path.write_text(json.dumps(data, indent=1, default=str))
-    sys.exit(0 if flash_sale.passed(result) else 1)
+    sys.exit(0 if passed(result) else 1)
 
 
 def _watch_readyz(sale):

@@ -166,6 +166,21 @@ def create_event(url, rows=5, per_row=10, price=2500, name="Test night"):
     return int(out.stdout.strip().splitlines()[-1])
 
 
+def lapse_hold(url, hold_id):
+    """Move a hold's expiry (and its seats') a minute into the past, as if its TTL had run out.
+
+    Expiry is data (holds.expires_at, seats.hold_expires_at): a test lapses a hold
+    by writing it instead of sleeping past a short HOLD_TTL_SECONDS on the wall clock.
+    """
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE holds SET expires_at = UTC_TIMESTAMP(6) - INTERVAL 1 MINUTE "
+                             "WHERE id = :h"), {"h": hold_id})
+        conn.execute(sa.text("UPDATE seats SET hold_expires_at = UTC_TIMESTAMP(6) - INTERVAL 1 "
+                             "MINUTE WHERE hold_id = :h AND status = 'held'"), {"h": hold_id})
+    engine.dispose()
+
+
 @pytest.fixture
 def make_users(app):
     """Create n accounts directly (one Argon2 hash shared, for speed); returns [(id, token)]."""

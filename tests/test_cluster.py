@@ -1,10 +1,14 @@
 """deploy/local/cluster end to end: nginx, web processes, Celery workers and beat on this machine.
 
-Socket clients go through nginx and hold and release seats without pause while
+One cluster for the whole module, and one test per step of its life, in order:
+socket clients go through nginx and hold and release seats without pause while
 the cluster scales out, one web process drains (SIGTERM) and one worker is
 killed (SIGKILL). Every request a client saw accepted must get its result, the
 drained process's clients must come back through another process and resync,
 and the database must never show a seat held twice.
+
+Each step depends on the ones before it: once a step fails, the later ones are
+skipped (naming the step that failed) instead of failing for the same reason.
 """
 import json
 import os
@@ -18,11 +22,12 @@ import uuid
 from pathlib import Path
 
 import pytest
+import redis
 import requests
 import socketio
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import create_event
+from tests.conftest import REDIS_URL, SECRET, _clean, create_event
 from deploy.local import launcher
 from deploy.local.launcher import group_pids as process_group
 from deploy.local.launcher import pid_alive
@@ -258,150 +263,199 @@ def _instances(web):
     return out
 
 
-@pytest.fixture
-def cluster_env(proc_env, tmp_path):
-    env = dict(proc_env)
-    env.update(TASK_VISIBILITY_TIMEOUT_SECONDS="10", REQUEUE_AFTER_SECONDS="10",
-               DRAIN_NOTICE_SECONDS="1", DRAIN_GRACE_SECONDS="1",
-               BOXOFFICE_RUN_DIR=str(tmp_path / "run"))
-    yield env
-    if (tmp_path / "run" / "cluster.json").exists():  # the test failed before `down`
+class Run:
+    """What the steps share: the environment, the cluster's answers, the clients."""
+
+    def __init__(self, env, db_url):
+        self.env, self.db_url = env, db_url
+        self.run_dir = Path(env["BOXOFFICE_RUN_DIR"])
+        self.port = free_port()
+        self.up = self.lb = self.scaled = self.status = self.victim = None
+        self.event_id = self.seat_ids = None
+        self.clients = []
+        self.replaced = self.shrunk = None
+        self.failed_step = None
+
+
+@pytest.fixture(scope="module")
+def run(mysql_url, redis_namespace, tmp_path_factory):
+    """The module's cluster: its own run folder, the session's database (emptied after)."""
+    env = dict(os.environ)
+    env.update(DATABASE_URL=mysql_url, REDIS_URL=REDIS_URL, REDIS_NAMESPACE=redis_namespace,
+               CELERY_QUEUE=f"{redis_namespace}-q", SECRET_KEY=SECRET, LOG_LEVEL="INFO",
+               PYTHONUNBUFFERED="1", TASK_VISIBILITY_TIMEOUT_SECONDS="10",
+               REQUEUE_AFTER_SECONDS="10", DRAIN_NOTICE_SECONDS="1", DRAIN_GRACE_SECONDS="1",
+               BOXOFFICE_RUN_DIR=str(tmp_path_factory.mktemp("cluster") / "run"))
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    r = Run(env, mysql_url)
+    yield r
+    for c in r.clients:
+        c.close()
+    if (r.run_dir / "cluster.json").exists():  # a step failed before `down`
         subprocess.run([sys.executable, str(CLUSTER), "down"], cwd=ROOT, env=env,
                        capture_output=True, timeout=240)
-        kill_leftovers(tmp_path / "run")
+        kill_leftovers(r.run_dir)
+    _clean(mysql_url)
+    client = redis.Redis.from_url(REDIS_URL)
+    for key in client.scan_iter(f"{redis_namespace}*"):
+        client.delete(key)
 
 
-def test_cluster_scales_drains_and_survives_a_killed_worker(cluster_env, clean_db, tmp_path):
-    env = cluster_env
-    port = free_port()
-    up = run_cluster(env, "up", "--web", "2", "--workers", "2", "--port", str(port))
-    clients = []
-    try:
-        assert up["lb"] == f"http://127.0.0.1:{port}"
-        assert len(up["web"]) == 2 and len(up["workers"]) == 2
-        assert up["beat"]["pid"] and up["nginx"]["pid"]
-        lb = up["lb"]
-        assert requests.get(lb + "/readyz", timeout=5).status_code == 200
+@pytest.fixture(autouse=True)
+def step(run, request):
+    """Skip a step once an earlier one failed; remember a failure."""
+    if run.failed_step:
+        pytest.skip(f"an earlier step failed: {run.failed_step}")
+    yield
+    rep = getattr(request.node, "rep_call", None)
+    if rep is None or rep.failed:
+        run.failed_step = request.node.name
 
-        event_id = create_event(clean_db, rows=2, per_row=10)
-        seat_ids = [s["id"] for s in requests.get(
-            f"{lb}/api/v1/events/{event_id}/seats", timeout=10).json()["seats"]]
-        before = {w["url"]: metric_samples(w["url"]) for w in up["web"]}
 
-        for i in range(CLIENTS):
-            uid, token = sign_up(lb)
-            clients.append(LoopingBuyer(lb, token, uid, event_id, seat_ids, seed=i).start())
-        wait_until(_progress(clients, 3), 120, "every client holding and releasing",
-                   interval=0.2)
+def test_up_starts_every_process_behind_nginx(run):
+    up = run_cluster(run.env, "up", "--web", "2", "--workers", "2", "--port", str(run.port))
+    run.up, run.lb = up, up["lb"]
+    assert up["lb"] == f"http://127.0.0.1:{run.port}"
+    assert len(up["web"]) == 2 and len(up["workers"]) == 2
+    assert up["beat"]["pid"] and up["nginx"]["pid"]
+    assert requests.get(run.lb + "/readyz", timeout=5).status_code == 200
 
-        # Scale out to three web processes while the load runs.
-        scaled = run_cluster(env, "scale", "--web", "3")
-        assert len(scaled["web"]) == 3 and len(scaled["workers"]) == 2
-        assert [w["pid"] for w in scaled["web"][:2]] == [w["pid"] for w in up["web"]]
-        conf = (Path(env["BOXOFFICE_RUN_DIR"]) / "nginx" / "nginx.conf").read_text()
-        assert all(f"server 127.0.0.1:{w['url'].rsplit(':', 1)[1]}" in conf for w in scaled["web"])
-        late = []
-        for i in range(4):  # new connections spread over all three
-            uid, token = sign_up(lb)
-            late.append(LoopingBuyer(lb, token, uid, event_id, seat_ids, seed=100 + i).start())
-        clients.extend(late)
-        wait_until(_progress(clients, 2), 120, "progress after scaling out", interval=0.2)
 
-        # /metrics on every web process: valid Prometheus text, counters moving.
-        for w in scaled["web"]:
-            now = metric_samples(w["url"])
-            old = before.get(w["url"], {})
-            for name, labels in (("boxoffice_requests_total", {"event": "hold",
-                                                               "outcome": "accepted"}),
-                                 ("boxoffice_results_total", {"event": "hold_result"}),
-                                 ("boxoffice_results_total", {"event": "release_result",
-                                                              "outcome": "ok"}),
-                                 ("boxoffice_click_to_result_seconds_count", {"event": "hold_result"}),
-                                 ("boxoffice_task_batch_requests_count", {}),
-                                 ("boxoffice_seats_changed_batches_total", {}),
-                                 ("boxoffice_seats_changed_seats_total", {}),
-                                 ("boxoffice_seats_changed_recipients_total", {})):
-                assert total(now, name, **labels) > total(old, name, **labels), (w["url"], name)
-            assert total(now, "boxoffice_connected_sockets") == len(clients)
-            assert ("boxoffice_queue_depth", (("queue", env["CELERY_QUEUE"]),)) in now
+def test_buyers_hold_and_release_through_nginx(run):
+    run.event_id = create_event(run.db_url, rows=2, per_row=10)
+    run.seat_ids = [s["id"] for s in requests.get(
+        f"{run.lb}/api/v1/events/{run.event_id}/seats", timeout=10).json()["seats"]]
+    run.metrics_before = {w["url"]: metric_samples(w["url"]) for w in run.up["web"]}
+    for i in range(CLIENTS):
+        uid, token = sign_up(run.lb)
+        run.clients.append(LoopingBuyer(run.lb, token, uid, run.event_id, run.seat_ids,
+                                        seed=i).start())
+    wait_until(_progress(run.clients, 3), 120, "every client holding and releasing",
+               interval=0.2)
 
-        # Drain the busiest web process.
-        sockets = _instances(scaled["web"])
-        victim = max(scaled["web"], key=lambda w: sockets[w["pid"]])
-        assert sockets[victim["pid"]] > 0, sockets
-        connects_before = {id(c): c.connects for c in clients}
-        os.kill(victim["pid"], signal.SIGTERM)
-        wait_until(lambda: not pid_alive(victim["pid"]), 60, "the drained process to exit",
-                   interval=0.1)
-        drained = [c for c in clients if c.drain_notices]
-        assert len(drained) == sockets[victim["pid"]]
-        # Its clients came back (through nginx, so to another process), re-joined, and go on.
-        wait_until(lambda: all(c.sio.connected and c.connects > connects_before[id(c)]
-                               and c.joins >= 2 for c in drained), 60,
-                   "drained clients reconnected and resynced", interval=0.1)
-        wait_until(_progress(drained, 2), 120, "drained clients working again", interval=0.2)
-        status = run_cluster(env, "status")
-        assert [w["pid"] for w in status["web"]] == [w["pid"] for w in scaled["web"]
-                                                      if w["pid"] != victim["pid"]]
-        assert {"role": "web", "pid": victim["pid"]} in status["exited"]
-        assert sum(_instances(status["web"]).values()) == len(clients)
 
-        # Kill one worker outright (it and its prefork children).
-        worker = status["workers"][0]["pid"]
-        os.killpg(worker, signal.SIGKILL)
-        wait_until(lambda: not process_group(worker), 30, "the killed worker gone", interval=0.1)
-        wait_until(_progress(clients, 3), 180, "progress with one worker left", interval=0.2)
+def test_scale_out_adds_a_web_process_to_nginx(run):
+    scaled = run_cluster(run.env, "scale", "--web", "3")
+    run.scaled = scaled
+    assert len(scaled["web"]) == 3 and len(scaled["workers"]) == 2
+    assert [w["pid"] for w in scaled["web"][:2]] == [w["pid"] for w in run.up["web"]]
+    conf = (run.run_dir / "nginx" / "nginx.conf").read_text()
+    assert all(f"server 127.0.0.1:{w['url'].rsplit(':', 1)[1]}" in conf for w in scaled["web"])
+    for i in range(4):  # new connections spread over all three
+        uid, token = sign_up(run.lb)
+        run.clients.append(LoopingBuyer(run.lb, token, uid, run.event_id, run.seat_ids,
+                                        seed=100 + i).start())
+    wait_until(_progress(run.clients, 2), 120, "progress after scaling out", interval=0.2)
 
-        # `scale` replaces the dead worker; scaling down is a warm shutdown under load.
-        replaced = run_cluster(env, "scale", "--workers", "2")
-        assert len(replaced["workers"]) == 2 and worker not in [w["pid"] for w in
-                                                               replaced["workers"]]
-        wait_until(_progress(clients, 2), 120, "progress with two workers", interval=0.2)
-        newest = replaced["workers"][-1]["pid"]
-        state = json.loads((Path(env["BOXOFFICE_RUN_DIR"]) / "cluster.json").read_text())
-        newest_log = Path(next(w["log"] for w in state["workers"] if w["pid"] == newest))
-        shrunk = run_cluster(env, "scale", "--workers", "1")
-        assert [w["pid"] for w in shrunk["workers"]] == [replaced["workers"][0]["pid"]]
-        assert not process_group(newest)
-        assert "Warm shutdown" in newest_log.read_text()
-        wait_until(_progress(clients, 2), 120, "progress after the warm shutdown", interval=0.2)
 
-        for c in clients:
-            c.finish()
-        for c in clients:
-            with c.lock:
-                missing = c.accepted - set(c.results)
-            assert not missing, f"accepted requests without a result: {missing}"
-            assert not c.errors, c.errors
-        accepted = sum(len(c.accepted) for c in clients)
-        assert accepted > 0
-        rejections = {a["error"]["code"] for c in clients for a in c.rejected}
-        assert rejections <= {"limit_exceeded", "rate_limited", "busy"}, rejections
+def test_metrics_move_on_every_web_process(run):
+    """/metrics on every web process: valid Prometheus text, counters moving."""
+    for w in run.scaled["web"]:
+        now = metric_samples(w["url"])
+        old = run.metrics_before.get(w["url"], {})
+        for name, labels in (("boxoffice_requests_total", {"event": "hold",
+                                                           "outcome": "accepted"}),
+                             ("boxoffice_results_total", {"event": "hold_result"}),
+                             ("boxoffice_results_total", {"event": "release_result",
+                                                          "outcome": "ok"}),
+                             ("boxoffice_click_to_result_seconds_count", {"event": "hold_result"}),
+                             ("boxoffice_task_batch_requests_count", {}),
+                             ("boxoffice_seats_changed_batches_total", {}),
+                             ("boxoffice_seats_changed_seats_total", {}),
+                             ("boxoffice_seats_changed_recipients_total", {})):
+            assert total(now, name, **labels) > total(old, name, **labels), (w["url"], name)
+        assert total(now, "boxoffice_connected_sockets") == len(run.clients)
+        assert ("boxoffice_queue_depth", (("queue", run.env["CELERY_QUEUE"]),)) in now
 
-        final = run_cluster(env, "status")
-        assert len(final["web"]) == 2 and len(final["workers"]) == 1
-        for w in final["web"]:
-            metric_samples(w["url"])  # still valid text after a process died
-    finally:
-        for c in clients:
-            c.close()
 
-    # The database: no seat held twice, every held seat in exactly one open hold.
-    seats, holds, duplicate_records = db_state(clean_db, event_id)
+def test_draining_a_web_process_moves_its_clients(run):
+    """SIGTERM to the busiest web process: its clients come back through nginx and resync."""
+    sockets = _instances(run.scaled["web"])
+    victim = max(run.scaled["web"], key=lambda w: sockets[w["pid"]])
+    run.victim = victim
+    assert sockets[victim["pid"]] > 0, sockets
+    connects_before = {id(c): c.connects for c in run.clients}
+    os.kill(victim["pid"], signal.SIGTERM)
+    wait_until(lambda: not pid_alive(victim["pid"]), 60, "the drained process to exit",
+               interval=0.1)
+    drained = [c for c in run.clients if c.drain_notices]
+    assert len(drained) == sockets[victim["pid"]]
+    wait_until(lambda: all(c.sio.connected and c.connects > connects_before[id(c)]
+                           and c.joins >= 2 for c in drained), 60,
+               "drained clients reconnected and resynced", interval=0.1)
+    wait_until(_progress(drained, 2), 120, "drained clients working again", interval=0.2)
+
+
+def test_status_reports_the_drained_process_as_exited(run):
+    status = run_cluster(run.env, "status")
+    run.status = status
+    assert [w["pid"] for w in status["web"]] == [w["pid"] for w in run.scaled["web"]
+                                                  if w["pid"] != run.victim["pid"]]
+    assert {"role": "web", "pid": run.victim["pid"]} in status["exited"]
+    assert sum(_instances(status["web"]).values()) == len(run.clients)
+
+
+def test_scale_replaces_a_killed_worker(run):
+    """kill -9 of one worker and its pool: the other goes on; `scale` starts a replacement."""
+    worker = run.status["workers"][0]["pid"]
+    os.killpg(worker, signal.SIGKILL)
+    wait_until(lambda: not process_group(worker), 30, "the killed worker gone", interval=0.1)
+    wait_until(_progress(run.clients, 3), 180, "progress with one worker left", interval=0.2)
+    replaced = run_cluster(run.env, "scale", "--workers", "2")
+    run.replaced = replaced
+    assert len(replaced["workers"]) == 2
+    assert worker not in [w["pid"] for w in replaced["workers"]]
+    wait_until(_progress(run.clients, 2), 120, "progress with two workers", interval=0.2)
+
+
+def test_scale_down_is_a_warm_worker_shutdown(run):
+    newest = run.replaced["workers"][-1]["pid"]
+    state = json.loads((run.run_dir / "cluster.json").read_text())
+    newest_log = Path(next(w["log"] for w in state["workers"] if w["pid"] == newest))
+    shrunk = run_cluster(run.env, "scale", "--workers", "1")
+    assert [w["pid"] for w in shrunk["workers"]] == [run.replaced["workers"][0]["pid"]]
+    assert not process_group(newest)
+    assert "Warm shutdown" in newest_log.read_text()
+    wait_until(_progress(run.clients, 2), 120, "progress after the warm shutdown", interval=0.2)
+
+
+def test_every_accepted_request_has_its_result(run):
+    for c in run.clients:
+        c.finish()
+    for c in run.clients:
+        with c.lock:
+            missing = c.accepted - set(c.results)
+        assert not missing, f"accepted requests without a result: {missing}"
+        assert not c.errors, c.errors
+    assert sum(len(c.accepted) for c in run.clients) > 0
+    rejections = {a["error"]["code"] for c in run.clients for a in c.rejected}
+    assert rejections <= {"limit_exceeded", "rate_limited", "busy"}, rejections
+    final = run_cluster(run.env, "status")
+    assert len(final["web"]) == 2 and len(final["workers"]) == 1
+    for w in final["web"]:
+        metric_samples(w["url"])  # still valid text after a process died
+
+
+def test_database_never_held_a_seat_twice(run):
+    for c in run.clients:
+        c.close()
+    seats, holds, duplicate_records = db_state(run.db_url, run.event_id)
     assert_consistent(seats, holds)
     assert not duplicate_records
-    audit_env = dict(os.environ, DATABASE_URL=clean_db, SECRET_KEY=env["SECRET_KEY"])
+    audit_env = dict(os.environ, DATABASE_URL=run.db_url, SECRET_KEY=run.env["SECRET_KEY"])
     audit_env.pop("REDIS_URL", None)
     audit = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "booking", "audit",
-                            "--event", str(event_id)], cwd=ROOT, env=audit_env,
+                            "--event", str(run.event_id)], cwd=ROOT, env=audit_env,
                            capture_output=True, text=True, timeout=60)
     assert audit.returncode == 0, audit.stdout + audit.stderr
 
-    down = run_cluster(env, "down")
+
+def test_down_stops_every_process(run):
+    down = run_cluster(run.env, "down")
     assert down["stopped"] is True
     everything = ([w["pid"] for w in down["web"]] + [w["pid"] for w in down["workers"]]
-                  + [down["beat"]["pid"], down["nginx"]["pid"], victim["pid"]])
+                  + [down["beat"]["pid"], down["nginx"]["pid"], run.victim["pid"]])
     assert not [p for p in everything if pid_alive(p)]
-    assert not process_group(up["workers"][1]["pid"])  # no orphaned prefork child
+    assert not process_group(run.up["workers"][1]["pid"])  # no orphaned prefork child
     with pytest.raises(requests.ConnectionError):
-        requests.get(lb + "/healthz", timeout=5)
+        requests.get(run.lb + "/healthz", timeout=5)

@@ -94,7 +94,7 @@ def test_hold_and_release_in_one_process(embedded):
         # Everyone watching sees the seats held, the buyer included.
         for client in (buyer, watcher):
             wait_until(lambda: all(client.seat_versions.get(s) == (1, "held") for s in seat_ids),
-                       10, "seats_changed: held")
+                       30, "seats_changed: held")
 
         rel = uuid.uuid4().hex
         ack = buyer.call("release", {"request_id": rel, "hold_id": held["hold_id"]})

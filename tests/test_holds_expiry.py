@@ -1,15 +1,21 @@
 """Expiry is data: a lapsed hold is free at once, the sweep broadcasts it, and a buyer
-who leaves loses their holds after the grace period (but not if they come back)."""
+who leaves loses their holds after the grace period (but not if they come back).
+
+Holds are lapsed by writing their expiry into the past (tests.conftest.lapse_hold),
+not by sleeping past a short TTL: the product's own TTL (300 s) never runs out
+during a test, so only the hold a test lapses is expired.
+"""
 import time
 import uuid
 
 import sqlalchemy as sa
 
-from tests.conftest import create_event
+from tests.conftest import create_event, lapse_hold
 from tests.harness import wait_until
 
-FAST = {"HOLD_TTL_SECONDS": "2", "SWEEP_INTERVAL_SECONDS": "0.5",
-        "DISCONNECT_GRACE_SECONDS": "2"}
+FAST = {"SWEEP_INTERVAL_SECONDS": "0.5"}
+# Grace long enough that a reconnect on a loaded machine comes back within it.
+GRACE_SECONDS = 6
 
 
 def _hold(buyer, event_id, seats):
@@ -33,16 +39,16 @@ def test_lapsed_hold_is_claimable_at_once_then_swept(cluster, clean_db, buyers):
     first = _hold(a, event_id, [s1, s2])
     assert first["ok"]
     assert not _hold(b, event_id, [s1])["ok"], "a live hold is not claimable"
-    time.sleep(2.2)
+    lapse_hold(clean_db, first["hold_id"])
     taken = _hold(b, event_id, [s1])
     assert taken["ok"], taken
-    wait_until(lambda: a.results("hold_closed"), 5, "A told its hold expired")
+    wait_until(lambda: a.results("hold_closed"), 30, "A told its hold expired")
     assert a.results("hold_closed")[0] == {"hold_id": first["hold_id"], "event_id": event_id,
                                            "reason": "expired"}
     # s2 still points at A's lapsed hold until the sweep runs.
     assert _status(watcher, s2) == "held"
     cluster.beat(extra_env=FAST)
-    wait_until(lambda: _status(watcher, s2) == "available", 15, "the sweep frees s2")
+    wait_until(lambda: _status(watcher, s2) == "available", 30, "the sweep frees s2")
 
 
 def test_sweep_expires_holds_and_tells_everyone(cluster, clean_db, buyers):
@@ -54,10 +60,11 @@ def test_sweep_expires_holds_and_tells_everyone(cluster, clean_db, buyers):
     a, watcher = buyers(web.url), buyers(web.url)
     seat = watcher.join(event_id)["seats"][0]["id"]
     result = _hold(a, event_id, [seat])
-    wait_until(lambda: _status(watcher, seat) == "held", 5, "held")
-    wait_until(lambda: _status(watcher, seat) == "available", 10, "expired and swept")
+    wait_until(lambda: _status(watcher, seat) == "held", 30, "held")
+    lapse_hold(clean_db, result["hold_id"])
+    wait_until(lambda: _status(watcher, seat) == "available", 30, "expired and swept")
     assert watcher.seat_versions[seat][0] == 2
-    wait_until(lambda: a.results("hold_closed"), 5, "owner told")
+    wait_until(lambda: a.results("hold_closed"), 30, "owner told")
     engine = sa.create_engine(clean_db)
     with engine.connect() as conn:
         status = conn.execute(sa.text("SELECT status FROM holds WHERE id = :h"),
@@ -68,7 +75,7 @@ def test_sweep_expires_holds_and_tells_everyone(cluster, clean_db, buyers):
 
 def test_departed_buyer_loses_holds_returning_buyer_keeps_them(cluster, clean_db, buyers):
     """Gone past DISCONNECT_GRACE_SECONDS: released. Back within it: kept."""
-    env = dict(FAST, HOLD_TTL_SECONDS="300")
+    env = dict(FAST, DISCONNECT_GRACE_SECONDS=str(GRACE_SECONDS))
     event_id = create_event(clean_db, rows=1, per_row=4)
     cluster.worker(extra_env=env)
     cluster.beat(extra_env=env)
@@ -77,12 +84,56 @@ def test_departed_buyer_loses_holds_returning_buyer_keeps_them(cluster, clean_db
     s1, s2 = [s["id"] for s in watcher.join(event_id)["seats"]][:2]
     assert _hold(leaver, event_id, [s1])["ok"]
     assert _hold(returner, event_id, [s2])["ok"]
-    wait_until(lambda: _status(watcher, s1) == _status(watcher, s2) == "held", 5, "both held")
+    wait_until(lambda: _status(watcher, s1) == _status(watcher, s2) == "held", 30, "both held")
 
     leaver.close()
     returner.close()
-    time.sleep(0.8)
-    returner.connect()
-    wait_until(lambda: _status(watcher, s1) == "available", 10, "leaver's hold released")
-    time.sleep(3)  # well past the grace period
+    returner.connect()   # back at once: well within the grace
+    wait_until(lambda: _status(watcher, s1) == "available", GRACE_SECONDS + 30,
+               "leaver's hold released")
+    # Both left at the same moment: the sweep that released the leaver's hold saw the
+    # returner's too. Give it a whole grace period more to be wrong.
+    time.sleep(GRACE_SECONDS)
     assert _status(watcher, s2) == "held", "a buyer back within the grace keeps the hold"
+
+
+def test_expiry_is_decided_by_the_clock_the_services_are_given(app, make_users):
+    """In-process, with now= given: a hold is claimable from the second its TTL runs out,
+    not a second before; the sweep frees the rest of it at the same boundary."""
+    from datetime import timedelta
+
+    from booking import holds
+    from booking.extensions import db
+    from booking.models import Seat, utcnow
+    from tests.test_holds_idempotency import _event
+
+    (a, _), (b, _) = make_users(2)
+    event_id, (s1, s2) = _event(app, seats=2)
+    settings = app.extensions["boxoffice"].settings
+    t0 = utcnow()
+    ttl = timedelta(seconds=settings.hold_ttl_seconds)
+
+    def hold(user, rid, seats, now):
+        with app.app_context():
+            out = holds.process_requests(db.session, [
+                {"kind": "hold", "user_id": user, "request_id": rid, "event_id": event_id,
+                 "seat_ids": seats}], settings, now=now)
+            db.session.commit()
+            return out
+
+    first = hold(a, "a1", [s1, s2], t0).results[0][3]
+    assert first["ok"], first
+    early = hold(b, "b1", [s1], t0 + ttl - timedelta(seconds=1)).results[0][3]
+    assert early["error"]["code"] == "seat_unavailable", early
+    taken = hold(b, "b2", [s1], t0 + ttl)
+    assert taken.results[0][3]["ok"], taken.results
+    assert ("hold_closed" in [n[1] for n in taken.notices]), taken.notices
+
+    with app.app_context():
+        assert not holds.release_expired(db.session, now=t0 + ttl - timedelta(seconds=1)).seats
+        db.session.rollback()
+        swept = holds.release_expired(db.session, now=t0 + ttl)
+        db.session.commit()
+        assert [s["id"] for s in swept.seats[event_id].values()] == [s2]
+        assert db.session.get(Seat, s2).status == "available"
+        assert db.session.get(Seat, s1).status == "held"

@@ -72,10 +72,10 @@ def test_same_request_id_over_socket(app, make_users):
     def results():
         received.extend(m for m in client.get_received() if m["name"] == "hold_result")
         return received
-    wait_until(lambda: results(), 10, "hold_result")
+    wait_until(lambda: results(), 30, "hold_result")
     second_ack = client.emit("hold", payload, callback=True)
     assert second_ack == {"ok": True, "request_id": "same-1", "queued": False}
-    wait_until(lambda: len(results()) == 2, 10, "the recorded result sent again")
+    wait_until(lambda: len(results()) == 2, 30, "the recorded result sent again")
     assert received[0]["args"][0] == received[1]["args"][0]
     assert received[0]["args"][0]["ok"]
     with app.app_context():

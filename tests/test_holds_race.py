@@ -27,7 +27,7 @@ def _watchers(webs, token_user, event_id):
 def _assert_watchers_converge(watchers, seats):
     final = {sid: (version, status) for sid, (status, version, _h) in seats.items()}
     for w in watchers:
-        wait_until(lambda: all(w.seat_versions.get(s) == v for s, v in final.items()), 10,
+        wait_until(lambda: all(w.seat_versions.get(s) == v for s, v in final.items()), 30,
                    f"watcher on {w.sio.connection_url} sees the final version of every seat")
 
 

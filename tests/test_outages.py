@@ -40,23 +40,36 @@ def _ready(url):
     return requests.get(url + "/readyz", timeout=5).status_code
 
 
+def _serve(cluster, buyers, event_id, env, beat=False):
+    """A worker (and beat), a web process and a buyer watching the event, all with env."""
+    cluster.worker(extra_env=env)
+    if beat:
+        cluster.beat(extra_env=env)
+    web = cluster.web(extra_env=env)
+    buyer = buyers(web.url)
+    return web, buyer, [s["id"] for s in buyer.join(event_id)["seats"]]
+
+
+def _cut_and_hold(proxy, web, buyer, event_id, seat, what):
+    """Cut the service off: readiness turns 503 and a hold is answered busy in the ack."""
+    proxy.cut()
+    wait_until(lambda: _ready(web.url) == 503, 30, f"readiness off while {what} is gone")
+    ack = buyer.call("hold", {"request_id": uuid.uuid4().hex, "event_id": event_id,
+                              "seat_ids": [seat]})
+    assert ack["ok"] is False and ack["error"]["code"] == "busy", ack
+    return ack
+
+
 def test_database_outage_web_and_worker(cluster, clean_db, db_proxy, buyers):
     """DB gone: readiness 503, requests needing it answered busy, an accepted request
     waits and completes once the database is back."""
     event_id = create_event(clean_db, rows=1, per_row=6)
-    via_proxy = {"DATABASE_URL": _through(db_proxy, clean_db)}
-    cluster.worker(extra_env=via_proxy)
-    web = cluster.web(extra_env=via_proxy)
-    buyer = buyers(web.url)
-    seats = [s["id"] for s in buyer.join(event_id)["seats"]]
+    web, buyer, seats = _serve(cluster, buyers, event_id,
+                               {"DATABASE_URL": _through(db_proxy, clean_db)})
 
-    db_proxy.cut()
-    wait_until(lambda: _ready(web.url) == 503, 15, "readiness off while the database is gone")
+    ack = _cut_and_hold(db_proxy, web, buyer, event_id, seats[0], "the database")
     body = requests.get(web.url + "/readyz", timeout=5).json()
     assert body["checks"]["database"] == "down"
-    ack = buyer.call("hold", {"request_id": uuid.uuid4().hex, "event_id": event_id,
-                              "seat_ids": [seats[0]]})
-    assert ack["ok"] is False and ack["error"]["code"] == "busy", ack
     assert ack["error"]["details"]["retry_after_s"] > 0
     rest = requests.get(f"{web.url}/api/v1/events/{event_id}/seats", timeout=10)
     assert rest.status_code == 503 and rest.json()["error"]["code"] == "busy"
@@ -74,7 +87,7 @@ def test_worker_waits_out_a_database_outage(cluster, clean_db, db_proxy, buyers)
     """Accepted while the worker's database is gone: retried until it is back, then
     answered once; the seat is held exactly once."""
     event_id = create_event(clean_db, rows=1, per_row=4)
-    cluster.worker(extra_env={"DATABASE_URL": _through(db_proxy, clean_db)})
+    worker = cluster.worker(extra_env={"DATABASE_URL": _through(db_proxy, clean_db)})
     web = cluster.web()   # the web process reaches the database directly
     buyer = buyers(web.url)
     seat = buyer.join(event_id)["seats"][0]["id"]
@@ -83,8 +96,8 @@ def test_worker_waits_out_a_database_outage(cluster, clean_db, db_proxy, buyers)
     rid = uuid.uuid4().hex
     ack = buyer.call("hold", {"request_id": rid, "event_id": event_id, "seat_ids": [seat]})
     assert ack["ok"] and ack["queued"], ack
-    import time
-    time.sleep(3)   # the worker meets the outage and retries
+    wait_until(lambda: worker.log_contains("database unavailable; retrying"), 60,
+               "the worker meets the outage and retries", worker)
     assert not buyer.results("hold_result")
     db_proxy.restore()
     result = buyer.result_for("hold_result", rid, timeout=60)
@@ -101,18 +114,10 @@ def test_redis_outage_web(cluster, clean_db, redis_proxy, buyers):
     event_id = create_event(clean_db, rows=1, per_row=6)
     # Beat runs as in production: a task message lost with a dropped broker
     # connection is enqueued again by the overdue-request sweep.
-    via_proxy = {"REDIS_URL": _through(redis_proxy, REDIS_URL), "REQUEUE_AFTER_SECONDS": "5"}
-    cluster.worker(extra_env=via_proxy)
-    cluster.beat(extra_env=via_proxy)
-    web = cluster.web(extra_env=via_proxy)
-    buyer = buyers(web.url)
-    seats = [s["id"] for s in buyer.join(event_id)["seats"]]
+    web, buyer, seats = _serve(cluster, buyers, event_id, {
+        "REDIS_URL": _through(redis_proxy, REDIS_URL), "REQUEUE_AFTER_SECONDS": "5"}, beat=True)
 
-    redis_proxy.cut()
-    wait_until(lambda: _ready(web.url) == 503, 15, "readiness off while Redis is gone")
-    ack = buyer.call("hold", {"request_id": uuid.uuid4().hex, "event_id": event_id,
-                              "seat_ids": [seats[0]]})
-    assert ack["ok"] is False and ack["error"]["code"] == "busy", ack
+    _cut_and_hold(redis_proxy, web, buyer, event_id, seats[0], "Redis")
 
     redis_proxy.restore()
     wait_until(lambda: _ready(web.url) == 200, 30, "ready again")
@@ -147,7 +152,7 @@ class PrivateRedis:
              "--appendonly", "no", "--dir", str(self.dir)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         import redis
-        wait_until(lambda: _pings(redis.Redis.from_url(self.url)), 10, "private redis up")
+        wait_until(lambda: _pings(redis.Redis.from_url(self.url)), 30, "private redis up")
 
     def restart(self):
         self.stop()
@@ -185,7 +190,7 @@ def test_redis_restart_sends_sockets_away_and_lost_requests_are_recovered(
         payload = {"request_id": rid, "event_id": event_id, "seat_ids": [seat]}
         assert buyer.call("hold", payload)["queued"] is True   # no worker yet: it waits
         private.restart()                                       # ...and is lost
-        wait_until(lambda: "redis_restarted" in reasons, 20, "sockets told to reconnect")
+        wait_until(lambda: "redis_restarted" in reasons, 60, "sockets told to reconnect")
         wait_until(lambda: buyer.sio.connected and buyer.sio.get_sid() != first_sid, 20,
                    "the client reconnected")
         cluster.worker(extra_env=env)

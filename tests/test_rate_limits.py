@@ -110,7 +110,7 @@ def test_sockets_per_account_are_capped_across_instances(cluster, make_users):
             return True
         except socketio_client.exceptions.ConnectionError:
             return False
-    wait_until(reconnects, 20, "a socket once another closed", interval=0.3)
+    wait_until(reconnects, 60, "a socket once another closed", interval=0.3)
     for buyer in (first, again, others):
         buyer.close()
 

@@ -167,7 +167,7 @@ def test_early_arrivals_are_drawn_then_admitted_in_turn_with_tokens(app, clean_d
         assert ack["error"]["details"]["reason"] == "not_admitted"
     ack = _hold(mine, event_id, seats[0], tokens[me])
     assert ack["ok"] is True
-    wait_until(lambda: _holds_of(app, me), 10, "the admitted buyer's hold")
+    wait_until(lambda: _holds_of(app, me), 30, "the admitted buyer's hold")
     assert _holds_of(app, them) == []
     for client in clients:
         client.disconnect()
