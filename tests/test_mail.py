@@ -105,3 +105,37 @@ def test_refusals_are_retried_with_back_off_until_the_server_takes_it(cluster, c
         assert len(smtp.inbox.received()) == 1
     finally:
         smtp.stop()
+
+
+def test_a_mail_refused_for_good_is_failed_and_reported_by_the_audit(app):
+    """A 5xx answer marks the row failed (no retry), and the audit lists it."""
+    from booking import mail
+    from booking.audit import run_audit
+    from booking.extensions import db
+    from booking.mail_transport import make_transport
+    from booking.models import User
+
+    smtp = SmtpServer().start()
+
+    async def refuse(server, session, envelope):
+        return "550 No such user here"
+    smtp.inbox.handle_DATA = refuse
+    try:
+        app.config["SMTP_URL"] = smtp.url
+        with app.app_context():
+            user = User(email="gone@example.test", name="", password_hash="x")
+            db.session.add(user)
+            db.session.flush()
+            row = mail.queue_mail(db.session, kind="verify_email", dedupe_key="verify:test",
+                                  to_addr=user.email, user_id=user.id,
+                                  params={"token": "t", "hours": 72})
+            db.session.commit()
+            assert mail.deliver_mail(row.id, make_transport(app.config)) == "failed"
+            assert mail.deliver_mail(row.id, make_transport(app.config)) == "skipped"
+            db.session.expire_all()
+            problems = run_audit(db.session)["problems"]
+            assert [(p["kind"], p["outbox_id"], p["status"]) for p in problems] == [
+                ("mail_not_sent", row.id, "failed")]
+            assert "550" in problems[0]["last_error"]
+    finally:
+        smtp.stop()

@@ -83,6 +83,21 @@ def test_paid_order_has_a_ticket_per_seat_a_pdf_and_one_email(cluster, clean_db,
         assert len(smtp.inbox.received()) == 1
         assert rows(clean_db, "SELECT status, attempts FROM mail_outbox") == [
             {"status": "sent", "attempts": 1}]
+        # "Send the e-mail again": once a minute; a new message (new Message-ID).
+        again = requests.post(f"{web.url}/api/v1/orders/{order_id}/email",
+                              headers=auth(buyer.token), timeout=10)
+        assert again.status_code == 202, again.text
+        soon = requests.post(f"{web.url}/api/v1/orders/{order_id}/email",
+                             headers=auth(buyer.token), timeout=10)
+        assert soon.status_code == 429 and soon.json()["error"]["code"] == "rate_limited"
+        assert requests.post(f"{web.url}/api/v1/orders/{order_id}/email",
+                             headers=auth(stranger.token), timeout=10).status_code == 404
+        resent = wait_for(lambda: (m := smtp.inbox.received()) and len(m) == 2 and m, 30)
+        assert resent[1]["Message-ID"] != resent[0]["Message-ID"]
+        assert "Your tickets for Night" in resent[1]["Subject"]
+        ics = requests.get(f"{web.url}/api/v1/events/{org.event_id}/calendar.ics", timeout=10)
+        assert ics.status_code == 200 and ics.headers["Content-Type"].startswith("text/calendar")
+        assert "SUMMARY:Night" in ics.text
         code, report = audit(clean_db, SECRET)
         assert code == 0, report
         assert report["events"][0]["revenue_cents"] == 3 * 4200
