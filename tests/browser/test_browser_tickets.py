@@ -109,6 +109,9 @@ def test_buy_download_and_scan_at_the_door(browser, cluster, clean_db, screensho
                 assert first
                 expect(answer).to_contain_text(re.compile(r"at \d"))
                 page.screenshot(path=str(screenshots / "scanner-red-phone.png"))
+                page.set_viewport_size({"width": 1280, "height": 800})
+                page.screenshot(path=str(screenshots / "scanner-desktop.png"))
+                page.set_viewport_size({"width": 390, "height": 844})
                 assert_accessible(page, "the door scanner")
 
                 # Offline: the camera off, the network gone; codes typed in are checked
