@@ -10,7 +10,7 @@ from playwright.sync_api import expect
 
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.browser.fake_camera import qr_crop, write_y4m
-from tests.browser.support import APPROVED, PHONE, BuyerTab, assert_accessible
+from tests.browser.support import APPROVED, PHONE, BuyerTab, assert_accessible, strict_csp
 from tests.tickets_helpers import Organizer, SmtpServer, auth, pdf_qr_codes, wait_for
 
 
@@ -23,6 +23,7 @@ def test_buy_download_and_scan_at_the_door(browser, cluster, clean_db, screensho
         org = Organizer(web.url, clean_db, rows=2, per_row=8, price=4500)
 
         buyer = BuyerTab(browser, web.url, "Ada").sign_up()
+        strict_csp(buyer.context)
         buyer.open_event(org.event_id)
         buyer.hold(("A", 4), ("A", 5))
         buyer.fill_card(APPROVED)
@@ -55,6 +56,7 @@ def test_buy_download_and_scan_at_the_door(browser, cluster, clean_db, screensho
         camera = write_y4m(qr_crop(page_image), tmp_path / "qr.y4m")
 
         phone = BuyerTab(browser, web.url, "Ada-phone", device=PHONE)
+        strict_csp(phone.context)
         phone.context.request.post(web.url + "/api/v1/session", data={
             "email": buyer.email, "password": "correct-horse-battery"})
         phone.page.goto(f"{web.url}/orders/{order_id}")
@@ -86,12 +88,15 @@ def test_buy_download_and_scan_at_the_door(browser, cluster, clean_db, screensho
                 staff = door_browser.new_context(locale="en-GB", timezone_id="Europe/London",
                                                  permissions=["camera"], **PHONE)
                 staff.set_default_timeout(20000)
+                strict_csp(staff)
                 errors = []
                 r = staff.request.post(web.url + "/api/v1/session", data={
                     "email": org.staff_email, "password": "correct-horse-battery"})
                 assert r.status == 200
                 page = staff.new_page()
                 page.on("pageerror", lambda e: errors.append(str(e)))
+                page.on("console", lambda m: errors.append(m.text) if m.type == "error"
+                        and "net::ERR_INTERNET_DISCONNECTED" not in m.text else None)
                 page.goto(f"{web.url}/checkin?event={org.event_id}")
                 answer = page.get_by_test_id("scan-answer")
                 expect(answer).to_have_attribute("data-state", "ok")
