@@ -99,9 +99,6 @@ def begin_refund(session, user_id, order_id, seat_ids, idempotency_key, now=None
                     processor_key=refund_key(order_id, idempotency_key),
                     amount_cents=sum(t.price_cents for t in chosen), currency=order.currency,
                     status="pending", created_at=now, updated_at=now)
-    if refund.amount_cents <= 0:
-        # Free seats: nothing goes through the processor, the refund succeeds at once.
-        refund.amount_cents = 0
     session.add(refund)
     session.flush()
     for t in chosen:
@@ -150,6 +147,7 @@ def finish_refund(session, refund_id, answer, now=None):
 
 def _ask_processor(rt, start):
     if start.amount_cents == 0:
+        # Free seats: nothing to give back, so nothing to ask the processor.
         return RefundAnswer("succeeded", reference="free")
     return rt.processor.refund_part(key=start.charge_key, refund_key=start.processor_key,
                                     amount_cents=start.amount_cents,

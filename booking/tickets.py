@@ -5,9 +5,12 @@ finish_payment calls issue_tickets), so there is never an order without its
 tickets nor a ticket without its order; the audit checks both. Functions take
 a session and never commit.
 """
+import io
+from datetime import timezone
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import segno
 import sqlalchemy as sa
 from flask import current_app
 
@@ -58,12 +61,11 @@ def ticket_json(ticket):
 
 def local_time(moment, timezone_name):
     """A naive UTC datetime in the venue's time zone (UTC when the zone is unknown)."""
-    from datetime import timezone as tz
     try:
         zone = ZoneInfo(timezone_name or "UTC")
     except (ZoneInfoNotFoundError, ValueError):
         zone = ZoneInfo("UTC")
-    return moment.replace(tzinfo=tz.utc).astimezone(zone)
+    return moment.replace(tzinfo=timezone.utc).astimezone(zone)
 
 
 def order_documents(session, order_id):
@@ -93,9 +95,6 @@ def void_ticket_ids(session, event_id):
 
 def qr_svg(order, ticket_id):
     """The SVG of a valid or checked-in ticket's QR code; NotFound for a void or unknown one."""
-    import io
-
-    import segno
     ticket = next((t for t in order.tickets if t.id == ticket_id), None)
     if ticket is None or ticket.status == "void" or not ticket.code:
         raise NotFound("No such ticket.", ticket_id=ticket_id)

@@ -174,7 +174,8 @@ def test_audit_counts_a_clean_event(app, runner):
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == {"events": [{
         "event_id": event.id, "seats": {"available": DEMO_SEATS, "held": 0, "sold": 0},
-        "orders_paid": 0, "revenue_cents": 0, "payments_captured_cents": 0}], "problems": []}
+        "orders_paid": 0, "revenue_cents": 0, "payments_captured_cents": 0,
+        "refunded_cents": 0}], "problems": []}
 
 
 def test_audit_reports_a_seat_held_long_past_expiry(app, runner):

@@ -53,7 +53,7 @@ def test_paid_order_has_a_ticket_per_seat_a_pdf_and_one_email(cluster, clean_db,
         assert requests.get(f"{web.url}/api/v1/orders/{order_id}/tickets.pdf",
                             timeout=10).status_code == 401
 
-        mails = wait_for(lambda: smtp.inbox.received(), 30)
+        mails = wait_for(lambda: smtp.inbox.orders(), 30)
         msg = mails[0]
         assert msg["To"].addresses[0].addr_spec == scalar(
             clean_db, "SELECT email FROM users WHERE id = :u", u=buyer.user_id)
@@ -80,9 +80,24 @@ def test_paid_order_has_a_ticket_per_seat_a_pdf_and_one_email(cluster, clean_db,
         # Exactly one: nothing more arrives, and the outbox row says sent.
         import time
         time.sleep(2)
-        assert len(smtp.inbox.received()) == 1
-        assert rows(clean_db, "SELECT status, attempts FROM mail_outbox") == [
-            {"status": "sent", "attempts": 1}]
+        assert len(smtp.inbox.orders()) == 1
+        assert rows(clean_db, "SELECT status, attempts FROM mail_outbox"
+                              " WHERE order_id IS NOT NULL") == [{"status": "sent", "attempts": 1}]
+        # "Send the e-mail again": once a minute; a new message (new Message-ID).
+        again = requests.post(f"{web.url}/api/v1/orders/{order_id}/email",
+                              headers=auth(buyer.token), timeout=10)
+        assert again.status_code == 202, again.text
+        soon = requests.post(f"{web.url}/api/v1/orders/{order_id}/email",
+                             headers=auth(buyer.token), timeout=10)
+        assert soon.status_code == 429 and soon.json()["error"]["code"] == "rate_limited"
+        assert requests.post(f"{web.url}/api/v1/orders/{order_id}/email",
+                             headers=auth(stranger.token), timeout=10).status_code == 404
+        resent = wait_for(lambda: (m := smtp.inbox.orders()) and len(m) == 2 and m, 30)
+        assert resent[1]["Message-ID"] != resent[0]["Message-ID"]
+        assert "Your tickets for Night" in resent[1]["Subject"]
+        ics = requests.get(f"{web.url}/api/v1/events/{org.event_id}/calendar.ics", timeout=10)
+        assert ics.status_code == 200 and ics.headers["Content-Type"].startswith("text/calendar")
+        assert "SUMMARY:Night" in ics.text
         code, report = audit(clean_db, SECRET)
         assert code == 0, report
         assert report["events"][0]["revenue_cents"] == 3 * 4200

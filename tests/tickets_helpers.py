@@ -53,6 +53,10 @@ class Inbox:
         with self.lock:
             return list(self.messages)
 
+    def orders(self):
+        """The e-mails about orders (sign-ups also get an address verification e-mail)."""
+        return [m for m in self.received() if m["Subject"] != "Confirm your e-mail address"]
+
 
 class SmtpServer:
     def __init__(self):

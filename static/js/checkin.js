@@ -101,7 +101,7 @@ async function checkOffline(code) {
   if (!checked) return ["no", "Not a real ticket", "This code is forged or damaged (checked offline)."];
   if (checked.eventId !== door.event_id) return ["no", "Other event", "This ticket is for another event."];
   if (door.void_ticket_ids.includes(checked.ticketId)) return ["no", "Refunded ticket", `Ticket ${checked.ticketId} does not admit anyone.`];
-  if (seenOffline.has(checked.ticketId)) return ["no", "Already checked in", `Ticket ${checked.ticketId} was scanned here while offline.`];
+  if (seenOffline.has(checked.ticketId)) return ["no", "Already checked in", `Ticket ${checked.ticketId} was let in at this scanner before (checked offline).`];
   seenOffline.add(checked.ticketId);
   localStorage.setItem("door:seen", JSON.stringify([...seenOffline]));
   const items = queue();
@@ -124,6 +124,13 @@ async function handle(code) {
       try {
         const { status, data } = await post({ code, gate: gateInput.value || null, event_id: door ? door.event_id : null });
         result = explain(status, data);
+        // Remembered for offline checks: a ticket let in here stays refused here.
+        const inside = status === 201 ? data.ticket
+          : (data.error && data.error.details && data.error.details.reason === "already_checked_in" ? data.error.details.ticket : null);
+        if (inside) {
+          seenOffline.add(inside.id);
+          localStorage.setItem("door:seen", JSON.stringify([...seenOffline]));
+        }
         if (status === 201 && door) { door.checked_in += 1; renderCounts(); }
       } catch (err) {
         setOnline(false);
@@ -146,7 +153,7 @@ async function upload() {
       const { status, data } = await post({ code: item.code, gate: item.gate, event_id: item.event_id, scanned_at: item.scanned_at });
       const details = (data.error && data.error.details) || {};
       if (status === 409 && details.reason === "already_checked_in") {
-        doubles.push(`${seatText(details.ticket) || `Ticket ${item.ticket_id}`}: let in offline at ${formatDate(item.scanned_at)}${item.gate ? ` (gate ${item.gate})` : ""}, but also at ${formatDate(details.checked_in_at)}${details.gate ? ` (gate ${details.gate})` : ""}`);
+        doubles.push(`${seatText(details.ticket) || `Ticket ${item.ticket_id}`}: let in offline at ${formatDate(item.scanned_at, door && door.timezone)}${item.gate ? ` (gate ${item.gate})` : ""}, but also at ${formatDate(details.checked_in_at, door && door.timezone)}${details.gate ? ` (gate ${details.gate})` : ""}`);
       } else if (status >= 500 || status === 429) {
         left.push(item);
       } else if (status !== 201) {
@@ -158,7 +165,6 @@ async function upload() {
     }
   }
   saveQueue(left);
-  if (!left.length) { seenOffline.clear(); localStorage.removeItem("door:seen"); }
   if (doubles.length) {
     const box = $("doubles");
     box.classList.remove("d-none");

@@ -34,7 +34,7 @@ async function show() {
         el("div", { class: "card-body" },
           el("h2", { class: "h5" }, el("a", { href: `/orders/${order.id}`, text: `Order ${order.id}` }),
             " ", el("span", { class: `badge ${order.status === "paid" ? "text-bg-success" : "text-bg-secondary"}`,
-              text: order.status === "paid" ? "Paid" : "Refunded" })),
+              text: { paid: "Paid", partially_refunded: "Partly refunded" }[order.status] || "Refunded" })),
           el("p", { class: "mb-1", text: event ? event.name : `Event ${order.event_id}` }),
           event ? el("p", { class: "mb-1 small text-body-secondary", text: `${event.venue} · ${formatDate(event.starts_at, event.timezone)}` }) : null,
           el("p", { class: "mb-1", text: `Seats: ${seats}` }),
