@@ -65,6 +65,8 @@ def create_app(config=None, role="web"):
     app.config["ROLE"] = role
     app.json.sort_keys = False
     _configure_logging(app)
+    from . import startup_checks
+    startup_checks.run(app)
 
     db.init_app(app)
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
