@@ -80,6 +80,7 @@ def create_app(config=None, role="web"):
 
     from .errors import register_error_handlers
     register_error_handlers(app)
+    from . import security_headers; security_headers.init_app(app)  # noqa: E702
 
     from .jobs import celery_init_app
     celery_init_app(app)
