@@ -306,7 +306,10 @@ def test_cluster_scales_drains_and_survives_a_killed_worker(cluster_env, clean_d
         assert len(up["web"]) == 2 and len(up["workers"]) == 2
         assert up["beat"]["pid"] and up["nginx"]["pid"]
         lb = up["lb"]
-        assert requests.get(lb + "/readyz", timeout=5).status_code == 200
+        # Readiness is for the inside: each web process answers it, the balancer does not.
+        assert all(requests.get(w["url"] + "/readyz", timeout=5).status_code == 200
+                   for w in up["web"])
+        assert requests.get(lb + "/readyz", timeout=5).status_code == 404
 
         event_id = create_event(clean_db, rows=2, per_row=10)
         seat_ids = [s["id"] for s in requests.get(
