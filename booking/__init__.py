@@ -75,6 +75,7 @@ def create_app(config=None, role="web"):
     migrate.init_app(app, db, directory=str(config_module.PROJECT_ROOT / "migrations"),
                      render_as_batch=True)
     login_manager.init_app(app)
+    from . import sessions; sessions.init_app(app)  # noqa: E702
     csrf.init_app(app)
     from . import auth  # noqa: F401  (registers the user loaders)
 

@@ -1,8 +1,8 @@
 """The REST API, v1 (see API.md)."""
 from flask import Blueprint, jsonify, request
-from flask_login import current_user, login_required, login_user, logout_user
+from flask_login import current_user, login_required
 
-from . import accounts, catalog, checkout
+from . import accounts, catalog, checkout, sessions
 from .auth import issue_token
 from .errors import MalformedRequest
 from .extensions import db
@@ -35,7 +35,7 @@ def json_body(schema):
 
 
 def _signed_in(user, status):
-    login_user(user)
+    sessions.start_session(user)
     body = _user.dump(user) | {"token": issue_token(user)}
     return jsonify(body), status
 
@@ -60,8 +60,8 @@ def create_session():
 
 @bp.delete("/session")
 def delete_session():
-    """Sign out (clears the session cookie)."""
-    logout_user()
+    """Sign out everywhere: every cookie, token and socket of the account stops working."""
+    sessions.sign_out(current_user)
     return "", 204
 
 

@@ -43,19 +43,37 @@ def _serializer():
 
 
 def issue_token(user):
-    return _serializer().dumps({"uid": user.id})
+    """A bearer token for the user, valid until it expires or the user signs out."""
+    return _serializer().dumps({"uid": user.id, "sv": user.session_version})
 
 
-def user_id_from_token(token):
-    """The user id a bearer token was issued for, or None if forged or expired."""
+def _current(user, version):
+    """The user if version is their current session version (not signed out since), else None."""
+    if user is None or version != user.session_version:
+        return None
+    return user
+
+
+def user_from_token(token):
+    """The user a bearer token was issued for, or None if forged, expired or signed out."""
     if not isinstance(token, str) or len(token) > 512:
         return None
     try:
         data = _serializer().loads(token, max_age=current_app.config["TOKEN_MAX_AGE_SECONDS"])
     except BadSignature:
         return None
-    uid = data.get("uid") if isinstance(data, dict) else None
-    return uid if isinstance(uid, int) else None
+    if not isinstance(data, dict):
+        return None
+    uid, version = data.get("uid"), data.get("sv", 0)
+    if not isinstance(uid, int) or not isinstance(version, int):
+        return None
+    return _current(db.session.get(User, uid), version)
+
+
+def user_id_from_token(token):
+    """The id of the user a valid, not signed-out bearer token was issued for, or None."""
+    user = user_from_token(token)
+    return user.id if user else None
 
 
 def bearer_token():
@@ -66,13 +84,19 @@ def bearer_token():
 
 @login_manager.user_loader
 def _load_user(user_id):
-    return db.session.get(User, int(user_id))
+    # "<id>:<session version>" (User.get_id); a bare "<id>" is a cookie from before versions.
+    uid, _, version = str(user_id).partition(":")
+    try:
+        uid, version = int(uid), int(version or 0)
+    except ValueError:
+        return None
+    return _current(db.session.get(User, uid), version)
 
 
 @login_manager.request_loader
 def _load_user_from_bearer(req):
-    uid = user_id_from_token(bearer_token())
-    return db.session.get(User, uid) if uid else None
+    token = bearer_token()
+    return user_from_token(token) if token else None
 
 
 @login_manager.unauthorized_handler

@@ -14,12 +14,12 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from flask import (Blueprint, abort, current_app, flash, redirect, render_template, request,
-                   send_file, session, url_for)
-from flask_login import current_user, login_user, logout_user
+                   send_file, url_for)
+from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 from marshmallow import ValidationError
 
-from . import accounts, catalog
+from . import accounts, catalog, sessions
 from .config import PROJECT_ROOT
 from .errors import Conflict, NotFound, Unauthorized
 from .extensions import db
@@ -222,18 +222,15 @@ def login():
 
 
 def _start_session(user):
-    # A fresh session at sign-in: nothing from before it (or planted in it) carries over.
-    session.clear()
-    login_user(user)
+    sessions.start_session(user)
 
 
 @bp.post("/logout")
 def logout():
     """Sign out (a POST with a CSRF token)."""
     if LogoutForm().validate_on_submit():
-        logout_user()
-        session.clear()
-        flash("You are signed out.", "info")
+        sessions.sign_out(current_user)
+        flash("You are signed out on every device.", "info")
     return redirect(url_for("pages.index"))
 
 

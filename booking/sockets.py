@@ -4,6 +4,7 @@ No booking rule is decided here for good: the checks below only refuse early
 what a worker would refuse anyway, so that bad requests never reach a worker.
 The worker (booking.holds) decides under row locks.
 """
+import contextlib
 import logging
 import time
 from collections import Counter
@@ -16,8 +17,8 @@ from flask_socketio import join_room, leave_room
 from socketio.exceptions import ConnectionRefusedError as SocketRefused
 from marshmallow import ValidationError
 
-from . import catalog, checkout, holds, records, waiting_room
-from .auth import user_id_from_token
+from . import catalog, checkout, holds, records, sessions, waiting_room
+from .auth import user_from_token
 from .broadcast import subscribe_forever
 from .dispatch import BatchingDispatcher, InlineDispatcher
 from .errors import (Busy, BookingError, Conflict, HoldExpired, HoldNotOwned, InvalidRequest,
@@ -138,11 +139,12 @@ def _user_id():
 @socketio.on("connect")
 def on_connect(auth=None):
     """Accept a socket only with a valid bearer token or session cookie."""
-    uid = None
+    user = None
     if isinstance(auth, dict) and auth.get("token"):
-        uid = user_id_from_token(auth["token"])
+        user = user_from_token(auth["token"])
     elif current_user.is_authenticated:
-        uid = current_user.id
+        user = current_user
+    uid, version = (user.id, user.session_version) if user is not None else (None, None)
     if uid is None:
         _rt().metrics.request("connect", "unauthorized")
         refusal = SocketRefused("Sign in to connect.")
@@ -170,6 +172,14 @@ def on_connect(auth=None):
     except redis.RedisError:
         # Counting needs Redis; a buyer is not turned away because Redis blinked.
         log.warning("socket limits unavailable for user %s", uid)
+    if not sessions.is_current(uid, version):
+        # Signed out while connecting: read again after taking the slot, so that
+        # a sign-out either sees this socket's slot or this check sees it.
+        with contextlib.suppress(redis.RedisError):
+            rt.sockets.release(uid, request.sid)
+        refusal = SocketRefused("Signed out.")
+        refusal.error_args = {"code": "unauthorized", "message": "Signed out: sign in again."}
+        raise refusal
     session["bo_uid"] = uid
     session["bo_ip"] = ip
     join_room(f"user:{uid}")

@@ -154,6 +154,9 @@ class RedisState:
     def slot_release(self, key, member):
         self.redis.zrem(key, member)
 
+    def slot_members(self, key):
+        return [m.decode() for m in self.redis.zrange(key, 0, -1)]
+
 
 class LocalState:
     """The same interface in process memory, for the one-process embedded mode."""
@@ -265,6 +268,10 @@ class LocalState:
     def slot_release(self, key, member):
         with self._lock:
             self._slots.get(key, {}).pop(member, None)
+
+    def slot_members(self, key):
+        with self._lock:
+            return list(self._slots.get(key, {}))
 
 
 def make_state(app):
@@ -509,3 +516,7 @@ class SocketSlots:
 
     def release(self, user_id, sid):
         self.state.slot_release(self._key(user_id), sid)
+
+    def members(self, user_id):
+        """The sids of the account's sockets, on every web instance."""
+        return self.state.slot_members(self._key(user_id))
