@@ -1,4 +1,7 @@
 """Who is asking: password hashing (Argon2id), signed bearer tokens, session cookies."""
+import os
+import sys
+
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask import current_app, request
@@ -23,18 +26,59 @@ def password_problem(password):
     return None
 
 
+def _off_the_hub(fn, *args):
+    """fn(*args) in a real OS thread when serving on eventlet, else here.
+
+    Argon2 is tens of milliseconds of CPU by design; on the eventlet hub it
+    would stop every other request and socket of the process meanwhile. The
+    hashing library releases the GIL, so the pool's threads also use the
+    machine's other cores. Elsewhere (workers, the CLI, threading mode) the
+    caller is already a real thread.
+    """
+    if _eventlet_patched():
+        from eventlet import tpool
+        # At most PASSWORD_HASH_THREADS hashes at once: a burst of logins must
+        # leave the hub's own thread a core, or it starves all the same.
+        with _hash_slots():
+            return tpool.execute(fn, *args)
+    return fn(*args)
+
+
+def _eventlet_patched():
+    patcher = sys.modules.get("eventlet.patcher")
+    return patcher is not None and patcher.is_monkey_patched("thread")
+
+
+_slots = None
+
+
+def _hash_slots():
+    global _slots
+    if _slots is None:
+        from eventlet.semaphore import Semaphore
+        default = max(1, (os.cpu_count() or 2) // 2)
+        _slots = Semaphore(int(os.environ.get("PASSWORD_HASH_THREADS") or default))
+    return _slots
+
+
 def hash_password(password):
-    return _hasher.hash(password)
+    """An Argon2id hash of the password (computed off the eventlet hub)."""
+    return _off_the_hub(_hasher.hash, password)
+
+
+def _verify(password_hash, password):
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
 
 
 def verify_password(user, password):
     """True if the password is the user's; rehashes it if the parameters changed."""
-    try:
-        _hasher.verify(user.password_hash, password)
-    except (VerificationError, InvalidHashError):
+    if not _off_the_hub(_verify, user.password_hash, password):
         return False
     if _hasher.check_needs_rehash(user.password_hash):
-        user.password_hash = _hasher.hash(password)
+        user.password_hash = hash_password(password)
     return True
 
 
