@@ -3,6 +3,7 @@ from flask import Blueprint, jsonify, request
 from flask_login import current_user, login_required
 
 from . import accounts, catalog, checkout, sessions
+from .ratelimits import check_sign_in
 from .auth import issue_token
 from .errors import MalformedRequest
 from .extensions import db
@@ -44,6 +45,7 @@ def _signed_in(user, status):
 def create_user():
     """Sign up: create an account, sign it in, and return a bearer token."""
     fields = json_body(_new_user)
+    check_sign_in(fields["email"])
     user = accounts.register_user(db.session, **fields)
     db.session.commit()
     return _signed_in(user, 201)
@@ -53,6 +55,7 @@ def create_user():
 def create_session():
     """Sign in with email and password."""
     fields = json_body(_session)
+    check_sign_in(fields["email"])
     user = accounts.authenticate(db.session, **fields)
     db.session.commit()  # a rehashed password, if the parameters changed
     return _signed_in(user, 200)

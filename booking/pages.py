@@ -21,9 +21,10 @@ from marshmallow import ValidationError
 
 from . import accounts, catalog, sessions
 from .config import PROJECT_ROOT
-from .errors import Conflict, NotFound, Unauthorized
+from .errors import Conflict, NotFound, RateLimited, Unauthorized
 from .extensions import db
 from .forms import LoginForm, LogoutForm, SignupForm
+from .ratelimits import check_sign_in
 from .schemas import EventDetailSchema, EventSchema, NewUserSchema
 
 log = logging.getLogger(__name__)
@@ -189,7 +190,11 @@ def signup():
                         m for m in messages if m not in form[field].errors]
         if valid:
             try:
+                check_sign_in(fields["email"])
                 user = accounts.register_user(db.session, **fields)
+            except RateLimited as err:
+                return render_template("signup.html", form=form, next=request.args.get("next"),
+                                       page=_page_config(), error=err.message), 429
             except Conflict as err:
                 form.email.errors = [err.message + " Log in instead?"]
             else:
@@ -209,8 +214,12 @@ def login():
     error = None
     if form.validate_on_submit():
         try:
+            check_sign_in(form.email.data)
             user = accounts.authenticate(db.session, email=form.email.data,
                                          password=form.password.data)
+        except RateLimited as err:
+            return render_template("login.html", form=form, error=err.message,
+                                   next=request.args.get("next"), page=_page_config()), 429
         except Unauthorized as err:
             error = err.message
         else:
