@@ -248,7 +248,7 @@ def main():
 
 
 def _watch_readyz(sale):
-    """Poll the load balancer's /readyz once a second during the sale (in a thread)."""
+    """Poll the load balancer (/healthz; /readyz is inside only) once a second during the sale."""
     import threading
     import requests
 
@@ -259,7 +259,8 @@ def _watch_readyz(sale):
         while lb and not getattr(sale, "ended_at", None):
             t = time.time() - sale.started_at
             try:
-                code = requests.get(lb + "/readyz", timeout=5).status_code
+                # /readyz is not served through the balancer (inside only): /healthz is.
+                code = requests.get(lb + "/healthz", timeout=5).status_code
             except requests.RequestException as err:
                 code = f"error: {type(err).__name__}"
             sale.readyz.append((round(t, 1), code))

@@ -61,6 +61,8 @@ def create_app(config=None, role="web"):
     app.config["ROLE"] = role
     app.json.sort_keys = False
     _configure_logging(app)
+    from . import startup_checks
+    startup_checks.run(app)
 
     db.init_app(app)
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
@@ -69,11 +71,13 @@ def create_app(config=None, role="web"):
     migrate.init_app(app, db, directory=str(config_module.PROJECT_ROOT / "migrations"),
                      render_as_batch=True)
     login_manager.init_app(app)
+    from . import sessions; sessions.init_app(app)  # noqa: E702
     csrf.init_app(app)
     from . import auth  # noqa: F401  (registers the user loaders)
 
-    from . import http_errors
+    from . import http_errors, security_headers
     app.register_blueprint(http_errors.bp)
+    security_headers.init_app(app)
 
     from .jobs import celery_init_app
     celery_init_app(app)

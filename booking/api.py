@@ -1,8 +1,9 @@
 """The REST API, v1 (see API.md)."""
 from flask import Blueprint, jsonify, request
-from flask_login import current_user, login_required, login_user, logout_user
+from flask_login import current_user, login_required
 
-from . import account_links, accounts, catalog, checkout
+from . import account_links, accounts, catalog, checkout, sessions
+from .ratelimits import check_sign_in
 from .auth import issue_token
 from .errors import MalformedRequest
 from .extensions import db
@@ -41,7 +42,7 @@ def json_body(schema):
 
 
 def _signed_in(user, status):
-    login_user(user)
+    sessions.start_session(user)
     body = _user.dump(user) | {"token": issue_token(user)}
     return jsonify(body), status
 
@@ -50,6 +51,7 @@ def _signed_in(user, status):
 def create_user():
     """Sign up: create an account, sign it in, and return a bearer token."""
     fields = json_body(_new_user)
+    check_sign_in(fields["email"])
     user = accounts.register_user(db.session, **fields)
     outbox_id = account_links.queue_verification(db.session, user)
     db.session.commit()
@@ -61,6 +63,7 @@ def create_user():
 def create_session():
     """Sign in with email and password."""
     fields = json_body(_session)
+    check_sign_in(fields["email"])
     user = accounts.authenticate(db.session, **fields)
     db.session.commit()  # a rehashed password, if the parameters changed
     return _signed_in(user, 200)
@@ -68,8 +71,8 @@ def create_session():
 
 @bp.delete("/session")
 def delete_session():
-    """Sign out (clears the session cookie)."""
-    logout_user()
+    """Sign out everywhere: every cookie, token and socket of the account stops working."""
+    sessions.sign_out(current_user)
     return "", 204
 
 

@@ -1,4 +1,7 @@
 """Who is asking: password hashing (Argon2id), signed bearer tokens, session cookies."""
+import os
+import sys
+
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask import current_app, request
@@ -23,18 +26,59 @@ def password_problem(password):
     return None
 
 
+def _off_the_hub(fn, *args):
+    """fn(*args) in a real OS thread when serving on eventlet, else here.
+
+    Argon2 is tens of milliseconds of CPU by design; on the eventlet hub it
+    would stop every other request and socket of the process meanwhile. The
+    hashing library releases the GIL, so the pool's threads also use the
+    machine's other cores. Elsewhere (workers, the CLI, threading mode) the
+    caller is already a real thread.
+    """
+    if _eventlet_patched():
+        from eventlet import tpool
+        # At most PASSWORD_HASH_THREADS hashes at once: a burst of logins must
+        # leave the hub's own thread a core, or it starves all the same.
+        with _hash_slots():
+            return tpool.execute(fn, *args)
+    return fn(*args)
+
+
+def _eventlet_patched():
+    patcher = sys.modules.get("eventlet.patcher")
+    return patcher is not None and patcher.is_monkey_patched("thread")
+
+
+_slots = None
+
+
+def _hash_slots():
+    global _slots
+    if _slots is None:
+        from eventlet.semaphore import Semaphore
+        default = max(1, (os.cpu_count() or 2) // 2)
+        _slots = Semaphore(int(os.environ.get("PASSWORD_HASH_THREADS") or default))
+    return _slots
+
+
 def hash_password(password):
-    return _hasher.hash(password)
+    """An Argon2id hash of the password (computed off the eventlet hub)."""
+    return _off_the_hub(_hasher.hash, password)
+
+
+def _verify(password_hash, password):
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
 
 
 def verify_password(user, password):
     """True if the password is the user's; rehashes it if the parameters changed."""
-    try:
-        _hasher.verify(user.password_hash, password)
-    except (VerificationError, InvalidHashError):
+    if not _off_the_hub(_verify, user.password_hash, password):
         return False
     if _hasher.check_needs_rehash(user.password_hash):
-        user.password_hash = _hasher.hash(password)
+        user.password_hash = hash_password(password)
     return True
 
 
@@ -43,19 +87,37 @@ def _serializer():
 
 
 def issue_token(user):
-    return _serializer().dumps({"uid": user.id})
+    """A bearer token for the user, valid until it expires or the user signs out."""
+    return _serializer().dumps({"uid": user.id, "sv": user.session_version})
 
 
-def user_id_from_token(token):
-    """The user id a bearer token was issued for, or None if forged or expired."""
+def _current(user, version):
+    """The user if version is their current session version (not signed out since), else None."""
+    if user is None or version != user.session_version:
+        return None
+    return user
+
+
+def user_from_token(token):
+    """The user a bearer token was issued for, or None if forged, expired or signed out."""
     if not isinstance(token, str) or len(token) > 512:
         return None
     try:
         data = _serializer().loads(token, max_age=current_app.config["TOKEN_MAX_AGE_SECONDS"])
     except BadSignature:
         return None
-    uid = data.get("uid") if isinstance(data, dict) else None
-    return uid if isinstance(uid, int) else None
+    if not isinstance(data, dict):
+        return None
+    uid, version = data.get("uid"), data.get("sv", 0)
+    if not isinstance(uid, int) or not isinstance(version, int):
+        return None
+    return _current(db.session.get(User, uid), version)
+
+
+def user_id_from_token(token):
+    """The id of the user a valid, not signed-out bearer token was issued for, or None."""
+    user = user_from_token(token)
+    return user.id if user else None
 
 
 def bearer_token():
@@ -66,13 +128,19 @@ def bearer_token():
 
 @login_manager.user_loader
 def _load_user(user_id):
-    return db.session.get(User, int(user_id))
+    # "<id>:<session version>" (User.get_id); a bare "<id>" is a cookie from before versions.
+    uid, _, version = str(user_id).partition(":")
+    try:
+        uid, version = int(uid), int(version or 0)
+    except ValueError:
+        return None
+    return _current(db.session.get(User, uid), version)
 
 
 @login_manager.request_loader
 def _load_user_from_bearer(req):
-    uid = user_id_from_token(bearer_token())
-    return db.session.get(User, uid) if uid else None
+    token = bearer_token()
+    return user_from_token(token) if token else None
 
 
 @login_manager.unauthorized_handler

@@ -59,6 +59,13 @@ class User(UserMixin, db.Model):
     # When the owner proved the address (the link of the verification e-mail).
     email_verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Every session cookie and bearer token carries the version it was issued
+    # under; signing out bumps it, which ends them all at once (booking.sessions).
+    session_version: Mapped[int] = mapped_column(default=0, server_default="0")
+
+    def get_id(self):
+        """What Flask-Login keeps in the session cookie: the id and the session version."""
+        return f"{self.id}:{self.session_version}"
 
 
 class Organizer(db.Model):

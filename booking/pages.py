@@ -16,17 +16,18 @@ from urllib.parse import urlsplit
 import sqlalchemy as sa
 
 from flask import (Blueprint, abort, current_app, flash, redirect, render_template, request,
-                   send_file, session, url_for)
-from flask_login import current_user, login_user, logout_user
+                   send_file, url_for)
+from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 from marshmallow import ValidationError
 
-from . import account_links, accounts, catalog, waiting_room
+from . import account_links, accounts, catalog, sessions, waiting_room
 from .config import PROJECT_ROOT
-from .errors import Conflict, NotFound, Unauthorized
+from .errors import Conflict, NotFound, RateLimited, Unauthorized
 from .extensions import db
 from .forms import LoginForm, LogoutForm, SignupForm
 from .models import Event
+from .ratelimits import check_sign_in
 from .schemas import EventDetailSchema, EventSchema, NewUserSchema
 
 log = logging.getLogger(__name__)
@@ -209,8 +210,12 @@ def signup():
                         m for m in messages if m not in form[field].errors]
         if valid:
             try:
+                check_sign_in(fields["email"])
                 user = accounts.register_user(db.session, **fields)
                 outbox_id = account_links.queue_verification(db.session, user)
+            except RateLimited as err:
+                return render_template("signup.html", form=form, next=request.args.get("next"),
+                                       page=_page_config(), error=err.message), 429
             except Conflict as err:
                 form.email.errors = [err.message + " Log in instead?"]
             else:
@@ -232,8 +237,12 @@ def login():
     error = None
     if form.validate_on_submit():
         try:
+            check_sign_in(form.email.data)
             user = accounts.authenticate(db.session, email=form.email.data,
                                          password=form.password.data)
+        except RateLimited as err:
+            return render_template("login.html", form=form, error=err.message,
+                                   next=request.args.get("next"), page=_page_config()), 429
         except Unauthorized as err:
             error = err.message
         else:
@@ -245,18 +254,15 @@ def login():
 
 
 def _start_session(user):
-    # A fresh session at sign-in: nothing from before it (or planted in it) carries over.
-    session.clear()
-    login_user(user)
+    sessions.start_session(user)
 
 
 @bp.post("/logout")
 def logout():
     """Sign out (a POST with a CSRF token)."""
     if LogoutForm().validate_on_submit():
-        logout_user()
-        session.clear()
-        flash("You are signed out.", "info")
+        sessions.sign_out(current_user)
+        flash("You are signed out on every device.", "info")
     return redirect(url_for("pages.index"))
 
 

@@ -1,4 +1,5 @@
-"""Abuse limits: per account (tight) and per client IP (generous), REST and sockets alike.
+"""Abuse limits: per account (tight) and per client IP (generous), REST and sockets alike;
+sign-in and sign-up attempts per email and per IP (tight).
 
 Flask-Limiter counts REST calls. Socket events are counted by Flask-Limiter's
 own strategy object, on its storage, under the very keys its application limits
@@ -12,10 +13,13 @@ proxy (TRUSTED_PROXIES): then X-Forwarded-For is read from the right, skipping
 trusted proxies, and the first other address is the client. A client cannot
 pick its own IP by sending the header itself.
 """
+import hashlib
 import ipaddress
 import logging
+import os
 import time
 
+import redis
 from flask import request
 from flask_limiter import ApplicationLimit
 from flask_login import current_user
@@ -70,6 +74,12 @@ def ip_key(address):
     return f"ip:{address}"
 
 
+def check_sign_in(email):
+    """Count this request's sign-in or sign-up attempt (see RequestLimits.check_sign_in)."""
+    from flask import current_app
+    current_app.extensions["boxoffice"].rate_limit.check_sign_in(email, client_ip())
+
+
 def _rest_account_key():
     return account_key(current_user.id) if current_user.is_authenticated else ""
 
@@ -87,6 +97,12 @@ def _not_limited():
 def init_app(app):
     """Bind Flask-Limiter: Redis storage when REDIS_URL is set, the app's limits, JSON errors."""
     namespace = app.config["REDIS_NAMESPACE"]
+    # Sign-in and sign-up attempts: tight, per email and per client IP (a guessed
+    # password costs an attacker a minute, not a millisecond).
+    app.config.setdefault("LOGIN_EMAIL_RATE_LIMIT",
+                          os.environ.get("LOGIN_EMAIL_RATE_LIMIT") or "5/minute;30/hour")
+    app.config.setdefault("LOGIN_IP_RATE_LIMIT",
+                          os.environ.get("LOGIN_IP_RATE_LIMIT") or "60/minute;1000/hour")
     app.config.setdefault("RATELIMIT_STORAGE_URI", app.config["REDIS_URL"] or "memory://")
     if app.config["REDIS_URL"]:
         # The process's one pool (blocking: see booking.state.backends.redis_pool).
@@ -127,6 +143,24 @@ class RequestLimits:
         """Count a new connection against its IP only (a reconnect is not the buyer's doing)."""
         self._hit([(self.app.config["IP_RATE_LIMIT"], ip_key(ip))])
 
+    def check_sign_in(self, email, ip):
+        """Count one sign-in or sign-up attempt against its email and its client IP.
+
+        Raises RateLimited (with retry_after_s and limit 'email' or 'ip') when
+        either budget is spent. The email is kept only as a hash. Redis down:
+        the attempt is let through (logged), like every other limit here.
+        """
+        digest = hashlib.sha256(email.strip().lower().encode()).hexdigest()[:32]
+        try:
+            self._hit([(self.app.config["LOGIN_EMAIL_RATE_LIMIT"], f"login-email:{digest}"),
+                       (self.app.config["LOGIN_IP_RATE_LIMIT"], f"login-ip:{ip}")])
+        except RateLimited as err:
+            err.message = (f"Too many attempts. Try again in {err.details['retry_after_s']} "
+                           "seconds.")
+            raise
+        except redis.RedisError:
+            log.warning("sign-in limits unavailable (Redis)")
+
     def _hit(self, budgets):
         strategy = limiter.limiter
         for spec, key in budgets:
@@ -134,4 +168,4 @@ class RequestLimits:
                 if not strategy.hit(item, key, SCOPE):
                     reset = strategy.get_window_stats(item, key, SCOPE).reset_time
                     raise RateLimited(retry_after_s=max(1, round(reset - time.time())),
-                                      limit=key.split(":", 1)[0])
+                                      limit=key.split(":", 1)[0].removeprefix("login-"))

@@ -3,6 +3,7 @@
 Every handler is parse -> authorize -> call -> ack: requests that workers
 perform go to booking.intake.submit(); no booking rule is decided here.
 """
+import contextlib
 import logging
 import time
 
@@ -14,8 +15,8 @@ from flask_socketio import join_room, leave_room
 from socketio.exceptions import ConnectionRefusedError as SocketRefused
 from marshmallow import ValidationError
 
-from . import catalog, intake, payloads, waiting_room
-from .auth import user_id_from_token
+from . import catalog, intake, payloads, sessions, waiting_room
+from .auth import user_from_token
 from .errors import (Busy, BookingError, InvalidRequest, LimitExceeded, NotFound, Unauthorized,
                      from_validation)
 from .extensions import db, socketio
@@ -40,11 +41,12 @@ def _user_id():
 @socketio.on("connect")
 def on_connect(auth=None):
     """Accept a socket only with a valid bearer token or session cookie."""
-    uid = None
+    user = None
     if isinstance(auth, dict) and auth.get("token"):
-        uid = user_id_from_token(auth["token"])
+        user = user_from_token(auth["token"])
     elif current_user.is_authenticated:
-        uid = current_user.id
+        user = current_user
+    uid, version = (user.id, user.session_version) if user is not None else (None, None)
     rt = runtime()
     ip = client_ip() if uid is not None else None
     try:
@@ -62,6 +64,14 @@ def on_connect(auth=None):
     except redis.RedisError:
         # Counting needs Redis; a buyer is not turned away because Redis blinked.
         log.warning("socket limits unavailable for user %s", uid)
+    if not sessions.is_current(uid, version):
+        # Signed out while connecting: read again after taking the slot, so that
+        # a sign-out either sees this socket's slot or this check sees it.
+        with contextlib.suppress(redis.RedisError):
+            rt.sockets.release(uid, request.sid)
+        refusal = SocketRefused("Signed out.")
+        refusal.error_args = {"code": "unauthorized", "message": "Signed out: sign in again."}
+        raise refusal
     session["bo_uid"] = uid
     session["bo_ip"] = ip
     join_room(f"user:{uid}")

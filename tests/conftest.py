@@ -20,6 +20,8 @@ from tests.harness import ROOT, Buyer, Cluster, sign_up
 MYSQL_SERVER = os.environ.get("TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 SECRET = "test-secret-" + uuid.uuid4().hex
+# Tests sign many accounts up and in from 127.0.0.1; tests of these limits set their own.
+OPEN_LOGIN_LIMITS = {"LOGIN_EMAIL_RATE_LIMIT": "1000/second", "LOGIN_IP_RATE_LIMIT": "1000/second"}
 
 
 def _mysql_connect():
@@ -103,7 +105,7 @@ def app(clean_db, request):
     marker = request.node.get_closest_marker("app_config")
     app = create_app({"SQLALCHEMY_DATABASE_URI": clean_db, "REDIS_URL": None,
                       "SECRET_KEY": SECRET, "SOCKETIO_ASYNC_MODE": "threading",
-                      "TESTING": True, **(marker.kwargs if marker else {})})
+                      "TESTING": True, **OPEN_LOGIN_LIMITS, **(marker.kwargs if marker else {})})
     yield app
     with app.app_context():
         from booking.extensions import db
@@ -127,7 +129,7 @@ def proc_env(clean_db, redis_namespace):
     env = dict(os.environ)
     env.update(DATABASE_URL=clean_db, REDIS_URL=REDIS_URL, REDIS_NAMESPACE=redis_namespace,
                CELERY_QUEUE=f"{redis_namespace}-q", SECRET_KEY=SECRET, LOG_LEVEL="INFO",
-               PYTHONUNBUFFERED="1")
+               PYTHONUNBUFFERED="1", **OPEN_LOGIN_LIMITS)
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     client = redis.Redis.from_url(REDIS_URL)
     yield env

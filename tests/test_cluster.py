@@ -318,7 +318,10 @@ def test_up_starts_every_process_behind_nginx(run):
     assert up["lb"] == f"http://127.0.0.1:{run.port}"
     assert len(up["web"]) == 2 and len(up["workers"]) == 2
     assert up["beat"]["pid"] and up["nginx"]["pid"]
-    assert requests.get(run.lb + "/readyz", timeout=5).status_code == 200
+    # Readiness is for the inside: each web process answers it, the balancer does not.
+    assert all(requests.get(w["url"] + "/readyz", timeout=5).status_code == 200
+               for w in up["web"])
+    assert requests.get(run.lb + "/readyz", timeout=5).status_code == 404
 
 
 def test_buyers_hold_and_release_through_nginx(run):

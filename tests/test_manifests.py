@@ -156,7 +156,8 @@ def test_workers_beat_and_migration_hang_together():
     assert trigger["type"] == "redis"
     # KEDA watches the very list the workers consume.
     assert trigger["metadata"]["listName"] == config["CELERY_QUEUE"]
-    redis_url = urlparse(config["REDIS_URL"])
+    secret = by_kind("Secret", "boxoffice-secrets")["stringData"]
+    redis_url = urlparse(secret["REDIS_URL"])
     assert trigger["metadata"]["address"] == f"{redis_url.hostname}:{redis_url.port}"
     assert trigger["metadata"]["databaseIndex"] == redis_url.path.strip("/")
     assert worker["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] >= 60
@@ -209,7 +210,7 @@ def test_compose_services_and_image_roles():
     assert services["web"]["deploy"]["replicas"] >= 2
     assert services["worker"]["deploy"]["replicas"] >= 2
     assert services["beat"]["deploy"]["replicas"] == 1
-    assert "noeviction" in services["redis"]["command"]
+    assert "--maxmemory-policy noeviction" in " ".join(services["redis"]["command"])
     secret_keys = {s.get("environment", {}).get("SECRET_KEY") for n, s in services.items()
                    if n in ("web", "worker", "beat", "migrate")}
     assert len(secret_keys) == 1  # every process shares one key
@@ -260,3 +261,135 @@ def test_local_nginx_config_renders_and_passes_nginx_t(tmp_path):
     assert "listen 127.0.0.1:18099;" in conf
     out = subprocess.run(cluster._nginx_args(state) + ["-t"], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
+
+
+# --- hardening: pods, Redis, databases, the Ingress ------------------------------
+
+def pod_specs():
+    for kind in ("Deployment", "Job"):
+        for doc in by_kind(kind):
+            yield doc["metadata"]["name"], doc["spec"]["template"]["spec"]
+
+
+def test_every_pod_runs_non_root_read_only_without_capabilities():
+    specs = dict(pod_specs())
+    assert set(specs) == {"boxoffice-web", "boxoffice-worker", "boxoffice-beat",
+                          "boxoffice-migrate"}
+    for name, spec in specs.items():
+        pod = spec["securityContext"]
+        assert pod["runAsNonRoot"] is True and pod["runAsUser"] != 0, name
+        assert pod["seccompProfile"] == {"type": "RuntimeDefault"}, name
+        assert spec["automountServiceAccountToken"] is False, name
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        for c in spec["containers"]:
+            sc = c["securityContext"]
+            assert sc["readOnlyRootFilesystem"] is True, name
+            assert sc["allowPrivilegeEscalation"] is False, name
+            assert sc["capabilities"] == {"drop": ["ALL"]}, name
+            mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+            # Where the processes write: prometheus files and beat's schedule, /tmp, instance/.
+            for path in ("/run/boxoffice", "/tmp", "/app/instance"):
+                assert "emptyDir" in volumes[mounts[path]], (name, path)
+            assert volumes[mounts["/etc/boxoffice/redis-ca"]]["secret"]["secretName"] == \
+                "boxoffice-redis-ca"
+
+
+def test_redis_is_reached_over_tls_as_an_acl_user():
+    config = by_kind("ConfigMap", "boxoffice-config")["data"]
+    assert "REDIS_URL" not in config  # it carries a password: the Secret has it
+    secret = by_kind("Secret", "boxoffice-secrets")["stringData"]
+    url = urlparse(secret["REDIS_URL"])
+    assert url.scheme == "rediss"
+    assert url.username == secret["REDIS_USERNAME"] and url.password == secret["REDIS_PASSWORD"]
+    assert "ssl_cert_reqs=required" in url.query
+    assert "ssl_ca_certs=/etc/boxoffice/redis-ca/ca.crt" in url.query
+    trigger = by_kind("ScaledObject", "boxoffice-worker")["spec"]["triggers"][0]["metadata"]
+    assert trigger["enableTLS"] == "true"
+    assert trigger["usernameFromEnv"] == "REDIS_USERNAME"
+    assert trigger["passwordFromEnv"] == "REDIS_PASSWORD"
+    assert secret["SECRET_KEY"]  # the placeholder, refused at start (test_startup_checks)
+
+
+def data_policies():
+    return [d for d in yaml.safe_load_all((K8S / "data" / "networkpolicies.yaml").read_text())
+            if d]
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_data_network_policies_are_valid(version):
+    kustomization = yaml.safe_load((K8S / "data" / "kustomization.yaml").read_text())
+    assert kustomization["resources"] == ["networkpolicies.yaml"]
+    assert kustomization["namespace"] != yaml.safe_load(
+        (K8S / "kustomization.yaml").read_text())["namespace"]
+    for doc in data_policies():
+        kubernetes_validate.validate(doc, version, strict=True)
+
+
+def test_only_the_apps_pods_reach_redis_and_mariadb():
+    app_namespace = yaml.safe_load((K8S / "kustomization.yaml").read_text())["namespace"]
+    app_labels = {"app.kubernetes.io/name": "boxoffice"}
+    for kind in ("Deployment", "Job"):
+        for doc in by_kind(kind):
+            assert _selects(app_labels, doc["spec"]["template"]["metadata"]["labels"])
+    policies = {p["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/name"]: p
+                for p in data_policies()}
+    assert set(policies) == {"redis", "mariadb"}
+    for target, port in (("redis", 6379), ("mariadb", 3306)):
+        spec = policies[target]["spec"]
+        assert spec["policyTypes"] == ["Ingress"]
+        assert len(spec["ingress"]) == 1
+        rule = spec["ingress"][0]
+        assert rule["ports"] == [{"protocol": "TCP", "port": port}]
+        peers = rule["from"]
+        app_peer = peers[0]
+        assert app_peer["namespaceSelector"]["matchLabels"] == {
+            "kubernetes.io/metadata.name": app_namespace}
+        assert app_peer["podSelector"]["matchLabels"] == app_labels
+        # Nothing else: no ipBlock, no bare namespace or pod selector that would let more in.
+        others = peers[1:]
+        if target == "mariadb":
+            assert others == []
+        else:
+            assert others == [{"namespaceSelector": {"matchLabels": {
+                "kubernetes.io/metadata.name": "keda"}},
+                "podSelector": {"matchLabels": {"app": "keda-operator"}}}]
+
+
+def test_ingress_is_https_only_and_keeps_probes_inside():
+    notes = by_kind("Ingress", "boxoffice-web")["metadata"]["annotations"]
+    assert notes["nginx.ingress.kubernetes.io/session-cookie-secure"] == "true"
+    assert notes["nginx.ingress.kubernetes.io/force-ssl-redirect"] == "true"
+    internal = by_kind("Ingress", "boxoffice-web-internal")
+    assert internal["metadata"]["annotations"][
+        "nginx.ingress.kubernetes.io/denylist-source-range"] == "0.0.0.0/0,::/0"
+    paths = {p["path"] for r in internal["spec"]["rules"] for p in r["http"]["paths"]}
+    assert paths == {"/metrics", "/readyz"}
+    hosts = {r["host"] for r in by_kind("Ingress", "boxoffice-web")["spec"]["rules"]}
+    assert hosts == {r["host"] for r in internal["spec"]["rules"]}
+
+
+def test_compose_has_no_default_passwords_and_redis_tls_acl():
+    text = (DOCKER / "compose.yaml").read_text()
+    # A password is required from the environment, never defaulted.
+    assert not re.search(r"\$\{[A-Z_]*PASSWORD:-", text)
+    assert "change-me" not in text
+    services = compose()["services"]
+    assert services["mariadb"]["environment"]["MARIADB_RANDOM_ROOT_PASSWORD"] == "1"
+    assert "MARIADB_ROOT_PASSWORD" not in services["mariadb"]["environment"]
+    redis_cmd = " ".join(services["redis"]["command"])
+    for flag in ("--port 0", "--tls-port 6379", "--user default off", "--user boxoffice on",
+                 "--maxmemory-policy noeviction", "--appendonly yes",
+                 "--tls-ca-cert-file /run/secrets/redis-ca.crt"):
+        assert flag in redis_cmd, flag
+    for name in ("web", "worker", "beat", "migrate"):
+        env = services[name]["environment"]
+        # Compose fills the password in; parse the URL with a stand-in.
+        url = urlparse(env["REDIS_URL"].replace("${REDIS_PASSWORD:?set REDIS_PASSWORD}", "pw"))
+        assert url.scheme == "rediss" and url.username == "boxoffice" and url.password == "pw"
+        assert "ssl_cert_reqs=required" in url.query
+        assert services[name]["read_only"] is True
+        assert services[name]["cap_drop"] == ["ALL"]
+        assert "redis-ca.crt" in services[name]["secrets"]
+    script = DOCKER / "make-redis-certs.sh"
+    subprocess.run(["sh", "-n", str(script)], check=True)
+    assert "DNS:redis" in script.read_text()

@@ -159,6 +159,9 @@ class RedisState:
     def slot_release(self, key, member):
         self.redis.zrem(key, member)
 
+    def slot_members(self, key):
+        return [m.decode() for m in self.redis.zrange(key, 0, -1)]
+
 
 class LocalState:
     """The same interface in process memory, for the one-process embedded mode."""
@@ -260,6 +263,10 @@ class LocalState:
     def slot_release(self, key, member):
         with self._lock:
             self._slots.get(key, {}).pop(member, None)
+
+    def slot_members(self, key):
+        with self._lock:
+            return list(self._slots.get(key, {}))
 
 
 def make_state(app):

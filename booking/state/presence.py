@@ -53,3 +53,7 @@ class SocketSlots:
 
     def release(self, user_id, sid):
         self.state.slot_release(self._key(user_id), sid)
+
+    def members(self, user_id):
+        """The sids of the account's sockets, on every web instance."""
+        return self.state.slot_members(self._key(user_id))

@@ -69,7 +69,10 @@ def vendor_dirs():
 def _vendor_locations():
     dirs = vendor_dirs()
     cache = ("            add_header Cache-Control $asset_cache_control;\n"
-             "            add_header Expires $asset_expires;\n")
+             "            add_header Expires $asset_expires;\n"
+             "            add_header Strict-Transport-Security \"max-age=31536000; "
+             "includeSubDomains\" always;\n"
+             "            add_header X-Content-Type-Options \"nosniff\" always;\n")
     if dirs:
         blocks = []
         for name, folder in sorted(dirs.items()):

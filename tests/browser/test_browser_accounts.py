@@ -1,5 +1,6 @@
 """Signing up, logging in and out through the HTML forms; CSRF; the vendor route."""
 import re
+import time
 
 from playwright.sync_api import expect
 
@@ -35,9 +36,16 @@ def test_sign_up_log_out_log_in(browser, embedded_site):
         assert cookie["httpOnly"] is True
         assert cookie["sameSite"] == "Lax"
 
+        # Signed in for the session's lifetime from its last use (a cookie with an expiry).
+        assert 11 * 3600 < cookie["expires"] - time.time() <= 12 * 3600 + 60
+
         page.get_by_role("button", name="Log out").click()
         expect(page.get_by_role("link", name="Log in")).to_be_visible()
         expect(page.get_by_role("status").filter(has_text="signed out")).to_be_visible()
+        # The cookie from before the Log out no longer signs anyone in.
+        old = tab.context.request.get(site.url + "/api/v1/orders",
+                                      headers={"Cookie": f"session={cookie['value']}"})
+        assert old.status == 401, old.text()
 
         # The same email again is refused with a way forward.
         page.goto(site.url + "/signup")

@@ -1,0 +1,65 @@
+"""Security headers on every response: CSP, framing, sniffing, referrer.
+
+One after_request hook, so every page (the buyer's, the back office's, the door's)
+gets them without doing anything. The Content-Security-Policy allows this origin's
+scripts, styles, images (and data: images: Bootstrap's icons and QR codes are
+data: SVGs), fonts and connections (HTTP and the Socket.IO WebSocket), and nothing
+inline: the one inline script, the import map in templates/base.html, carries a
+per-response nonce (`csp_nonce()` in templates). JSON data blocks
+(`<script type="application/json">`) are not scripts and need none.
+
+Strict-Transport-Security is sent by the load balancer that terminates TLS
+(deploy/), not here: the app cannot tell whether the client's connection is TLS.
+"""
+import secrets
+
+from flask import g
+
+# Who may frame pages: nobody (the login page and the payment window included).
+_POLICY = (
+    "default-src 'self'; "
+    "script-src 'self' 'nonce-{nonce}'; "
+    "style-src 'self'; "
+    "img-src 'self' data:; "
+    "font-src 'self'; "
+    # 'self' covers ws:/wss: to this host (CSP Level 3): the Socket.IO transport.
+    "connect-src 'self'; "
+    "object-src 'none'; "
+    "base-uri 'none'; "
+    "form-action 'self'; "
+    "frame-ancestors 'none'"
+)
+
+HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    # For browsers that do not know frame-ancestors.
+    "X-Frame-Options": "DENY",
+    # Order and event URLs stay on this site; other sites see only the origin.
+    "Referrer-Policy": "strict-origin-when-cross-origin",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+
+
+def csp_nonce():
+    """This response's nonce for an inline script, made on first use."""
+    nonce = g.get("_csp_nonce")
+    if nonce is None:
+        nonce = g._csp_nonce = secrets.token_urlsafe(16)
+    return nonce
+
+
+def content_security_policy():
+    return _POLICY.format(nonce=csp_nonce())
+
+
+def _set_headers(response):
+    response.headers["Content-Security-Policy"] = content_security_policy()
+    for name, value in HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response
+
+
+def init_app(app):
+    """Send the headers on every response; give templates csp_nonce()."""
+    app.after_request(_set_headers)
+    app.jinja_env.globals["csp_nonce"] = csp_nonce

@@ -1,0 +1,137 @@
+"""Every page under the Content-Security-Policy, in Chromium: zero violations.
+
+Violations are caught twice: the `securitypolicyviolation` DOM event (recorded by
+an init script, which the CSP does not govern) and Chromium's console messages.
+The test also plants an inline script once, to prove a violation would be seen.
+"""
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser.support import APPROVED, BuyerTab
+from tests.conftest import SECRET, create_event
+from tests.harness import ROOT
+
+RECORD_VIOLATIONS = """
+window.__csp = [];
+document.addEventListener('securitypolicyviolation', (e) => {
+  window.__csp.push(`${e.violatedDirective} blocked ${e.blockedURI || 'inline'} at ${e.sourceFile}:${e.lineNumber}`);
+});
+"""
+
+
+class Watched(BuyerTab):
+    """A buyer tab that also records CSP violations and checks each page's headers."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.context.add_init_script(RECORD_VIOLATIONS)
+        self.console = []
+        self.page.on("console", lambda m: self.console.append(m.text))
+        self.visited = []
+
+    def visit(self, path):
+        response = self.page.goto(self.base_url + path)
+        self.check_headers(path, response)
+        return response
+
+    def check_headers(self, what, response):
+        headers = response.headers
+        csp = headers.get("content-security-policy", "")
+        assert csp, f"{what}: no Content-Security-Policy"
+        assert "unsafe-inline" not in csp and "unsafe-eval" not in csp, csp
+        assert "frame-ancestors 'none'" in csp, csp
+        assert re.search(r"script-src 'self' 'nonce-[A-Za-z0-9_-]{16,}'", csp), csp
+        assert headers.get("x-content-type-options") == "nosniff", what
+        assert headers.get("referrer-policy") == "strict-origin-when-cross-origin", what
+        self.visited.append(what)
+
+    def violations(self):
+        seen = list(self.page.evaluate("window.__csp || []"))
+        seen += [m for m in self.console if "Content Security Policy" in m]
+        return seen
+
+
+@pytest.fixture
+def site(embedded_site):
+    return embedded_site()
+
+
+def create_waiting_room_event(url):
+    env = dict(os.environ, DATABASE_URL=url, SECRET_KEY=SECRET)
+    env.pop("REDIS_URL", None)
+    out = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "wsgi", "booking", "create-event",
+         "--name", "Queue night", "--venue", "Queue Hall", "--starts-at",
+         "2030-01-01T19:00:00Z", "--rows", "2", "--seats-per-row", "4",
+         "--price-cents", "3000", "--waiting-room",
+         # On sale later: the page stays in the queue instead of going to the seats.
+         "--on-sale-at", "2029-12-01T10:00:00Z"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return int(out.stdout.strip().splitlines()[-1])
+
+
+def test_every_page_runs_under_the_csp_with_no_violation(browser, site, clean_db, screenshots):
+    event_id = create_event(clean_db, rows=2, per_row=6, price=4500, name="CSP night")
+    room_event = create_waiting_room_event(clean_db)
+
+    visitor = Watched(browser, site.url, "Visitor")
+    try:
+        for path in ("/", f"/events/{event_id}", "/login", "/signup"):
+            visitor.visit(path)
+            visitor.page.wait_for_load_state("networkidle")
+            assert not visitor.violations(), (path, visitor.violations())
+        # The sign-up form posts to the same origin (form-action 'self').
+        visitor.page.get_by_label("Email").fill(visitor.email)
+        visitor.page.get_by_label("Password", exact=True).fill("correct-horse-battery")
+        with visitor.page.expect_navigation():
+            visitor.page.get_by_role("button", name=re.compile("Sign up|Create")).click()
+        assert not visitor.violations(), visitor.violations()
+    finally:
+        visitor.close()
+
+    buyer = Watched(browser, site.url, "Buyer").sign_up()
+    try:
+        buyer.visit(f"/events/{event_id}")
+        expect(buyer.page.locator("#live-status")).to_have_attribute("data-state", "live")
+        # The payment window, opened, then paid: the order page.
+        buyer.hold(("A", 1))
+        assert not buyer.violations(), buyer.violations()
+        buyer.fill_card(APPROVED)
+        with buyer.page.expect_response(re.compile(r"/orders/\d+\?new=1$")) as order:
+            buyer.proceed().click()
+        buyer.check_headers("order page", order.value)
+        expect(buyer.page.get_by_role("heading", name="Thank you! Your seats are booked.")
+               ).to_be_visible()
+        assert not buyer.violations(), buyer.violations()
+
+        buyer.visit("/orders")
+        expect(buyer.page.get_by_role("heading", name=re.compile(r"Order \d+ Paid"))).to_be_visible()
+        assert not buyer.violations(), buyer.violations()
+
+        buyer.visit(f"/events/{room_event}/waiting-room")
+        expect(buyer.page.locator("#queue-state")).to_contain_text("You are in.")
+        buyer.page.screenshot(path=str(screenshots / "csp-waiting-room-desktop.png"))
+        assert not buyer.violations(), buyer.violations()
+
+        # The watch itself: an inline script planted in the page is refused and seen.
+        buyer.page.evaluate("""() => { const s = document.createElement('script');
+            s.textContent = 'window.__ran = 1'; document.body.append(s); }""")
+        buyer.page.wait_for_function("window.__csp.length > 0")
+        assert buyer.page.evaluate("window.__ran") is None
+        assert any("script-src" in v for v in buyer.violations())
+    finally:
+        buyer.close()
+
+
+def test_api_and_static_responses_carry_the_headers(site):
+    import requests
+    for path in ("/api/v1/events", "/static/css/app.css", "/healthz", "/nope"):
+        r = requests.get(site.url + path, timeout=5)
+        assert "frame-ancestors 'none'" in r.headers["Content-Security-Policy"], path
+        assert r.headers["X-Content-Type-Options"] == "nosniff", path
