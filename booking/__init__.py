@@ -84,9 +84,12 @@ def create_app(config=None, role="web"):
 
     _init_runtime(app, role)
 
-    from . import api, commands, ops, pages
+    from . import api, commands, ops, pages, webhooks
     # The JSON API takes JSON bodies or bearer tokens, never form posts.
     csrf.exempt(api.bp)
+    # Stripe's webhooks are proven by their signature, not by a session.
+    csrf.exempt(webhooks.bp)
+    app.register_blueprint(webhooks.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(ops.bp)
     app.register_blueprint(pages.bp)

@@ -16,7 +16,7 @@ from flask_socketio import join_room, leave_room
 from socketio.exceptions import ConnectionRefusedError as SocketRefused
 from marshmallow import ValidationError
 
-from . import catalog, checkout, holds, records, waiting_room
+from . import catalog, checkout, holds, records, settlement, waiting_room
 from .auth import user_id_from_token
 from .broadcast import subscribe_forever
 from .dispatch import BatchingDispatcher, InlineDispatcher
@@ -26,7 +26,9 @@ from .extensions import db, socketio
 from .metrics import SOCKETS
 from .models import utcnow
 from .ratelimits import client_ip
-from .schemas import EventRefSchema, HoldRequestSchema, PayRequestSchema, ReleaseRequestSchema
+from .payments import ProcessorUnavailable, TokenInvalid
+from .schemas import (ConfirmPaymentSchema, EventRefSchema, HoldRequestSchema, PayRequestSchema,
+                      ReleaseRequestSchema)
 from .state import PENDING, QueueFull, TooManyHolds
 
 log = logging.getLogger(__name__)
@@ -35,6 +37,7 @@ _event_ref = EventRefSchema()
 _hold_request = HoldRequestSchema()
 _release_request = ReleaseRequestSchema()
 _pay_request = PayRequestSchema()
+_confirm_request = ConfirmPaymentSchema()
 
 
 def _rt():
@@ -426,9 +429,55 @@ def _accept_pay(uid, p):
         raise HoldExpired(hold_id=p["hold_id"])
     if status == "paid":
         raise Conflict("This hold has been paid for already.", hold_id=p["hold_id"])
-    # The card goes no further than this process: only the processor's token,
-    # the brand and the last 4 digits travel to the workers.
-    card = p.pop("card")
-    token = _rt().processor.tokenize(**card)
+    token = _card_token(p)
     return {"hold_id": p["hold_id"], "idempotency_key": p["idempotency_key"],
             "card_token": token.token, "brand": token.brand, "last4": token.last4}
+
+
+def _card_token(p):
+    """The processor's token for the payment's card: made here from the card (the simulated
+    processor), or made in the browser by the processor's own fields (Stripe.js) and checked."""
+    processor = _rt().processor
+    try:
+        if "payment_token" in p:
+            return processor.accept_token(p.pop("payment_token"))
+        # The card goes no further than this process: only the processor's token,
+        # the brand and the last 4 digits travel to the workers.
+        return processor.tokenize(**p.pop("card"))
+    except TokenInvalid:
+        raise InvalidRequest("This card cannot be used with this payment processor; "
+                             "enter it again.", fields={"payment_token": ["Not valid."]}) from None
+    except ProcessorUnavailable:
+        raise Busy("The payment processor did not answer; please try again.",
+                   retry_after_s=2) from None
+
+
+@socketio.on("confirm_payment")
+def on_confirm_payment(data=None):
+    """The browser finished the processor's 3-D Secure challenge: acked at once; the
+    payment's payment_result follows once the processor's record is read."""
+    rid = data.get("request_id") if isinstance(data, dict) else None
+    rid = rid if isinstance(rid, str) and len(rid) <= 64 else None
+    uid = _user_id()
+    try:
+        _check_rate(uid)
+        p = _load(_confirm_request, data)
+        key = settlement.payment_key(db.session, uid, p["hold_id"], p["idempotency_key"])
+        db.session.remove()
+    except BookingError as err:
+        return _failure(rid, err)
+    socketio.start_background_task(_settle_in_background, current_app._get_current_object(), key)
+    return {"ok": True, "request_id": rid, "queued": True}
+
+
+def _settle_in_background(app, key):
+    with app.app_context():
+        try:
+            settlement.settle_key(app.extensions["boxoffice"], key,
+                                  app.config["PAYMENT_TIMEOUT_SECONDS"])
+        except ProcessorUnavailable:
+            log.warning("processor did not answer a confirmation; reconciliation will settle it")
+        except Exception:
+            log.exception("settling a confirmed payment failed; reconciliation will retry")
+        finally:
+            db.session.remove()
