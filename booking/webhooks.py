@@ -64,11 +64,11 @@ def stripe_webhook():
 
 def apply_event(event):
     """Apply one verified event; returns what it did. Raises ProcessorUnavailable."""
-    obj = event.data.object
+    obj = event.data.object.to_dict()
     timeout = current_app.config["PAYMENT_TIMEOUT_SECONDS"]
     rt = _rt()
     if event.type in INTENT_EVENTS:
-        key = rt.processor.key_of_intent(obj.id) or (obj.get("metadata") or {}).get("payment_key")
+        key = rt.processor.key_of_intent(obj.get("id")) or (obj.get("metadata") or {}).get("payment_key")
         return settlement.settle_key(rt, key, timeout) if key else "unknown"
     if event.type in REFUND_EVENTS:
         intent_id = obj.get("payment_intent")

@@ -53,6 +53,8 @@ class StripeProcessor(Processor):
             cfg["STRIPE_SECRET_KEY"], base_addresses={"api": cfg["STRIPE_API_BASE"]},
             http_client=stripe.RequestsClient(timeout=self.timeout_s), max_network_retries=0)
         self.api = self.client.v1
+        # The library logs every request at INFO; ours say what happened to a payment.
+        logging.getLogger("stripe").setLevel(logging.WARNING)
 
     # -- cards ---------------------------------------------------------------
 
@@ -190,7 +192,7 @@ class StripeProcessor(Processor):
         keys expire after a day; the refund's metadata does not)."""
         for refund in self.api.refunds.list({"payment_intent": intent_id,
                                              "limit": 100}).auto_paging_iter():
-            if (refund.metadata or {}).get("refund_key") == refund_key:
+            if _plain(refund.metadata).get("refund_key") == refund_key:
                 return refund
         return None
 
@@ -220,9 +222,11 @@ class StripeProcessor(Processor):
         entries = []
         with _stripe_errors():
             for intent in self._intents_since(since):
-                meta = intent.metadata or {}
-                key = meta.get("payment_key") or ours.get(intent.id)
-                if meta.get(MARK) != "1" or intent.status != "succeeded" or key is None:
+                # Only intents recorded here: we confirm an intent only after recording
+                # it, so one we never recorded never took money on our behalf (other
+                # systems, or another deployment, may share the account).
+                key = ours.get(intent.id)
+                if intent.status != "succeeded" or key is None:
                     continue
                 charge = _latest_charge(self._retrieve(intent.id))
                 refunded = charge.amount_refunded if charge is not None else 0
@@ -266,6 +270,10 @@ class _stripe_errors:
                 isinstance(err, stripe.APIError) and not isinstance(err, stripe.CardError)):
             raise ProcessorUnavailable(f"Stripe did not answer: {err}") from err
         return False
+
+
+def _plain(obj):
+    return obj.to_dict() if obj is not None else {}
 
 
 def _latest_charge(intent):
