@@ -226,18 +226,26 @@ def test_three_d_secure_keeps_the_hold_paying_until_the_buyer_confirms(
     assert _audit(app)["problems"] == []
 
 
-def test_three_d_secure_failed_is_a_decline(app, make_users, localstripe):
+@pytest.mark.parametrize("number, passes, reason", [
+    (THREE_DS, False, "authentication_failed"),     # the buyer fails the challenge
+    (THREE_DS_DECLINED, True, "card_declined"),     # passes it; the bank declines after
+])
+def test_three_d_secure_failed_is_a_decline(app, make_users, localstripe, number, passes,
+                                            reason):
     (uid, _tok), = make_users(1)
     hold_id, _seats = _hold(app, uid)
-    item = _pay_item(app, uid, hold_id, localstripe.token(THREE_DS))
+    item = _pay_item(app, uid, hold_id, localstripe.token(number))
     _pay(app, item)
     intent = _intent(localstripe, app, item)
-    localstripe.authenticate(intent["id"], intent["client_secret"], success=False)
+    try:
+        localstripe.authenticate(intent["id"], intent["client_secret"], success=passes)
+    except requests.HTTPError as err:
+        assert err.response.status_code == 402   # what Stripe.js shows the buyer
     with app.app_context():
         assert settlement.settle_key(app.extensions["boxoffice"], _payment(app, item)
                                      .processor_key, 5) == "declined"
     payment = _payment(app, item)
-    assert (payment.status, payment.decline_reason) == ("declined", "authentication_failed")
+    assert (payment.status, payment.decline_reason) == ("declined", reason)
     with app.app_context():
         assert db.session.get(Hold, hold_id).status == "held"
 
