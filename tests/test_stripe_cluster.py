@@ -84,3 +84,71 @@ def test_worker_killed_after_stripe_charged_reconciliation_makes_one_order(
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     report = json.loads(out.stdout)
     assert out.returncode == 0 and report["problems"] == [], report
+
+
+def test_webhooks_confirmations_and_reconciliation_racing_make_one_order(
+        cluster, clean_db, localstripe, buyers):
+    """3-D Secure passed; then, all at once from real processes: the same success event
+    (several deliveries, distinct and repeated ids) to two web processes, the browser's
+    confirmation to both, and beat's reconciliation. One order; the buyer answered once."""
+    import threading
+
+    import requests
+
+    from tests.stripe_server import THREE_DS, signed
+    event_id = create_event(clean_db, rows=1, per_row=4, price=3000)
+    env = _env(localstripe, PAYMENT_TIMEOUT_SECONDS=1, RECONCILE_INTERVAL_SECONDS=1)
+    webs = [cluster.web(extra_env=env), cluster.web(extra_env=env)]
+    cluster.worker(concurrency=2, extra_env=env)
+    buyer = buyers(webs[0].url)
+    other_socket = buyers(webs[1].url)
+    seat = buyer.join(event_id)["seats"][0]["id"]
+    rid, pay_rid, key = (uuid.uuid4().hex for _ in range(3))
+    assert buyer.call("hold", {"request_id": rid, "event_id": event_id,
+                               "seat_ids": [seat]})["ok"]
+    held = buyer.result_for("hold_result", rid)
+    buyer.received["payment_action"] = []
+    buyer.sio.on("payment_action", buyer._recorder("payment_action"))
+    assert buyer.call("pay", {"request_id": pay_rid, "hold_id": held["hold_id"],
+                              "idempotency_key": key,
+                              "payment_token": localstripe.token(THREE_DS)})["ok"]
+    action = buyer.result_for("payment_action", pay_rid)
+    intent_id = action["client_secret"].split("_secret_")[0]
+    localstripe.authenticate(intent_id, action["client_secret"], success=True)
+    wait_until(lambda: localstripe.events(intent_id, "payment_intent.succeeded"), 10, "event")
+    (event,) = localstripe.events(intent_id, "payment_intent.succeeded")
+    deliveries = [dict(event, id=f"evt_race{n % 3}") for n in range(6)]
+
+    barrier = threading.Barrier(len(deliveries) + 2)
+    answers = []
+
+    def deliver(n, body):
+        payload, headers = signed(body)
+        barrier.wait()
+        answers.append(requests.post(webs[n % 2].url + "/webhooks/stripe", data=payload,
+                                     headers=headers, timeout=30).status_code)
+
+    def confirm(client):
+        barrier.wait()
+        answers.append(client.call("confirm_payment", {
+            "request_id": uuid.uuid4().hex, "hold_id": held["hold_id"],
+            "idempotency_key": key})["ok"])
+    threads = [threading.Thread(target=deliver, args=(n, d)) for n, d in enumerate(deliveries)]
+    threads.append(threading.Thread(target=confirm, args=(buyer,)))
+    cluster.beat(extra_env=env)
+    # The other socket is another account: its confirmation is refused, changes nothing.
+    refused = other_socket.call("confirm_payment", {"request_id": "x", "hold_id": held["hold_id"],
+                                                    "idempotency_key": key})
+    assert refused["ok"] is False and refused["error"]["code"] == "not_found"
+    for t in threads:
+        t.start()
+    barrier.wait()
+    for t in threads:
+        t.join(60)
+    assert sorted(map(str, answers)) == sorted(["200"] * 6 + ["True"]), answers
+    result = buyer.result_for("payment_result", pay_rid, timeout=30)
+    assert result["ok"], result
+    wait_until(lambda: _scalar(clean_db, "SELECT COUNT(*) FROM stripe_events") == 3, 10,
+               "each event id recorded once")
+    assert _scalar(clean_db, "SELECT COUNT(*) FROM orders") == 1
+    assert len([r for r in buyer.results("payment_result") if r["request_id"] == pay_rid]) == 1
