@@ -186,6 +186,11 @@ def test_a_token_from_elsewhere_is_refused_in_the_ack(app, make_users, localstri
                                      "cvc": "123", "name": "T"}}, callback=True)
     assert ack["ok"] is False and ack["error"]["code"] == "invalid_request", \
         "a card number is never taken when Stripe.js should have tokenized it"
+    ack = sock.emit("confirm_payment", {"request_id": "r3", "hold_id": hold_id}, callback=True)
+    assert ack["ok"] is False and ack["error"]["code"] == "invalid_request"
+    ack = sock.emit("confirm_payment", {"request_id": "r4", "hold_id": hold_id,
+                                        "idempotency_key": "never-paid"}, callback=True)
+    assert ack["ok"] is False and ack["error"]["code"] == "not_found"
     assert _count(app, Payment) == 0
     with app.app_context():
         assert db.session.get(Hold, hold_id).status == "held"
@@ -505,3 +510,16 @@ def test_dashboard_refund_is_reported_by_webhook_and_audit(
     assert r.status_code == 200 and r.json()["outcome"] == "refunded"
     kinds = sorted(p["kind"] for p in _audit(app)["problems"])
     assert kinds == ["capture_missing_at_processor", "order_paid_by_refunded_charge"], kinds
+
+
+def test_csp_sources_name_stripe_or_the_local_server(app, localstripe):
+    from booking.payments import csp_sources
+    assert csp_sources({"PAYMENT_PROCESSOR": "simulated"}) == {}
+    assert csp_sources({"PAYMENT_PROCESSOR": "stripe", "STRIPE_JS_URL": "https://js.stripe.com/v3/",
+                        "STRIPE_API_BASE": "https://api.stripe.com"}) == {
+        "script-src": ["https://js.stripe.com"],
+        "frame-src": ["https://js.stripe.com", "https://hooks.stripe.com"],
+        "connect-src": ["https://api.stripe.com"]}
+    assert csp_sources(app.config) == {"script-src": [localstripe.url],
+                                       "frame-src": [localstripe.url],
+                                       "connect-src": [localstripe.url]}

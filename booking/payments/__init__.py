@@ -106,3 +106,21 @@ def make_processor(app):
         from .stripe import StripeProcessor
         return StripeProcessor(app)
     raise RuntimeError(f"unknown PAYMENT_PROCESSOR {kind!r}")
+
+
+def csp_sources(config):
+    """What the pages' Content-Security-Policy must allow for the configured processor:
+    {directive: [source, ...]} to add beside 'self' (docs/PAYMENTS.md)."""
+    if config["PAYMENT_PROCESSOR"] != "stripe":
+        return {}
+    js, api = _origin(config["STRIPE_JS_URL"]), _origin(config["STRIPE_API_BASE"])
+    frames = [js]
+    if js == "https://js.stripe.com":
+        frames.append("https://hooks.stripe.com")  # where 3-D Secure challenges are served
+    return {"script-src": [js], "frame-src": frames, "connect-src": [api]}
+
+
+def _origin(url):
+    from urllib.parse import urlsplit
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
