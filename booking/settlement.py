@@ -43,17 +43,21 @@ def settle_key(rt, key, timeout_s):
     """Read the charge made under processor key and apply it if it is final.
 
     Returns the charge's status ('unknown' for a payment not ours, 'waiting'
-    while the buyer or the processor is not done). Raises ProcessorUnavailable.
+    while the buyer or the processor is not done, 'none' while no charge
+    exists: only reconciliation, past the processor timeout, concludes from
+    that that there will be none). Raises ProcessorUnavailable.
     """
     payment_id = db.session.scalar(sa.select(Payment.id).where(Payment.processor_key == key))
     db.session.rollback()
     if payment_id is None:
         return "unknown"
     charge = rt.processor.lookup(key=key, timeout_s=timeout_s)
-    if charge is not None and charge.status in WAITING:
+    if charge is None:
+        return "none"
+    if charge.status in WAITING:
         return "waiting"
     _finish(payment_id, charge)
-    return charge.status if charge else "none"
+    return charge.status
 
 
 def note_processor_refund(rt, key, timeout_s):

@@ -466,6 +466,10 @@ def on_confirm_payment(data=None):
         db.session.remove()
     except BookingError as err:
         return _failure(rid, err)
+    except (OperationalError, PoolTimeout):
+        log.warning("database unavailable for a payment confirmation", exc_info=True)
+        return _failure(rid, Busy("The box office cannot take requests right now.",
+                                  retry_after_s=2))
     socketio.start_background_task(_settle_in_background, current_app._get_current_object(), key)
     return {"ok": True, "request_id": rid, "queued": True}
 
