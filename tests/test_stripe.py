@@ -523,3 +523,24 @@ def test_csp_sources_name_stripe_or_the_local_server(app, localstripe):
     assert csp_sources(app.config) == {"script-src": [localstripe.url],
                                        "frame-src": [localstripe.url],
                                        "connect-src": [localstripe.url]}
+
+
+def test_confirmation_before_any_charge_leaves_the_payment_pending(app, make_users, localstripe):
+    """A confirm_payment that arrives before the worker made the intent (a client that
+    jumps ahead) cannot fail the payment: only reconciliation concludes 'no charge'."""
+    (uid, tok), = make_users(1)
+    hold_id, _seats = _hold(app, uid)
+    item = _pay_item(app, uid, hold_id, localstripe.token(GOOD))
+    with app.app_context():
+        checkout.begin_payment(db.session, item, "stripe")
+        db.session.commit()
+    sock = socketio.test_client(app, auth={"token": tok})
+    ack = sock.emit("confirm_payment", {"request_id": "c1", "hold_id": hold_id,
+                                        "idempotency_key": item["idempotency_key"]},
+                    callback=True)
+    assert ack["ok"], ack
+    time.sleep(1)
+    assert _payment(app, item).status == "pending"
+    _pay(app, item)                        # the worker's turn comes: the payment completes
+    assert _payment(app, item).status == "captured"
+    assert _audit(app)["problems"] == []
