@@ -84,11 +84,14 @@ def create_app(config=None, role="web"):
 
     _init_runtime(app, role)
 
-    from . import api, api_tickets, commands, manage, ops, organizer_api, pages
+    from . import api, api_tickets, commands, manage, ops, organizer_api, pages, webhooks
     # The JSON API takes JSON bodies or bearer tokens, never form posts.
     csrf.exempt(api.bp)
     csrf.exempt(api_tickets.bp)
     csrf.exempt(organizer_api.bp)
+    # Stripe's webhooks are proven by their signature, not by a session.
+    csrf.exempt(webhooks.bp)
+    app.register_blueprint(webhooks.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(api_tickets.bp)
     app.register_blueprint(organizer_api.bp)

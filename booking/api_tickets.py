@@ -14,6 +14,7 @@ from .errors import BookingError
 from .models import Order, Refund
 from .schemas import ClientKey, Id, InputSchema, OrderSchema, SEAT_LIST_MAX
 from .ticket_pdf import render_tickets_pdf
+from .runtime import runtime
 
 bp = Blueprint("tickets_api", __name__, url_prefix="/api/v1")
 _order = OrderSchema()
@@ -100,7 +101,7 @@ def resend_email(order_id):
 def refund(order_id):
     """Refund seats of an order (organizer admins): 200 the order; 202 while the processor is silent."""
     fields_ = _body(RefundSchema())
-    rt = current_app.extensions["boxoffice"]
+    rt = runtime()
     refund_id = refunds.refund_order(rt, current_user.id, order_id, fields_.get("seat_ids"),
                                      fields_["idempotency_key"], _send)
     db.session.expire_all()

@@ -125,6 +125,16 @@ def from_environment():
         "PAYMENT_PROCESSOR": os.environ.get("PAYMENT_PROCESSOR", "simulated"),
         # The simulated processor's refunds: ok, refuse or timeout (for tests and demos).
         "SIM_REFUND_MODE": os.environ.get("SIM_REFUND_MODE", "ok"),
+        # PAYMENT_PROCESSOR=stripe (docs/PAYMENTS.md): the account's keys, the
+        # webhook endpoint's signing secret, and where the API and Stripe.js live.
+        "STRIPE_SECRET_KEY": os.environ.get("STRIPE_SECRET_KEY", ""),
+        "STRIPE_PUBLISHABLE_KEY": os.environ.get("STRIPE_PUBLISHABLE_KEY", ""),
+        "STRIPE_WEBHOOK_SECRET": os.environ.get("STRIPE_WEBHOOK_SECRET", ""),
+        "STRIPE_API_BASE": os.environ.get("STRIPE_API_BASE", "https://api.stripe.com"),
+        "STRIPE_JS_URL": os.environ.get("STRIPE_JS_URL", "https://js.stripe.com/v3/"),
+        # A payment waiting on the buyer's 3-D Secure challenge longer than this
+        # is cancelled at the processor and its hold given back.
+        "PAYMENT_ACTION_TIMEOUT_SECONDS": _float("PAYMENT_ACTION_TIMEOUT_SECONDS", 600.0),
         # How long a charge may take before its outcome counts as unknown
         # (the payment stays pending and reconciliation asks the processor).
         "PAYMENT_TIMEOUT_SECONDS": _float("PAYMENT_TIMEOUT_SECONDS", 10.0),

@@ -29,6 +29,7 @@ from .errors import BookingError, InvalidRequest, Unauthorized, from_validation
 from .extensions import db, socketio
 from .models import iso_utc, utcnow
 from .schemas import EventRefSchema
+from .runtime import runtime
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ def compute_figures(app, event_id):
         event = session.get(Event, event_id)
         if event is None:
             return None
-        rt = app.extensions["boxoffice"]
+        rt = runtime(app)
         body = {"event_id": event_id, "at": iso_utc(utcnow()), "currency": event.currency,
                 "sales": sales.sales_of(session, event_id),
                 "activity": sales.activity_of(session, event_id),
@@ -73,7 +74,7 @@ def compute_figures(app, event_id):
 def figures(app, event_id):
     """The event's figures of this second: computed here if this process holds the lease,
     else the copy another process left in shared state (computed here if there is none)."""
-    rt = app.extensions["boxoffice"]
+    rt = runtime(app)
     ns = app.config["REDIS_NAMESPACE"]
     redis = getattr(rt.state, "redis", None)
     if redis is None:  # one process: this loop is the only one

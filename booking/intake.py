@@ -21,9 +21,10 @@ from collections import deque
 from dataclasses import dataclass
 
 from . import catalog, checkout, holds, records, waiting_room
-from .errors import BookingError, Busy
+from .errors import BookingError, Busy, InvalidRequest
 from .extensions import db, socketio
 from .models import utcnow
+from .payments import ProcessorUnavailable, TokenInvalid
 from .runtime import runtime
 from .state.ledger import PENDING, QueueFull, TooManyHolds
 
@@ -132,12 +133,30 @@ def _precheck_pay(uid, p):
     owner, status, expires_at = holds.hold_state(db.session, p["hold_id"])
     checkout.check_payable(p["hold_id"], owner, status, expires_at, uid, utcnow(),
                            in_progress_ok=True)
-    # The card goes no further than this process: only the processor's token,
-    # the brand and the last 4 digits travel to the workers.
-    card = p.pop("card")
-    token = runtime().processor.tokenize(**card)
+    token = _card_token(p)
     return {"hold_id": p["hold_id"], "idempotency_key": p["idempotency_key"],
             "card_token": token.token, "brand": token.brand, "last4": token.last4}
+
+
+def _card_token(p):
+    """The processor's token for the payment's card: made here from the card (the simulated
+    processor), or made in the browser by the processor's own fields (Stripe.js) and checked.
+
+    Raises InvalidRequest for a token the processor refuses, Busy when it does not answer.
+    """
+    processor = runtime().processor
+    try:
+        if "payment_token" in p:
+            return processor.accept_token(p.pop("payment_token"))
+        # The card goes no further than this process: only the processor's token,
+        # the brand and the last 4 digits travel to the workers.
+        return processor.tokenize(**p.pop("card"))
+    except TokenInvalid:
+        raise InvalidRequest("This card cannot be used with this payment processor; "
+                             "enter it again.", fields={"payment_token": ["Not valid."]}) from None
+    except ProcessorUnavailable:
+        raise Busy("The payment processor did not answer; please try again.",
+                   retry_after_s=2) from None
 
 
 _PRECHECKS = {"hold": _precheck_hold, "release": _precheck_release, "pay": _precheck_pay}

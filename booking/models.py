@@ -438,3 +438,26 @@ class UserToken(db.Model):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class StripeIntent(db.Model):
+    """Which Stripe PaymentIntent a processor key made, written before it is confirmed.
+
+    Stripe's own record of the key (its Idempotency-Key) lasts 24 hours and
+    cannot be searched; this row lets reconciliation, refunds and the audit find
+    the intent of any payment, and a retried charge continue the same intent.
+    """
+    __tablename__ = "stripe_intents"
+    processor_key: Mapped[str] = mapped_column(sa.String(100), primary_key=True)
+    intent_id: Mapped[str] = mapped_column(sa.String(255), unique=True)
+    amount_cents: Mapped[int] = mapped_column(sa.Integer)
+    currency: Mapped[str] = mapped_column(sa.String(3))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class StripeEvent(db.Model):
+    """A Stripe webhook event already applied (Stripe delivers at least once)."""
+    __tablename__ = "stripe_events"
+    id: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
+    type: Mapped[str] = mapped_column(sa.String(100))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

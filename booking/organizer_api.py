@@ -5,7 +5,7 @@ member of the organizer is told its events and venues do not exist (404); a
 staff member's write is 403; signed-out callers get 401. Then parse -> one
 service -> answer.
 """
-from flask import Blueprint, Response, current_app, jsonify, request, stream_with_context
+from flask import Blueprint, Response, jsonify, request, stream_with_context
 from flask_login import current_user, login_required
 
 from . import event_admin, exports, members, order_search, organizers, sales, venues, verdicts
@@ -17,6 +17,7 @@ from .models import ID_MAX, Venue, iso_utc
 from .organizer_schemas import (EventChangesSchema, NewEventSchema, NewMemberSchema,
                                 NewVenueSchema, OrderSearchSchema, OrganizerQuerySchema,
                                 SaleControlsSchema, SeatSelectionSchema, TierPriceSchema)
+from .runtime import runtime
 
 bp = Blueprint("organizer_api", __name__, url_prefix="/api/v1/organizer")
 
@@ -198,7 +199,7 @@ def change_seats(event_id):
 
 def sale_status(session, event):
     """The on-sale settings and the waiting room's queue, with the expected wait."""
-    rt = current_app.extensions["boxoffice"]
+    rt = runtime()
     status = waiting_room.room_status(session, rt.waiting_room, event.id)
     rate = status.get("admission_rate_per_min") or status.get("current_rate_per_min")
     waiting = status["queued"] + status["pre_queue"]

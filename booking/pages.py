@@ -146,6 +146,15 @@ def _page_config(**extra):
     }
 
 
+def _payment_config():
+    """What the payment window needs: which processor, and Stripe.js's key and address."""
+    cfg = current_app.config
+    if cfg["PAYMENT_PROCESSOR"] != "stripe":
+        return {"processor": cfg["PAYMENT_PROCESSOR"]}
+    return {"processor": "stripe", "publishable_key": cfg["STRIPE_PUBLISHABLE_KEY"],
+            "js_url": cfg["STRIPE_JS_URL"]}
+
+
 @bp.get("/")
 def index():
     """The list of events."""
@@ -161,7 +170,8 @@ def event(event_id):
     except NotFound:
         return render_template("not_found.html", what="event", page=_page_config()), 404
     return render_template("event.html", event=detail,
-                           page=_page_config(event_id=event_id, event=detail))
+                           page=_page_config(event_id=event_id, event=detail,
+                                             payment=_payment_config()))
 
 
 @bp.get("/events/<int:event_id>/waiting-room")

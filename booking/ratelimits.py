@@ -28,6 +28,7 @@ from limits import parse_many
 from .errors import RateLimited
 from .extensions import limiter
 from .state.backends import redis_pool
+from .runtime import runtime
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +77,7 @@ def ip_key(address):
 
 def check_sign_in(email):
     """Count this request's sign-in or sign-up attempt (see RequestLimits.check_sign_in)."""
-    from flask import current_app
-    current_app.extensions["boxoffice"].rate_limit.check_sign_in(email, client_ip())
+    runtime().rate_limit.check_sign_in(email, client_ip())
 
 
 def _rest_account_key():

@@ -105,10 +105,24 @@ class CardSchema(InputSchema):
 
 
 class PayRequestSchema(InputSchema):
+    """A card (the simulated processor) or a processor's browser token (Stripe.js), not both."""
     request_id = ClientKey(required=True)
     hold_id = Id(required=True)
     idempotency_key = ClientKey(required=True)
-    card = fields.Nested(CardSchema, required=True)
+    card = fields.Nested(CardSchema)
+    payment_token = fields.String(validate=validate.Regexp(r"^tok_[A-Za-z0-9_]{1,200}$"))
+
+    @validates_schema(skip_on_field_errors=True)
+    def _one_instrument(self, data, **kwargs):
+        if ("card" in data) == ("payment_token" in data):
+            raise ValidationError("Send either card or payment_token.", "card")
+
+
+class ConfirmPaymentSchema(InputSchema):
+    """The browser finished the processor's challenge for the payment under this key."""
+    request_id = ClientKey(required=True)
+    hold_id = Id(required=True)
+    idempotency_key = ClientKey(required=True)
 
 
 class SeatStateSchema(Schema):

@@ -13,22 +13,36 @@ Strict-Transport-Security is sent by the load balancer that terminates TLS
 """
 import secrets
 
-from flask import g
+from flask import current_app, g
 
 # Who may frame pages: nobody (the login page and the payment window included).
-_POLICY = (
-    "default-src 'self'; "
-    "script-src 'self' 'nonce-{nonce}'; "
-    "style-src 'self'; "
-    "img-src 'self' data:; "
-    "font-src 'self'; "
+# The card processor's own sources (Stripe.js, its frames and API) are added to these
+# when it needs them (booking.payments.csp_sources).
+_DIRECTIVES = {
+    "default-src": ["'self'"],
+    "script-src": ["'self'", "'nonce-{nonce}'"],
+    "style-src": ["'self'"],
+    "img-src": ["'self'", "data:"],
+    "font-src": ["'self'"],
     # 'self' covers ws:/wss: to this host (CSP Level 3): the Socket.IO transport.
-    "connect-src 'self'; "
-    "object-src 'none'; "
-    "base-uri 'none'; "
-    "form-action 'self'; "
-    "frame-ancestors 'none'"
-)
+    "connect-src": ["'self'"],
+    "frame-src": ["'self'"],
+    "object-src": ["'none'"],
+    "base-uri": ["'none'"],
+    "form-action": ["'self'"],
+    "frame-ancestors": ["'none'"],
+}
+
+
+def _policy_template(config):
+    """The policy with a {nonce} slot, for this app's configuration."""
+    from .payments import csp_sources
+    directives = {name: list(values) for name, values in _DIRECTIVES.items()}
+    for name, sources in csp_sources(config).items():
+        kept = [v for v in directives.get(name, []) if v != "'none'"]
+        directives[name] = kept + [s for s in sources if s not in kept]
+    return "; ".join(f"{name} {' '.join(values)}" for name, values in directives.items())
+
 
 HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -49,7 +63,7 @@ def csp_nonce():
 
 
 def content_security_policy():
-    return _POLICY.format(nonce=csp_nonce())
+    return current_app.config["CSP_POLICY_TEMPLATE"].replace("{nonce}", csp_nonce())
 
 
 def _set_headers(response):
@@ -61,5 +75,6 @@ def _set_headers(response):
 
 def init_app(app):
     """Send the headers on every response; give templates csp_nonce()."""
+    app.config["CSP_POLICY_TEMPLATE"] = _policy_template(app.config)
     app.after_request(_set_headers)
     app.jinja_env.globals["csp_nonce"] = csp_nonce

@@ -19,12 +19,13 @@ from datetime import timedelta
 
 import redis
 import sqlalchemy as sa
-from flask import current_app, has_request_context, request, session
+from flask import has_request_context, request, session
 from flask.sessions import SecureCookieSessionInterface
 from flask_login import login_user, logout_user
 
 from .extensions import db, socketio
 from .models import User
+from .runtime import runtime
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,7 @@ def disconnect_sockets(user_id):
     server = socketio.server
     if server is None:  # a worker process: it serves no sockets
         return 0
-    rt = current_app.extensions["boxoffice"]
+    rt = runtime()
     try:
         sids.update(rt.sockets.members(user_id))
     except redis.RedisError:

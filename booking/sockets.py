@@ -9,13 +9,13 @@ import time
 
 import redis
 from sqlalchemy.exc import OperationalError, TimeoutError as PoolTimeout
-from flask import request, session
+from flask import current_app, request, session
 from flask_login import current_user
 from flask_socketio import join_room, leave_room
 from socketio.exceptions import ConnectionRefusedError as SocketRefused
 from marshmallow import ValidationError
 
-from . import catalog, intake, payloads, sessions, waiting_room
+from . import catalog, intake, payloads, sessions, settlement, waiting_room
 from .auth import user_from_token
 from .errors import (Busy, BookingError, InvalidRequest, LimitExceeded, NotFound, Unauthorized,
                      from_validation)
@@ -23,8 +23,10 @@ from .extensions import db, socketio
 from .metrics import SOCKETS
 from .payloads import reply
 from .ratelimits import client_ip
+from .payments import ProcessorUnavailable
 from .runtime import runtime
-from .schemas import EventRefSchema, HoldRequestSchema, PayRequestSchema, ReleaseRequestSchema
+from .schemas import (ConfirmPaymentSchema, EventRefSchema, HoldRequestSchema, PayRequestSchema,
+                      ReleaseRequestSchema)
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +34,7 @@ _event_ref = EventRefSchema()
 _hold_request = HoldRequestSchema()
 _release_request = ReleaseRequestSchema()
 _pay_request = PayRequestSchema()
+_confirm_request = ConfirmPaymentSchema()
 
 
 def _user_id():
@@ -209,3 +212,37 @@ def _request(kind, data, schema):
         log.exception("%s request failed", kind)
         rt.metrics.request(kind, "internal")
         return reply(rid, BookingError(code="internal"))
+
+
+@socketio.on("confirm_payment")
+def on_confirm_payment(data=None):
+    """The browser finished the processor's 3-D Secure challenge: acked at once; the
+    payment's payment_result follows once the processor's record is read."""
+    rid = data.get("request_id") if isinstance(data, dict) else None
+    rid = rid if isinstance(rid, str) and len(rid) <= 64 else None
+    uid = _user_id()
+    try:
+        _check_rate(uid)
+        p = _load(_confirm_request, data)
+        key = settlement.payment_key(db.session, uid, p["hold_id"], p["idempotency_key"])
+        db.session.remove()
+    except BookingError as err:
+        return reply(rid, err)
+    except (OperationalError, PoolTimeout):
+        log.warning("database unavailable for a payment confirmation", exc_info=True)
+        return reply(rid, Busy("The box office cannot take requests right now.",
+                               retry_after_s=2))
+    socketio.start_background_task(_settle_in_background, current_app._get_current_object(), key)
+    return reply(rid, queued=True)
+
+
+def _settle_in_background(app, key):
+    with app.app_context():
+        try:
+            settlement.settle_key(runtime(app), key, app.config["PAYMENT_TIMEOUT_SECONDS"])
+        except ProcessorUnavailable:
+            log.warning("processor did not answer a confirmation; reconciliation will settle it")
+        except Exception:
+            log.exception("settling a confirmed payment failed; reconciliation will retry")
+        finally:
+            db.session.remove()

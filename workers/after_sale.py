@@ -15,6 +15,7 @@ from booking import mail
 from booking.extensions import db, socketio
 from booking.mail_transport import make_transport
 from booking.transactions import DatabaseUnavailable
+from booking.runtime import runtime
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ def dispatch_due_mail():
 def reconcile_refunds():
     """Settle refunds whose processor answer never came (booking.refunds)."""
     from booking import refunds
-    refunds.reconcile_refunds(current_app.extensions["boxoffice"])
+    refunds.reconcile_refunds(runtime())
 
 
 def dispatch(outbox_ids):

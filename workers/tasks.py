@@ -10,7 +10,7 @@ from celery import shared_task
 from celery.exceptions import Retry
 from flask import current_app
 
-from booking import checkout, holds, intake, sales, waiting_room
+from booking import checkout, holds, intake, sales, settlement, waiting_room
 from booking.errors import BookingError, Busy
 from booking.payloads import reply
 from booking.records import RESULT_EVENTS
@@ -154,7 +154,9 @@ def pay(self, item):
     try:
         charge = rt.processor.charge(key=start.processor_key, amount_cents=start.amount_cents,
                                      currency=start.currency, card_token=item["card_token"],
-                                     timeout_s=current_app.config["PAYMENT_TIMEOUT_SECONDS"])
+                                     timeout_s=current_app.config["PAYMENT_TIMEOUT_SECONDS"],
+                                     metadata={"hold_id": item["hold_id"],
+                                               "user_id": item["user_id"]})
     except ProcessorUnavailable:
         # Charged or not, nobody knows yet: the payment stays pending and
         # reconciliation asks the processor by key, then answers the buyer.
@@ -162,6 +164,11 @@ def pay(self, item):
         return
     except TokenInvalid:
         charge = None
+    if charge is not None and charge.status in settlement.WAITING:
+        # 3-D Secure: the hold stays paying while the buyer answers the challenge;
+        # the browser, the webhook or reconciliation settles the payment after.
+        settlement.ask_buyer_to_act(rt, item, charge)
+        return
     try:
         _finish_payment(start.payment_id, charge, [item], item["request_id"])
     except DatabaseUnavailable as exc:
@@ -193,19 +200,7 @@ def _refund(keys):
 @shared_task(name="workers.tasks.reconcile_payments")
 def reconcile_payments():
     """Settle payments whose processor answer never came, and refund orphaned captures."""
-    rt = runtime()
-    timeout = current_app.config["PAYMENT_TIMEOUT_SECONDS"]
-    pending, orphans = checkout.unsettled_payments(db.session, pending_older_than_s=timeout * 2)
-    db.session.rollback()
-    for payment_id, key in pending:
-        try:
-            charge = rt.processor.lookup(key=key, timeout_s=timeout)
-        except ProcessorUnavailable:
-            continue
-        log.info("reconciling payment %s: processor says %s", payment_id,
-                 charge.status if charge else "no charge")
-        _finish_payment(payment_id, charge)
-    _refund(orphans)
+    settlement.reconcile(runtime(), current_app.config)
 
 
 @shared_task(name="workers.tasks.admit_waiting_buyers")

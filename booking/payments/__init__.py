@@ -33,7 +33,9 @@ class Charge:
     reference: str | None = None
     amount_cents: int = 0
     currency: str = ""
-    decline_reason: str | None = None   # card_declined, insufficient_funds
+    decline_reason: str | None = None   # card_declined, insufficient_funds, authentication_failed
+    # requires_action (3-D Secure): what the buyer's browser needs to show the challenge.
+    client_secret: str | None = None
 
 
 @dataclass
@@ -51,9 +53,20 @@ class Processor:
     def tokenize(self, *, number, exp_month, exp_year, cvc, name):
         raise NotImplementedError
 
-    def charge(self, *, key, amount_cents, currency, card_token, timeout_s):
+    def accept_token(self, token_id):
+        """A token made by the processor's browser library: its CardToken.
+
+        Raises TokenInvalid (not this processor's, or used), ProcessorUnavailable.
+        """
+        raise TokenInvalid("this processor tokenizes cards itself")
+
+    def charge(self, *, key, amount_cents, currency, card_token, timeout_s, metadata=None):
         """Authorize and capture; the same key always answers the same charge.
 
+        metadata (hold, event, buyer) is written on the processor's record.
+        The answer may be requires_action (the buyer must pass 3-D Secure in the
+        browser, with Charge.client_secret) or processing: the payment stays
+        pending until the processor's outcome is known.
         Raises ProcessorUnavailable when no answer came within timeout_s.
         """
         raise NotImplementedError
@@ -75,10 +88,39 @@ class Processor:
         """The charge made under key, or None if there was none."""
         raise NotImplementedError
 
+    def cancel(self, *, key, timeout_s):
+        """Give up a charge still waiting on the buyer (an abandoned 3-D Secure challenge).
+
+        Returns the charge's state afterwards (captured if the buyer finished
+        first), or None if there was none. Raises ProcessorUnavailable.
+        """
+        return self.lookup(key=key, timeout_s=timeout_s)
+
 
 def make_processor(app):
     kind = app.config["PAYMENT_PROCESSOR"]
     if kind == "simulated":
         from .simulated import SimulatedProcessor
         return SimulatedProcessor(app)
+    if kind == "stripe":
+        from .stripe import StripeProcessor
+        return StripeProcessor(app)
     raise RuntimeError(f"unknown PAYMENT_PROCESSOR {kind!r}")
+
+
+def csp_sources(config):
+    """What the pages' Content-Security-Policy must allow for the configured processor:
+    {directive: [source, ...]} to add beside 'self' (docs/PAYMENTS.md)."""
+    if config["PAYMENT_PROCESSOR"] != "stripe":
+        return {}
+    js, api = _origin(config["STRIPE_JS_URL"]), _origin(config["STRIPE_API_BASE"])
+    frames = [js]
+    if js == "https://js.stripe.com":
+        frames.append("https://hooks.stripe.com")  # where 3-D Secure challenges are served
+    return {"script-src": [js], "frame-src": frames, "connect-src": [api]}
+
+
+def _origin(url):
+    from urllib.parse import urlsplit
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"

@@ -48,7 +48,7 @@ class SimulatedProcessor(Processor):
         except BadSignature as err:
             raise TokenInvalid() from err
 
-    def charge(self, *, key, amount_cents, currency, card_token, timeout_s):
+    def charge(self, *, key, amount_cents, currency, card_token, timeout_s, metadata=None):
         card = self._card(card_token)
         existing = self.lookup(key=key, timeout_s=timeout_s)
         if existing is not None:

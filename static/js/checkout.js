@@ -1,12 +1,15 @@
 // The payment window: the held seats, the total, a countdown to the hold's
 // end, and the card form. Closing it (Cancel, the X, Escape) gives the hold back.
+// With Stripe, the card is typed into Stripe's own fields (app/stripe_card) and
+// only a token id is sent; a 3-D Secure challenge is shown when the bank asks.
 import { errorText, money, newId, serverNow } from "app/common";
 import { cardPayload, checkCard, groupNumber } from "app/card";
+import { StripeCard } from "app/stripe_card";
 
-const FIELDS = ["name", "number", "exp", "cvc"];
+const CARD_FIELDS = ["name", "number", "exp", "cvc"];
 
 export class Checkout {
-  constructor({ requests, describeSeat, onClosed }) {
+  constructor({ requests, describeSeat, onClosed, payment = {} }) {
     this.requests = requests;
     this.describeSeat = describeSeat;
     this.onClosed = onClosed; // (hold, reason) after the window has closed
@@ -19,7 +22,12 @@ export class Checkout {
     this.errorBox = document.getElementById("payment-error");
     this.countdown = document.getElementById("countdown");
     this.announce = document.getElementById("countdown-announce");
-    this.inputs = Object.fromEntries(FIELDS.map((f) => [f, document.getElementById(`card-${f}`)]));
+    this.fields = payment.processor === "stripe" ? ["name"] : CARD_FIELDS;
+    this.inputs = Object.fromEntries(this.fields.map((f) => [f, document.getElementById(`card-${f}`)]));
+    this.stripeCard = payment.processor === "stripe"
+      ? new StripeCard({ publishableKey: payment.publishable_key, mountOn: "#card-element" })
+      : null;
+    this.challenging = false; // a 3-D Secure challenge is on screen
     this.hold = null;
     this.attempt = null; // {request_id, idempotency_key} of the payment in flight
     this.closeReason = null;
@@ -123,14 +131,18 @@ export class Checkout {
   }
 
   _values() {
-    return Object.fromEntries(FIELDS.map((f) => [f, this.inputs[f].value]));
+    return Object.fromEntries(this.fields.map((f) => [f, this.inputs[f].value]));
   }
 
   _problems() {
+    if (this.stripeCard) {
+      // Stripe's fields check the card itself; the name is ours to ask for.
+      return this.inputs.name.value.trim() ? {} : { name: "Enter the name shown on the card." };
+    }
     return checkCard(this._values());
   }
 
-  _showProblems(problems, fields = FIELDS) {
+  _showProblems(problems, fields = this.fields) {
     for (const field of fields) {
       const input = this.inputs[field];
       const message = problems[field];
@@ -149,7 +161,7 @@ export class Checkout {
     this.submitted = true;
     const problems = this._problems();
     this._showProblems(problems);
-    const firstBad = FIELDS.find((f) => problems[f]);
+    const firstBad = this.fields.find((f) => problems[f]);
     if (firstBad) {
       this.inputs[firstBad].focus();
       return;
@@ -160,12 +172,53 @@ export class Checkout {
     const attempt = { request_id: newId(), idempotency_key: newId() };
     this.attempt = attempt;
     this._setBusy(true);
+    if (this.stripeCard) {
+      this._payWithStripe(attempt);
+      return;
+    }
     this.requests.send("pay", {
       request_id: attempt.request_id,
       hold_id: this.hold.hold_id,
       idempotency_key: attempt.idempotency_key,
       card: cardPayload(this._values()),
     }, (error) => this._failed(attempt, error));
+  }
+
+  async _payWithStripe(attempt) {
+    const { tokenId, message } = await this.stripeCard.token(this.inputs.name.value.trim());
+    if (this.attempt !== attempt) return;
+    if (!tokenId) {
+      this._failed(attempt, { code: "invalid_card", message });
+      return;
+    }
+    this.requests.send("pay", {
+      request_id: attempt.request_id,
+      hold_id: this.hold.hold_id,
+      idempotency_key: attempt.idempotency_key,
+      payment_token: tokenId,
+    }, (error) => this._failed(attempt, error));
+  }
+
+  // payment_action: the bank wants the buyer to pass 3-D Secure for this attempt.
+  // The hold stays the buyer's meanwhile; afterwards the server is told to read
+  // the outcome from Stripe, and payment_result follows as for any payment.
+  async onPaymentAction(message) {
+    const attempt = this.attempt;
+    if (!attempt || message.request_id !== attempt.request_id || this.challenging) return;
+    this.challenging = true;
+    this.payButton.querySelector(".label").textContent = "Waiting for your bank…";
+    try {
+      await this.stripeCard.challenge(message.client_secret);
+    } finally {
+      this.challenging = false;
+    }
+    if (this.attempt !== attempt) return;
+    this.payButton.querySelector(".label").textContent = "Paying…";
+    this.requests.socket.emit("confirm_payment", {
+      request_id: newId(),
+      hold_id: message.hold_id,
+      idempotency_key: attempt.idempotency_key,
+    });
   }
 
   // payment_result for this window's attempt.
@@ -206,12 +259,13 @@ export class Checkout {
     };
     walk("", fields);
     const map = { "card.number": "number", "card.exp_month": "exp", "card.exp_year": "exp", "card.cvc": "cvc", "card.name": "name" };
+    if (this.stripeCard) return;
     const problems = {};
     for (const [key, message] of Object.entries(flat)) {
       const field = map[key];
       if (field) problems[field] = message;
     }
-    FIELDS.forEach((f) => this.touched.add(f));
+    this.fields.forEach((f) => this.touched.add(f));
     this._showProblems(problems);
   }
 
@@ -233,6 +287,9 @@ export class Checkout {
     this.cancelButton.disabled = busy;
     this.closeButton.disabled = busy;
     for (const input of Object.values(this.inputs)) input.readOnly = busy;
+    if (this.stripeCard && typeof this.stripeCard.card.update === "function") {
+      this.stripeCard.card.update({ disabled: busy });
+    }
   }
 
   _reset() {
@@ -242,6 +299,7 @@ export class Checkout {
     this.submitted = false;
     this.touched.clear();
     this.form.reset();
+    if (this.stripeCard && typeof this.stripeCard.card.clear === "function") this.stripeCard.card.clear();
     this._showProblems({});
     this._hideError();
     this._setBusy(false);

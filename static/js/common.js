@@ -93,7 +93,13 @@ export function errorText(error) {
       if (details.reason === "insufficient_funds") {
         return "The card was declined because of insufficient funds. Nothing was charged. Please try another card.";
       }
+      if (details.reason === "authentication_failed") {
+        return "Your bank could not confirm it was you. Nothing was charged. Please try again or use another card.";
+      }
       return "The card was declined by its bank. Nothing was charged. Please try another card.";
+    case "invalid_card":
+      // Stripe's own words about the card typed into its fields (never sent to us).
+      return error.message || "This card could not be read. Please check its details.";
     case "payment_error":
       return "The payment could not be processed and nothing was charged. Please try again.";
     case "unauthorized":

@@ -334,6 +334,7 @@ async function start() {
     requests,
     describeSeat: (id) => `${map.describe(id, "mine").replace(/, held by you$/, "")}`,
     onClosed: onCheckoutClosed,
+    payment: page.payment,
   });
   socket.on("seats_changed", (msg) => {
     if (msg.event_id === eventId) applySeats(msg.seats);
@@ -344,6 +345,7 @@ async function start() {
   socket.on("hold_result", onHoldResult);
   socket.on("release_result", onReleaseResult);
   socket.on("hold_closed", onHoldClosed);
+  socket.on("payment_action", (message) => checkout.onPaymentAction(message));
   socket.on("payment_result", (result) => {
     if (requests.settle(result.request_id)) checkout.onPaymentResult(result);
   });
