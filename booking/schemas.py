@@ -52,6 +52,8 @@ class UserSchema(Schema):
 
 class EventRefSchema(InputSchema):
     event_id = Id(required=True)
+    # v1.1, join_event: answer the snapshot as a compact board instead of seats.
+    compact = fields.Boolean(load_default=False)
 
 
 class HoldRequestSchema(InputSchema):

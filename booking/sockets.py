@@ -16,7 +16,7 @@ from flask_socketio import join_room, leave_room
 from socketio.exceptions import ConnectionRefusedError as SocketRefused
 from marshmallow import ValidationError
 
-from . import catalog, checkout, holds, records, waiting_room
+from . import catalog, checkout, holds, records, seat_plans, waiting_room
 from .auth import user_id_from_token
 from .broadcast import subscribe_forever
 from .dispatch import BatchingDispatcher, InlineDispatcher
@@ -239,12 +239,17 @@ def on_join_event(data=None):
                 # change). Joining again once admitted brings both.
                 leave_room(f"event:{event_id}")
                 rt.metrics.request("join_event", "waiting")
-                return {"ok": True, "event_id": event_id, "seats": [], "waiting_room": room}
+                empty = ({"board": seat_plans.compact_board([])} if payload["compact"]
+                         else {"seats": []})
+                return {"ok": True, "event_id": event_id, **empty, "waiting_room": room}
         # Join before reading, so that no change falls between snapshot and feed.
         join_room(f"event:{event_id}")
         seats = rt.coalescer.snapshot(event_id, lambda: catalog.seat_states(db.session, event_id))
         rt.metrics.request("join_event", "ok")
-        answer = {"ok": True, "event_id": event_id, "seats": seats}
+        if payload["compact"]:
+            answer = {"ok": True, "event_id": event_id, "board": seat_plans.compact_board(seats)}
+        else:
+            answer = {"ok": True, "event_id": event_id, "seats": seats}
         if room is not None:
             answer["waiting_room"] = room
         return answer
