@@ -8,7 +8,6 @@ if __name__ == "__main__":
     eventlet.monkey_patch()
 
 import argparse  # noqa: E402
-import os  # noqa: E402
 
 from booking import create_app  # noqa: E402
 
@@ -22,8 +21,7 @@ def main():
     args = parser.parse_args()
 
     from booking import lifecycle
-    lifecycle.serve(app, args.host, args.port,
-                    max_connections=int(os.environ.get("WEB_MAX_CONNECTIONS", "10000")))
+    lifecycle.serve(app, args.host, args.port)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,6 @@
 """Boxoffice: an online box office for on-sales with far more buyers than seats."""
 import logging
 import sys
-from types import SimpleNamespace
 
 from flask import Flask
 
@@ -41,9 +40,6 @@ def create_app(config=None, role="web"):
     app.config.update(config_module.from_environment())
     if config:
         app.config.update(config)
-    from .waiting_room import settings_from_environment
-    for key, value in settings_from_environment().items():
-        app.config.setdefault(key, value)
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {"connect_args": {"timeout": 30}}
     elif app.config["SQLALCHEMY_DATABASE_URI"].startswith("mysql"):
@@ -76,8 +72,8 @@ def create_app(config=None, role="web"):
     csrf.init_app(app)
     from . import auth  # noqa: F401  (registers the user loaders)
 
-    from .errors import register_error_handlers
-    register_error_handlers(app)
+    from . import http_errors
+    app.register_blueprint(http_errors.bp)
 
     from .jobs import celery_init_app
     celery_init_app(app)
@@ -94,24 +90,27 @@ def create_app(config=None, role="web"):
     app.register_blueprint(ops.bp)
     app.register_blueprint(pages.bp)
     commands.init_app(app)
-    if role == "web":
-        from . import sockets
-        sockets.init_app(app)
     return app
 
 
 def _init_runtime(app, role):
-    """Shared state, broadcasting and dispatching, as the role and the mode need."""
+    """Build the process's Runtime (shared state, broadcasting, dispatching) for the role and mode."""
     # The handlers must be declared before the first socketio.init_app():
     # Flask-SocketIO keeps them for every later init_app only if no server
     # existed when they were declared.
     from . import dashboard, sockets  # noqa: F401
     from .broadcast import Broadcaster, SeatsCoalescer
     from .holds import Settings
+    from .intake import make_dispatcher
     from .metrics import Metrics
     from .payments import make_processor
     from .ratelimits import RequestLimits
-    from .state import LoadShedding, Presence, RequestLedger, SocketSlots, make_state
+    from .runtime import Runtime
+    from .state.backends import make_state
+    from .state.ledger import RequestLedger
+    from .state.presence import Presence, SocketSlots
+    from .state.shedding import LoadShedding
+    from .waiting_room import GateCache, make_room_store
 
     redis_url = app.config["REDIS_URL"]
     namespace = app.config["REDIS_NAMESPACE"]
@@ -129,30 +128,35 @@ def _init_runtime(app, role):
                           ping_interval=20, ping_timeout=20,
                           always_connect=False)
     state = make_state(app)
+    ledger = RequestLedger(state, namespace)
+    metrics = Metrics()
     coalescer = None
     if role == "web":
         coalescer = SeatsCoalescer(socketio, app.config["SEATS_CHANGED_INTERVAL_MS"] / 1000,
                                    local_only=bool(redis_url))
-    rt = SimpleNamespace(
+        coalescer.on_flush = metrics.seats_changed
+    rt = app.extensions["boxoffice"] = Runtime(
         settings=Settings(hold_ttl_seconds=app.config["HOLD_TTL_SECONDS"],
                           max_seats_per_order=app.config["MAX_SEATS_PER_ORDER"],
                           max_open_holds=app.config["MAX_OPEN_HOLDS"]),
         state=state,
-        ledger=RequestLedger(state, namespace),
+        ledger=ledger,
         presence=Presence(state, app.config["DISCONNECT_GRACE_SECONDS"], namespace),
-        rate_limit=RequestLimits(app),
         sockets=SocketSlots(state, namespace, app.config["MAX_SOCKETS_PER_ACCOUNT"]),
-        coalescer=coalescer,
+        shedding=LoadShedding(ledger, app.config),
+        rate_limit=RequestLimits(app),
         broadcaster=Broadcaster(socketio, redis_url=redis_url, namespace=namespace,
                                 coalescer=coalescer),
-        metrics=Metrics(),
+        metrics=metrics,
         processor=make_processor(app),
-        dispatcher=None,
+        waiting_room=make_room_store(app, state),
+        gates=GateCache(),
+        coalescer=coalescer,
+        dispatcher=make_dispatcher(app) if role == "web" else None,
     )
-    if coalescer is not None:
-        coalescer.on_flush = rt.metrics.seats_changed
-    rt.shedding = LoadShedding(rt.ledger, app.config)
-    app.extensions["boxoffice"] = rt
-    from . import ratelimits, waiting_room
+    from . import metrics as metrics_module, ratelimits
     ratelimits.init_app(app)
-    waiting_room.init_app(app)
+    metrics_module.SCRAPE_SOURCES["waiting_rooms"] = (
+        lambda: rt.waiting_room.stats(rt.waiting_room.known_events()))
+    metrics_module.SCRAPE_SOURCES["shedding"] = rt.shedding.pressure
+

@@ -15,13 +15,13 @@ def register_user(session, *, email, password, name=""):
     """Create an account; raises Conflict if the email is taken."""
     email = email.strip().lower()
     if session.scalar(sa.select(User.id).where(User.email == email)) is not None:
-        raise Conflict("An account with that email exists.", field="email")
+        raise Conflict.of("email_taken", field="email")
     user = User(email=email, name=name.strip(), password_hash=hash_password(password))
     session.add(user)
     try:
         session.flush()
     except IntegrityError as err:  # registered concurrently
-        raise Conflict("An account with that email exists.", field="email") from err
+        raise Conflict.of("email_taken", field="email") from err
     from .members import claim_invitations
     claim_invitations(session, user)
     return user

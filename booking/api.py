@@ -3,13 +3,14 @@ import hashlib
 import threading
 import time
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 from flask_login import current_user, login_required, login_user, logout_user
 
 from . import accounts, catalog, checkout, seat_plans
 from .auth import issue_token
 from .errors import MalformedRequest
 from .extensions import db
+from .runtime import runtime
 from .schemas import (EventDetailSchema, EventSchema, NewUserSchema, OrderSchema, SeatSchema,
                       SessionSchema, UserSchema)
 
@@ -126,7 +127,7 @@ def get_seat_plan(event_id):
 def get_board(event_id):
     """Every seat's status and version, compact (for pages without a live connection)."""
     catalog.require_event(db.session, event_id)
-    states = current_app.extensions["boxoffice"].coalescer.snapshot(
+    states = runtime().coalescer.snapshot(
         event_id, lambda: catalog.seat_states(db.session, event_id))
     response = jsonify({"event_id": event_id, "board": seat_plans.compact_board(states)})
     response.headers["Cache-Control"] = "no-store"

@@ -21,6 +21,9 @@ from datetime import datetime, timezone
 
 import redis
 
+from . import payloads
+from .state.backends import redis_client
+
 log = logging.getLogger(__name__)
 
 
@@ -41,7 +44,7 @@ class Broadcaster:
 
     def __init__(self, socketio, redis_url=None, namespace="boxoffice", coalescer=None):
         self.socketio = socketio
-        self.redis = redis.Redis.from_url(redis_url) if redis_url else None
+        self.redis = redis_client(redis_url) if redis_url else None
         self.channel = seats_channel(namespace)
         self.positions = positions_channel(namespace)
         self.coalescer = coalescer
@@ -71,7 +74,7 @@ class Broadcaster:
                 continue
             if self.redis is not None:
                 self.redis.publish(self.channel, json.dumps(
-                    {"event_id": event_id, "seats": seats, "committed_at": committed_at}))
+                    payloads.seats_changed(event_id, seats, committed_at)))
             else:
                 self.coalescer.add(event_id, seats, committed_at)
 
@@ -151,9 +154,9 @@ class SeatsCoalescer:
         with self._lock:
             pending, self._pending = self._pending, {}
         for event_id, entry in pending.items():
-            payload = {"event_id": event_id,
-                       "seats": sorted(entry["seats"].values(), key=lambda s: s["id"]),
-                       "committed_at": entry["committed_at"], "sent_at": iso_now()}
+            payload = payloads.seats_changed(
+                event_id, sorted(entry["seats"].values(), key=lambda s: s["id"]),
+                entry["committed_at"], sent_at=iso_now())
             kwargs = {"ignore_queue": True} if self.local_only else {}
             self.socketio.emit("seats_changed", payload, to=f"event:{event_id}", **kwargs)
             if self.on_flush:

@@ -5,6 +5,7 @@ import sqlalchemy as sa
 
 from .errors import InvalidRequest, NotFound
 from .models import ID_MAX, Event, Organizer, Seat, Venue
+from .schemas import SeatStateSchema
 
 
 def _row_name(index):
@@ -107,7 +108,7 @@ def get_event(session, event_id):
     """One event with seat counts and its sections; raises NotFound."""
     event = _get_event(session, event_id)
     if event is None:
-        raise NotFound("No such event.", event_id=event_id)
+        raise NotFound.of("no_event", event_id=event_id)
     view = _with_counts(session, [event])[0]
     rows = session.execute(
         sa.select(Seat.section, Seat.row).where(Seat.event_id == event_id)
@@ -130,17 +131,20 @@ def require_event(session, event_id):
 def event_seats(session, event_id):
     """All seats of an event in id order; raises NotFound."""
     if _get_event(session, event_id) is None:
-        raise NotFound("No such event.", event_id=event_id)
+        raise NotFound.of("no_event", event_id=event_id)
     return session.scalars(
         sa.select(Seat).where(Seat.event_id == event_id).order_by(Seat.id)).all()
+
+
+_seat_states = SeatStateSchema()
 
 
 def seat_states(session, event_id):
     """[{id, status, version}] of every seat of an event: the live snapshot."""
     rows = session.execute(
         sa.select(Seat.id, Seat.status, Seat.version)
-        .where(Seat.event_id == event_id).order_by(Seat.id)).all()
-    return [{"id": i, "status": s, "version": v} for i, s, v in rows]
+        .where(Seat.event_id == event_id).order_by(Seat.id)).mappings().all()
+    return _seat_states.dump(rows, many=True)
 
 
 def seat_prices(session, event_id):

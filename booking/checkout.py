@@ -10,9 +10,11 @@
    hold to 'held' (still the buyer's until its expiry). A capture that can no
    longer become an order is marked for refund.
 
-A charge whose answer never came leaves the payment 'pending'; settle_payment
-(run by the reconciliation task) asks the processor by key and finishes it the
-same way. Functions take a session and plain values, never commit or emit.
+A charge whose answer never came leaves the payment 'pending'; the
+reconciliation task (workers.tasks.reconcile_payments, over unsettled_payments)
+asks the processor by key and finishes it with finish_payment the same way.
+check_payable is the rule behind phase 1, also run by the web tier as a
+pre-check. Functions take a session and plain values, never commit or emit.
 """
 import logging
 from dataclasses import dataclass, field
@@ -21,22 +23,17 @@ from datetime import timedelta
 import sqlalchemy as sa
 
 from . import records
-from .errors import BookingError, Conflict, HoldExpired, HoldNotOwned, NotFound
+from .errors import (BookingError, Conflict, HoldExpired, NotFound,
+                     PaymentDeclined, PaymentError)
+from .holds import check_owner
 from .locking import lock_holds, lock_payment, lock_seats_of_hold, lock_users
-from .models import Hold, HoldSeat, Order, OrderSeat, Payment, utcnow
-from .outcome import Outcome, result_payload, set_seat
+from .models import HoldSeat, Order, OrderSeat, Payment, utcnow
+from .outcome import Outcome, set_seat
+from .payloads import reply
 
 log = logging.getLogger(__name__)
 
 EVENT = "payment_result"
-
-
-class PaymentDeclined(BookingError):
-    code = "payment_declined"
-
-
-class PaymentError(BookingError):
-    code = "payment_error"
 
 
 @dataclass
@@ -63,14 +60,14 @@ def _answer(outcome, user_id, request_id, payload, now, session):
 def _payment_answer(payment, request_id):
     """The result a finished payment gives, for whichever request asks."""
     if payment.status == "captured" and payment.order_id:
-        return result_payload(request_id, True, order_id=payment.order_id, hold_id=payment.hold_id)
+        return reply(request_id, event=EVENT, order_id=payment.order_id, hold_id=payment.hold_id)
     if payment.status == "declined":
-        return result_payload(request_id, False, PaymentDeclined(
-            reason=payment.decline_reason or "card_declined"))
+        return reply(request_id, PaymentDeclined(reason=payment.decline_reason or "card_declined"),
+                     event=EVENT)
     if payment.status == "refunded":
-        return result_payload(request_id, False, Conflict(
-            "The hold could not be sold, so the charge was refunded.", hold_id=payment.hold_id))
-    return result_payload(request_id, False, PaymentError())
+        return reply(request_id, Conflict.of("charge_refunded", hold_id=payment.hold_id),
+                     event=EVENT)
+    return reply(request_id, PaymentError(), event=EVENT)
 
 
 def begin_payment(session, item, processor_name, now=None):
@@ -89,8 +86,8 @@ def begin_payment(session, item, processor_name, now=None):
     payment = session.scalar(sa.select(Payment).where(Payment.processor_key == key))
     if payment is not None:
         if payment.hold_id != hold_id:
-            _answer(start.outcome, uid, rid, result_payload(rid, False, Conflict(
-                "That idempotency key was used for another hold.")), now, session)
+            _answer(start.outcome, uid, rid, reply(rid, Conflict.of("key_reused"), event=EVENT),
+                    now, session)
         elif payment.status == "pending":
             # The same payment again (a redelivery or a double send): ask the
             # processor again under the same key; it will not charge twice.
@@ -103,9 +100,10 @@ def begin_payment(session, item, processor_name, now=None):
     seats = lock_seats_of_hold(session, hold_id)
     hold = next(iter(lock_holds(session, [hold_id])), None)
     try:
-        _check_payable(hold, uid, now)
+        check_payable(hold_id, *((hold.user_id, hold.status, hold.expires_at) if hold
+                                 else (None, None, None)), uid, now)
     except BookingError as err:
-        _answer(start.outcome, uid, rid, result_payload(rid, False, err), now, session)
+        _answer(start.outcome, uid, rid, reply(rid, err, event=EVENT), now, session)
         return start
     hold.status = "paying"
     for seat in seats.values():
@@ -122,19 +120,25 @@ def begin_payment(session, item, processor_name, now=None):
     return start
 
 
-def _check_payable(hold, user_id, now):
-    if hold is None:
-        raise NotFound("No such hold.")
-    if hold.user_id != user_id:
-        raise HoldNotOwned(hold_id=hold.id)
-    if hold.status == "paying":
-        raise Conflict("A payment for this hold is already in progress.", hold_id=hold.id)
-    if hold.status == "paid":
-        raise Conflict("This hold has been paid for already.", hold_id=hold.id)
-    if hold.status == "released":
-        raise Conflict("This hold was released.", hold_id=hold.id)
-    if hold.status == "expired" or hold.expires_at <= now:
-        raise HoldExpired(hold_id=hold.id)
+def check_payable(hold_id, owner_id, status, expires_at, user_id, now, in_progress_ok=False):
+    """Raise unless user_id may pay for the hold now.
+
+    NotFound (owner_id None: no such hold), HoldNotOwned, Conflict (a payment
+    in progress, paid already, released), HoldExpired. The web tier's
+    pre-check passes in_progress_ok: a payment in progress may be this same
+    payment sent again, which the worker answers by its idempotency key.
+    """
+    check_owner(hold_id, owner_id, user_id)
+    if status == "paying":
+        if in_progress_ok:
+            return
+        raise Conflict.of("hold_paying", hold_id=hold_id)
+    if status == "paid":
+        raise Conflict.of("hold_paid", hold_id=hold_id)
+    if status == "released":
+        raise Conflict.of("hold_released", hold_id=hold_id)
+    if status == "expired" or expires_at <= now:
+        raise HoldExpired(hold_id=hold_id)
 
 
 def finish_payment(session, payment_id, charge, request_id=None, now=None):
@@ -236,13 +240,6 @@ def unsettled_payments(session, pending_older_than_s, now=None, limit=200):
     return pending, orphans
 
 
-def hold_for_payment(session, hold_id):
-    """(user_id, status, expires_at) of a hold, or None: the web tier's early check."""
-    row = session.execute(sa.select(Hold.user_id, Hold.status, Hold.expires_at)
-                          .where(Hold.id == hold_id)).first()
-    return tuple(row) if row else None
-
-
 def orders_of(session, user_id):
     return session.scalars(sa.select(Order).where(Order.user_id == user_id)
                            .order_by(Order.created_at.desc(), Order.id.desc())).all()
@@ -252,5 +249,5 @@ def order_of(session, user_id, order_id):
     """The buyer's order; NotFound for anyone else's."""
     order = session.get(Order, order_id)
     if order is None or order.user_id != user_id:
-        raise NotFound("No such order.", order_id=order_id)
+        raise NotFound.of("no_order", order_id=order_id)
     return order

@@ -12,6 +12,7 @@ from . import accounts, audit, catalog, event_admin, organizers, waiting_room
 from .errors import BookingError
 from .extensions import db
 from .models import Event, Organizer, Seat, User
+from .runtime import runtime
 
 booking_cli = AppGroup("booking", help="Box office operations.")
 
@@ -193,7 +194,7 @@ def audit_command(event_id):
     config = current_app.config
     report = audit.run_audit(
         db.session, event_id=event_id, sweep_interval_s=config["SWEEP_INTERVAL_SECONDS"],
-        processor=current_app.extensions["boxoffice"].processor,
+        processor=runtime().processor,
         settle_after_s=config["PAYMENT_TIMEOUT_SECONDS"] * 2 + config["RECONCILE_INTERVAL_SECONDS"] * 2)
     click.echo(json.dumps(report, indent=2))
     sys.exit(0 if not report["problems"] else 1)
@@ -275,7 +276,7 @@ def room_status_command(event_id):
     """Print the room's state, rate and sizes as JSON."""
     try:
         status = waiting_room.room_status(db.session,
-                                          current_app.extensions["boxoffice"].waiting_room,
+                                          runtime().waiting_room,
                                           event_id)
     except BookingError as err:
         raise click.ClickException(err.message) from err

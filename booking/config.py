@@ -33,6 +33,18 @@ def _secret_key():
     return path.read_text().strip()
 
 
+def prometheus_multiprocess_dir():
+    """PROMETHEUS_MULTIPROC_DIR, or None. prometheus_client reads it itself, at import."""
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+def worker_metrics_address():
+    """(port, address) a worker serves /metrics on, from WORKER_METRICS_PORT and
+    WORKER_METRICS_ADDR (default all interfaces); port None: it serves none."""
+    port = os.environ.get("WORKER_METRICS_PORT")
+    return (int(port) if port else None), os.environ.get("WORKER_METRICS_ADDR", "0.0.0.0")
+
+
 def from_environment():
     """Every setting, from environment variables with the documented defaults."""
     INSTANCE_DIR.mkdir(exist_ok=True)
@@ -77,6 +89,43 @@ def from_environment():
         # How often reconciliation settles unanswered payments.
         "RECONCILE_INTERVAL_SECONDS": _float("RECONCILE_INTERVAL_SECONDS", 10.0),
         "TOKEN_MAX_AGE_SECONDS": _int("TOKEN_MAX_AGE_SECONDS", 7 * 24 * 3600),
+        # Waiting rooms (docs/WAITING_ROOM.md).
+        # How long an admission token lets its buyer ask for holds.
+        "ADMISSION_TTL_SECONDS": _int("ADMISSION_TTL_SECONDS", 900),
+        # How often admission runs (a beat task; the embedded mode's sweep loop).
+        "ADMISSION_INTERVAL_SECONDS": _float("ADMISSION_INTERVAL_SECONDS", 1.0),
+        # Bounds of the derived ("auto") admission rate, buyers per minute.
+        "AUTO_ADMISSION_MIN_PER_MIN": _int("AUTO_ADMISSION_MIN_PER_MIN", 30),
+        "AUTO_ADMISSION_START_PER_MIN": _int("AUTO_ADMISSION_START_PER_MIN", 120),
+        "AUTO_ADMISSION_MAX_PER_MIN": _int("AUTO_ADMISSION_MAX_PER_MIN", 6000),
+        # The click-to-hold_result time the derived rate keeps, from the web
+        # process's receipt to the worker's answer: while more than 1% of recent
+        # hold answers take longer, it admits fewer buyers. 200: the product's
+        # 250 ms target less what the server cannot see (the buyer's network,
+        # the load balancer, the socket's send; ~45 ms at p99 in bench/surge.py).
+        "LATENCY_TARGET_MS": _int("LATENCY_TARGET_MS", 200),
+        # Load shedding: accepted requests not yet answered, beyond which new
+        # holds are refused `busy`. 0: derived (booking.state.shedding).
+        "SHED_QUEUE_DEPTH": _int("SHED_QUEUE_DEPTH", 0),
+        # How long a buyer waits for a hold result before giving up; the derived
+        # bound is what the workers finish in this long.
+        "SHED_MAX_WAIT_SECONDS": _float("SHED_MAX_WAIT_SECONDS", 10.0),
+        # Requests a second the smallest deployment (one worker, concurrency 2)
+        # finishes at worst (every message carrying one request): measured
+        # ~60 single-request transactions a second per process on these machines.
+        "SHED_FLOOR_RPS": _float("SHED_FLOOR_RPS", 120.0),
+        # Per client IP (generous: a venue or carrier NATs thousands of buyers).
+        "IP_RATE_LIMIT": os.environ.get("IP_RATE_LIMIT", "1000/second;30000/minute"),
+        # Sockets one account may hold open across every web instance.
+        "MAX_SOCKETS_PER_ACCOUNT": _int("MAX_SOCKETS_PER_ACCOUNT", 10),
+        # Draining a web process on SIGTERM (booking.lifecycle): how long the
+        # load balancer gets to notice, then how long handlers get to finish,
+        # and the most the whole drain may take before the process exits.
+        "DRAIN_NOTICE_SECONDS": _float("DRAIN_NOTICE_SECONDS", 1.0),
+        "DRAIN_GRACE_SECONDS": _float("DRAIN_GRACE_SECONDS", 1.0),
+        "DRAIN_TIMEOUT_SECONDS": _float("DRAIN_TIMEOUT_SECONDS", 30.0),
+        # Connections one web process serves at most (eventlet's pool size).
+        "WEB_MAX_CONNECTIONS": _int("WEB_MAX_CONNECTIONS", 10000),
         "LOG_LEVEL": os.environ.get("LOG_LEVEL", "INFO"),
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
         "MAX_CONTENT_LENGTH": 64 * 1024,

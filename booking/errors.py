@@ -1,17 +1,10 @@
-"""Domain errors and the one JSON error shape of the contract.
+"""Domain errors and the contract's table of error codes.
 
-Services raise these; the REST layer and the socket layer turn them into
-`{"error": {code, message, details}}` through `error_body()`, so the shape is
-produced in one place.
+Services raise these; nothing here knows the web framework. The transports
+turn them into the contract's error object through booking.payloads (REST:
+the errors blueprint, booking.http_errors; sockets: acks and results).
 """
-import logging
-
-from flask import jsonify
 from marshmallow import ValidationError
-from sqlalchemy.exc import OperationalError
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
-
-log = logging.getLogger(__name__)
 
 # code -> (HTTP status, default user-facing message)
 ERRORS = {
@@ -31,6 +24,27 @@ ERRORS = {
     "internal": (500, "Something went wrong on our side."),
 }
 
+# User-facing messages of domain errors, by what went wrong: each is worded
+# once, here, whichever layer finds it (see BookingError.of).
+MESSAGES = {
+    "no_event": "No such event.",
+    "no_hold": "No such hold.",
+    "no_order": "No such order.",
+    "seats_not_in_event": "Those seats are not part of this event.",
+    "seats_per_order": "At most {max} seats per order.",
+    "open_holds": "At most {max} open holds at a time.",
+    "sockets": "At most {max} connections per account; close another tab or device first.",
+    "hold_paying": "A payment for this hold is already in progress.",
+    "hold_paying_release": "This hold is being paid for and cannot be released now.",
+    "hold_paid": "This hold has been paid for already.",
+    "hold_released": "This hold was released.",
+    "charge_refunded": "The hold could not be sold, so the charge was refunded.",
+    "key_reused": "That idempotency key was used for another hold.",
+    "email_taken": "An account with that email exists.",
+    "not_admitted": "Wait for your turn in the waiting room first.",
+    "not_on_sale": "This event is not on sale yet.",
+}
+
 
 class BookingError(Exception):
     """A failure the caller is told about, with a contract error code."""
@@ -47,6 +61,11 @@ class BookingError(Exception):
     @property
     def status(self):
         return self.http_status or ERRORS[self.code][0]
+
+    @classmethod
+    def of(cls, key, **details):
+        """The error worded by MESSAGES[key] (formatted with details, which it carries)."""
+        return cls(MESSAGES[key].format(**details), **details)
 
     def to_dict(self):
         return {"code": self.code, "message": self.message, "details": self.details}
@@ -101,6 +120,14 @@ class Busy(BookingError):
     code = "busy"
 
 
+class PaymentDeclined(BookingError):
+    code = "payment_declined"
+
+
+class PaymentError(BookingError):
+    code = "payment_error"
+
+
 def from_validation(err: ValidationError):
     """An InvalidRequest whose details.fields maps each bad field to its messages."""
     messages = err.messages
@@ -122,45 +149,3 @@ def from_validation(err: ValidationError):
             fields[prefix] = value if isinstance(value, list) else [value]
     flatten("", messages)
     return InvalidRequest("Some fields are not valid.", fields=fields)
-
-
-def error_body(err: BookingError):
-    return {"error": err.to_dict()}
-
-
-def register_error_handlers(app):
-    """Answer every error, expected or not, in the contract's shape."""
-
-    @app.errorhandler(BookingError)
-    def booking_error(err):
-        return jsonify(error_body(err)), err.status
-
-    @app.errorhandler(ValidationError)
-    def validation_error(err):
-        e = from_validation(err)
-        return jsonify(error_body(e)), e.status
-
-    @app.errorhandler(RequestEntityTooLarge)
-    def too_large(err):
-        e = InvalidRequest("The request body is too large.",
-                           limit_bytes=app.config["MAX_CONTENT_LENGTH"])
-        return jsonify(error_body(e)), 413
-
-    @app.errorhandler(HTTPException)
-    def http_error(err):
-        code = {401: "unauthorized", 403: "forbidden", 404: "not_found",
-                405: "invalid_request", 409: "conflict", 429: "rate_limited",
-                503: "busy"}.get(err.code, "invalid_request" if err.code < 500 else "internal")
-        return jsonify(error_body(BookingError(err.description, code=code))), err.code
-
-    @app.errorhandler(OperationalError)
-    def database_unavailable(err):
-        log.warning("database unavailable: %s", err.orig)
-        e = BookingError("The box office is busy; please retry shortly.", code="busy",
-                         retry_after_s=2)
-        return jsonify(error_body(e)), 503
-
-    @app.errorhandler(Exception)
-    def unexpected(err):
-        log.exception("unhandled error")
-        return jsonify(error_body(BookingError(code="internal"))), 500

@@ -20,8 +20,9 @@ import sqlalchemy as sa
 from .errors import (BookingError, Conflict, HoldNotOwned, LimitExceeded, NotFound, SeatUnavailable)
 from . import records
 from .locking import lock_holds, lock_seat_rows, lock_seats, lock_users, write_seat_rows
-from .models import HOLD_OPEN_STATUSES, Event, Hold, HoldSeat, Seat, iso_utc, utcnow
-from .outcome import Outcome, result_payload, set_seat
+from .models import HOLD_OPEN_STATUSES, Event, Hold, HoldSeat, Seat, utcnow
+from .outcome import Outcome, set_seat
+from .payloads import reply
 
 log = logging.getLogger(__name__)
 
@@ -123,15 +124,14 @@ def process_requests(session, items, settings, now=None):
     for item, event_name, ok, value in decided:
         uid, rid = item["user_id"], item["request_id"]
         if ok and item["kind"] == "hold":
-            payload = result_payload(rid, True, hold_id=value["id"], event_id=value["event_id"],
-                                     seat_ids=value["seat_ids"],
-                                     expires_at=iso_utc(value["expires_at"]),
-                                     amount_cents=value["amount_cents"],
-                                     currency=value["currency"])
+            payload = reply(rid, event=event_name, hold_id=value["id"],
+                            event_id=value["event_id"], seat_ids=value["seat_ids"],
+                            expires_at=value["expires_at"], amount_cents=value["amount_cents"],
+                            currency=value["currency"])
         elif ok:
-            payload = result_payload(rid, True, **value)
+            payload = reply(rid, event=event_name, **value)
         else:
-            payload = result_payload(rid, False, value)
+            payload = reply(rid, value, event=event_name)
         answers.append((uid, rid, event_name, payload))
     records.record(session, answers, now)
     outcome.results += answers
@@ -178,19 +178,68 @@ class _Batch:
         write_seat_rows(session, list(self.changed.values()))
 
 
+# ------------------------------------------------------------------ the rules
+# Each is called twice: by the web tier as a pre-check (on what it can read
+# without locks, so that bad requests never reach a worker), and by the worker
+# as the decision, under locks.
+
+def check_hold_request(settings, event_id, seat_ids, event_seats, open_holds):
+    """What a hold request must satisfy before its seats' states are looked at.
+
+    event_seats: the ids of the event's seats (any container; None: no such
+    event). open_holds: how many open holds the buyer has. Raises NotFound (no
+    such event, seats not of this event) or LimitExceeded (seats per order,
+    open holds).
+    """
+    if event_seats is None:
+        raise NotFound.of("no_event", event_id=event_id)
+    if len(seat_ids) > settings.max_seats_per_order:
+        raise LimitExceeded.of("seats_per_order", limit="seats_per_order",
+                               max=settings.max_seats_per_order)
+    check_open_holds(settings, open_holds)
+    missing = [s for s in seat_ids if s not in event_seats]
+    if missing:
+        raise NotFound.of("seats_not_in_event", seat_ids=missing)
+
+
+def check_open_holds(settings, open_holds):
+    """Raise LimitExceeded once a buyer has MAX_OPEN_HOLDS open holds."""
+    if open_holds >= settings.max_open_holds:
+        raise open_holds_limit(settings)
+
+
+def open_holds_limit(settings):
+    """The error for a buyer whose open holds and hold requests in flight reach the limit."""
+    return LimitExceeded.of("open_holds", limit="open_holds", max=settings.max_open_holds)
+
+
+def check_owner(hold_id, owner_id, user_id):
+    """Raise NotFound (owner_id None: no such hold) or HoldNotOwned unless it is user_id's."""
+    if owner_id is None:
+        raise NotFound.of("no_hold", hold_id=hold_id)
+    if owner_id != user_id:
+        raise HoldNotOwned(hold_id=hold_id)
+
+
+def check_release(hold_id, owner_id, status, user_id):
+    """Raise unless user_id may release the hold: NotFound (owner_id None: no such hold),
+    HoldNotOwned, Conflict (being paid for, or paid). A released or expired hold may be
+    released again: that changes nothing and succeeds."""
+    check_owner(hold_id, owner_id, user_id)
+    if status == "paying":
+        raise Conflict.of("hold_paying_release", hold_id=hold_id)
+    if status == "paid":
+        raise Conflict.of("hold_paid", hold_id=hold_id)
+
+
+# ------------------------------------------------------------ the decisions
+
 def _hold_one(batch, item, event, open_holds, settings):
     uid, seat_ids, seats, now = item["user_id"], item["seat_ids"], batch.seats, batch.now
-    if event is None:
-        raise NotFound("No such event.", event_id=item["event_id"])
-    if len(seat_ids) > settings.max_seats_per_order:
-        raise LimitExceeded(f"At most {settings.max_seats_per_order} seats per order.",
-                            limit="seats_per_order", max=settings.max_seats_per_order)
-    if open_holds.get(uid, 0) >= settings.max_open_holds:
-        raise LimitExceeded(f"At most {settings.max_open_holds} open holds at a time.",
-                            limit="open_holds", max=settings.max_open_holds)
-    missing = [s for s in seat_ids if s not in seats or seats[s]["event_id"] != event.id]
-    if missing:
-        raise NotFound("Those seats are not part of this event.", seat_ids=missing)
+    event_seats = None if event is None else {
+        s for s in seat_ids if s in seats and seats[s]["event_id"] == event.id}
+    check_hold_request(settings, item["event_id"], seat_ids, event_seats,
+                       open_holds.get(uid, 0))
     taken = [s for s in seat_ids if not _is_free(seats[s], now)]
     if taken:
         raise SeatUnavailable(seat_ids=sorted(taken))
@@ -212,14 +261,8 @@ def _hold_one(batch, item, event, open_holds, settings):
 
 def _release_one(batch, item, holds):
     hold = holds.get(item["hold_id"])
-    if hold is None:
-        raise NotFound("No such hold.", hold_id=item["hold_id"])
-    if hold.user_id != item["user_id"]:
-        raise HoldNotOwned(hold_id=hold.id)
-    if hold.status == "paying":
-        raise Conflict("This hold is being paid for and cannot be released now.", hold_id=hold.id)
-    if hold.status == "paid":
-        raise Conflict("This hold has been paid for.", hold_id=hold.id)
+    check_release(item["hold_id"], hold.user_id if hold else None,
+                  hold.status if hold else None, item["user_id"])
     if hold.status == "held":
         hold.status = "released"
         for seat in batch.seats.values():
@@ -289,7 +332,8 @@ def open_hold_count(session, user_id, now=None):
     return _open_hold_counts(session, [user_id], now).get(user_id, 0)
 
 
-def hold_owner(session, hold_id):
-    """(user_id, event_id) of a hold, or None."""
-    row = session.execute(sa.select(Hold.user_id, Hold.event_id).where(Hold.id == hold_id)).first()
-    return tuple(row) if row else None
+def hold_state(session, hold_id):
+    """(user_id, status, expires_at) of a hold, or (None, None, None): the web tier's pre-checks."""
+    row = session.execute(sa.select(Hold.user_id, Hold.status, Hold.expires_at)
+                          .where(Hold.id == hold_id)).first()
+    return tuple(row) if row else (None, None, None)

@@ -1,4 +1,9 @@
-"""Serving a web process and draining it on SIGTERM.
+"""A web process's life: its background loops, serving, and draining on SIGTERM.
+
+Background loops (start_background): the seats_changed flush, the presence
+refresh, and either the Redis subscription (seat changes and waiting-room
+positions; a resync after it was lost) or, in the embedded mode, the periodic
+tasks that Celery beat runs otherwise.
 
 A drain, in order:
 1. at once: /readyz answers 503 and new Socket.IO sessions are refused with 503
@@ -12,27 +17,24 @@ A drain, in order:
    broker before its ack is sent, so nothing accepted is lost even if the ack is);
 4. the server stops; if it has not within DRAIN_TIMEOUT_SECONDS, the process exits.
 """
+import json
 import logging
 import os
 import signal
 import sys
 from urllib.parse import parse_qs
 
-from . import metrics
-from .extensions import socketio
-from .sockets import start_background
+from . import catalog, metrics, waiting_room
+from .broadcast import subscribe_forever
+from .errors import Busy
+from .payloads import error_body
+from .extensions import db, socketio
+from .runtime import runtime
 
 log = logging.getLogger(__name__)
 
-DRAINING_BODY = (b'{"error": {"code": "busy", "message": "This instance is shutting down; '
-                 b'connect again.", "details": {"retry_after_s": 1}}}')
-
-
-def _seconds(app, name, default):
-    value = os.environ.get(name)
-    if value not in (None, ""):
-        return float(value)
-    return float(app.config.get(name, default))
+DRAINING_BODY = json.dumps(error_body(
+    Busy("This instance is shutting down; connect again.", retry_after_s=1))).encode()
 
 
 class DrainGate:
@@ -49,7 +51,7 @@ class DrainGate:
         self.path = path
 
     def __call__(self, environ, start_response):
-        if getattr(self.rt, "draining", False) and self._opens_session(environ):
+        if self.rt.draining and self._opens_session(environ):
             metrics.CONNECTS_REFUSED.labels("draining").inc()
             start_response("503 Service Unavailable", [
                 ("Content-Type", "application/json"), ("Retry-After", "1"),
@@ -65,17 +67,15 @@ class DrainGate:
 
 def install_drain_gate(app):
     """Put the gate in front of everything (Flask-SocketIO's middleware included)."""
-    rt = app.extensions["boxoffice"]
-    if not hasattr(rt, "draining"):
-        rt.draining = False
+    rt = runtime(app)
     if not isinstance(app.wsgi_app, DrainGate):
         app.wsgi_app = DrainGate(app.wsgi_app, rt)
 
 
 def begin_drain(app):
     """Mark the process as draining and run the drain in the background; idempotent."""
-    rt = app.extensions["boxoffice"]
-    if getattr(rt, "draining", False):
+    rt = runtime(app)
+    if rt.draining:
         return False
     rt.draining = True
     metrics.DRAINS.inc()
@@ -84,7 +84,78 @@ def begin_drain(app):
     return True
 
 
-def serve(app, host, port, max_connections=10000):
+def start_background(app):
+    """Start this web process's background loops (call once, when serving)."""
+    rt = runtime(app)
+    socketio.start_background_task(rt.coalescer.run_forever)
+    socketio.start_background_task(_refresh_presence, app)
+    if app.config["REDIS_URL"]:
+        socketio.start_background_task(subscribe_forever, socketio, app.config["REDIS_URL"],
+                                       app.config["REDIS_NAMESPACE"], rt.coalescer,
+                                       lambda: _resync(app), lambda m: _tell_positions(app, m))
+    else:
+        socketio.start_background_task(_sweep_inline, app)
+
+
+def _refresh_presence(app):
+    """Keep 'last seen' fresh for every buyer connected here, for the disconnect sweep."""
+    rt = runtime(app)
+    interval = max(0.5, min(5.0, app.config["DISCONNECT_GRACE_SECONDS"] / 3))
+    while True:
+        socketio.sleep(interval)
+        try:
+            rt.presence.touch([u for u, n in rt.local_users.items() if n > 0])
+            rt.sockets.touch([(u, sid) for sid, u in list(rt.local_sids.items())])
+        except Exception:
+            log.warning("presence refresh failed", exc_info=True)
+
+
+def _sweep_inline(app):
+    """The embedded mode's beat: the same periodic tasks, in this process."""
+    from workers.tasks import admit_waiting_buyers, reconcile_payments, sweep_holds
+    interval = min(app.config["SWEEP_INTERVAL_SECONDS"], app.config["ADMISSION_INTERVAL_SECONDS"])
+    sweep_every = max(1, round(app.config["SWEEP_INTERVAL_SECONDS"] / interval))
+    every = max(1, round(app.config["RECONCILE_INTERVAL_SECONDS"] / interval))
+    ticks = 0
+    while True:
+        socketio.sleep(interval)
+        ticks += 1
+        for task, due in ((admit_waiting_buyers, True), (sweep_holds, ticks % sweep_every == 0),
+                          (reconcile_payments, ticks % every == 0)):
+            if due:
+                try:
+                    task.apply(throw=True)
+                except Exception:
+                    log.exception("%s failed", task.name)
+
+
+def _tell_positions(app, message):
+    """A waiting room's positions, to the sockets of this process's queued buyers."""
+    local = runtime(app).local_users
+    try:
+        for n, (user_id, payload) in enumerate(
+                waiting_room.position_updates(message, only=local), 1):
+            socketio.emit("queue_update", payload, to=f"user:{user_id}", ignore_queue=True)
+            if n % 50 == 0:
+                socketio.sleep(0)  # let hold requests in between: a full update is long
+    except Exception:
+        log.exception("queue positions not delivered")
+
+
+def _resync(app):
+    """Re-send full snapshots of watched events (after seat-change messages may have been lost)."""
+    rt = runtime(app)
+    rt.coalescer.forget_boards()
+    rooms = socketio.server.manager.rooms.get("/", {})
+    event_ids = [int(r.split(":", 1)[1]) for r in list(rooms) if str(r).startswith("event:")]
+    with app.app_context():
+        for event_id in event_ids:
+            rt.coalescer.add(event_id, catalog.seat_states(db.session, event_id),
+                             "1970-01-01T00:00:00Z")
+        db.session.remove()
+
+
+def serve(app, host, port):
     """Run the eventlet server until SIGTERM or SIGINT, then drain and exit."""
     install_drain_gate(app)
 
@@ -96,6 +167,7 @@ def serve(app, host, port, max_connections=10000):
     start_background(app)
     if app.config["REDIS_URL"]:
         socketio.start_background_task(_watch_redis_restarts, app)
+    max_connections = app.config["WEB_MAX_CONNECTIONS"]
     log.info("serving on http://%s:%d (at most %d connections)", host, port, max_connections)
     try:
         # max_size: eventlet's per-process connection cap (its default is 1024).
@@ -135,14 +207,14 @@ def close_sockets(app, reason="server_draining"):
 
 def _drain(app):
     """Let the load balancer notice readiness is off, send sockets away, then stop."""
-    timeout = _seconds(app, "DRAIN_TIMEOUT_SECONDS", 30.0)
+    timeout = app.config["DRAIN_TIMEOUT_SECONDS"]
     _exit_after(timeout)
-    socketio.sleep(_seconds(app, "DRAIN_NOTICE_SECONDS", 1.0))
+    socketio.sleep(app.config["DRAIN_NOTICE_SECONDS"])
     try:
         close_sockets(app)
     except Exception:
         log.exception("draining: closing sockets failed")
-    socketio.sleep(_seconds(app, "DRAIN_GRACE_SECONDS", 1.0))
+    socketio.sleep(app.config["DRAIN_GRACE_SECONDS"])
     log.info("draining: stopping the server")
     socketio.stop()
 
@@ -164,14 +236,14 @@ def _watch_redis_restarts(app, interval_s=2.0):
     reconnect. Redis held the queue of accepted requests and their ledger; clients
     re-send what they have no answer for (API.md), and each repeat is answered from
     its durable record or performed if it was lost."""
-    rt = app.extensions["boxoffice"]
+    rt = runtime(app)
     last = None
     while True:
         try:
             run_id = rt.state.redis.info("server")["run_id"]
         except Exception:
             run_id = None  # down: readiness says so; wait for it to come back
-        if run_id and last and run_id != last and not getattr(rt, "draining", False):
+        if run_id and last and run_id != last and not rt.draining:
             log.warning("Redis restarted (run_id %s -> %s): sockets asked to reconnect",
                         last, run_id)
             try:

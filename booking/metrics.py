@@ -18,6 +18,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, mult
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 
+from .config import prometheus_multiprocess_dir
+
 log = logging.getLogger(__name__)
 
 REQUESTS = Counter("boxoffice_requests_total",
@@ -51,7 +53,7 @@ CONNECTS_REFUSED = Counter("boxoffice_socket_connects_refused_total",
                            "New Socket.IO sessions refused by a web process, by reason",
                            ["reason"])
 # Readings of shared state (Redis) taken at scrape time, by name: () -> value.
-# booking.waiting_room fills it in; see ScrapeCollector for each one's shape.
+# create_app fills it in; see ScrapeCollector for each one's shape.
 SCRAPE_SOURCES = {}
 
 
@@ -169,7 +171,7 @@ def _read(name):
 
 
 def multiprocess_dir():
-    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+    return prometheus_multiprocess_dir()
 
 
 def registry(read_depth=None):

@@ -7,6 +7,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from .extensions import db, socketio
 from .metrics import exposition
+from .runtime import runtime
 
 log = logging.getLogger(__name__)
 bp = Blueprint("ops", __name__)
@@ -21,7 +22,7 @@ def healthz():
 @bp.get("/readyz")
 def readyz():
     """200 when the database and Redis answer; 503 otherwise and while draining."""
-    rt = current_app.extensions["boxoffice"]
+    rt = runtime()
     checks = {}
     try:
         db.session.execute(sa.text("SELECT 1"))
@@ -36,7 +37,7 @@ def readyz():
         except Exception as err:
             log.warning("readiness: redis: %s", err)
             checks["redis"] = "down"
-    draining = getattr(rt, "draining", False)
+    draining = rt.draining
     ready = not draining and all(v == "ok" for v in checks.values())
     body = {"status": "ready" if ready else ("draining" if draining else "unavailable"),
             "checks": checks,
@@ -57,7 +58,7 @@ def metrics():
     """Prometheus text format."""
     read_depth = None
     if current_app.config["REDIS_URL"]:
-        redis_client = current_app.extensions["boxoffice"].state.redis
+        redis_client = runtime().state.redis
         queue = current_app.config["CELERY_QUEUE"]
 
         def read_depth():

@@ -20,14 +20,6 @@ class Outcome:
         self.seats.setdefault(seat.event_id, {})[seat.id] = {
             "id": seat.id, "status": seat.status, "version": seat.version}
 
-    def merge(self, other):
-        self.results += other.results
-        for event_id, seats in other.seats.items():
-            self.seats.setdefault(event_id, {}).update(seats)
-        self.notices += other.notices
-        self.refunds += other.refunds
-        return self
-
 
 def set_seat(outcome, seat, status, hold=None, expires_at=None, order_id=None):
     """Change a seat's status (its version grows by one) and note it for broadcast."""
@@ -38,8 +30,3 @@ def set_seat(outcome, seat, status, hold=None, expires_at=None, order_id=None):
     seat.version += 1
     outcome.record_seat(seat)
 
-
-def result_payload(request_id, ok, error=None, **fields):
-    if ok:
-        return {"request_id": request_id, "ok": True, **fields}
-    return {"request_id": request_id, "ok": False, "error": error.to_dict()}

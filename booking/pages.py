@@ -13,17 +13,20 @@ from functools import wraps
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import sqlalchemy as sa
+
 from flask import (Blueprint, abort, current_app, flash, redirect, render_template, request,
                    send_file, session, url_for)
 from flask_login import current_user, login_user, logout_user
 from flask_wtf.csrf import CSRFError
 from marshmallow import ValidationError
 
-from . import accounts, catalog
+from . import accounts, catalog, waiting_room
 from .config import PROJECT_ROOT
 from .errors import Conflict, NotFound, Unauthorized
 from .extensions import db
 from .forms import LoginForm, LogoutForm, SignupForm
+from .models import Event
 from .schemas import EventDetailSchema, EventSchema, NewUserSchema
 
 log = logging.getLogger(__name__)
@@ -155,6 +158,18 @@ def event(event_id):
         return render_template("not_found.html", what="event", page=_page_config()), 404
     return render_template("event.html", event=detail,
                            page=_page_config(event_id=event_id, event=detail))
+
+
+@bp.get("/events/<int:event_id>/waiting-room")
+def waiting_room_page(event_id):
+    """The waiting-room page: the buyer's live place in the queue; moves on to the seat map."""
+    gate = waiting_room.read_gate(db.session, event_id)
+    if gate is None:
+        return render_template("not_found.html", what="event", page=_page_config()), 404
+    name = db.session.scalar(sa.select(Event.name).where(Event.id == event_id))
+    return render_template("waiting_room.html", event_name=name, page=_page_config(
+        event_id=event_id, on_sale_at=waiting_room.iso(gate.on_sale_at) if gate.on_sale_at
+        else None))
 
 
 @bp.get("/orders")

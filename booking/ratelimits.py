@@ -16,8 +16,6 @@ import ipaddress
 import logging
 import time
 
-import redis
-
 from flask import request
 from flask_limiter import ApplicationLimit
 from flask_login import current_user
@@ -25,6 +23,7 @@ from limits import parse_many
 
 from .errors import RateLimited
 from .extensions import limiter
+from .state.backends import redis_pool
 
 log = logging.getLogger(__name__)
 
@@ -90,12 +89,10 @@ def init_app(app):
     namespace = app.config["REDIS_NAMESPACE"]
     app.config.setdefault("RATELIMIT_STORAGE_URI", app.config["REDIS_URL"] or "memory://")
     if app.config["REDIS_URL"]:
-        # A blocking pool: under a burst, green threads wait for a connection
-        # instead of failing with MaxConnectionsError (the default pool's 100).
+        # The process's one pool (blocking: see booking.state.backends.redis_pool).
         app.config.setdefault("RATELIMIT_STORAGE_OPTIONS", {
             "key_prefix": f"{namespace}:limits",
-            "connection_pool": redis.BlockingConnectionPool.from_url(
-                app.config["REDIS_URL"], max_connections=64, timeout=5, socket_timeout=2)})
+            "connection_pool": redis_pool(app.config["REDIS_URL"])})
     # The moving window: a burst at a window's edge cannot double the rate.
     app.config.setdefault("RATELIMIT_STRATEGY", "moving-window")
     app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)

@@ -176,3 +176,60 @@ class OrderSchema(Schema):
     payment = fields.Function(lambda o: {"brand": o.payment.brand, "last4": o.payment.last4,
                                          "reference": o.payment.reference} if o.payment else None)
     created_at = UTCDateTimeField()
+
+
+# ------------------------------------------------------------- what sockets send
+
+class ErrorSchema(Schema):
+    """The contract's error object, in REST bodies and in failed acks and results."""
+    code = fields.String()
+    message = fields.String()
+    details = fields.Dict()
+
+
+class ReplySchema(Schema):
+    """A socket ack or result: ok with the request's fields, or not ok with an error."""
+    request_id = fields.String(allow_none=True)
+    ok = fields.Boolean()
+    error = fields.Nested(ErrorSchema)
+    queued = fields.Boolean()   # acks: whether a result event is still to come
+    event_id = fields.Integer()  # leave_event's ack
+
+
+class HoldResultSchema(ReplySchema):
+    hold_id = fields.Integer()
+    event_id = fields.Integer()
+    seat_ids = fields.List(fields.Integer())
+    expires_at = UTCDateTimeField()
+    amount_cents = fields.Integer()
+    currency = fields.String()
+
+
+class ReleaseResultSchema(ReplySchema):
+    hold_id = fields.Integer()
+
+
+class PaymentResultSchema(ReplySchema):
+    order_id = fields.Integer()
+    hold_id = fields.Integer()
+
+
+class SeatsChangedSchema(Schema):
+    event_id = fields.Integer()
+    seats = fields.List(fields.Nested(SeatStateSchema))
+    committed_at = fields.String()
+    sent_at = fields.String()
+
+
+class SnapshotSchema(Schema):
+    """join_event's ack: every seat's state, and the buyer's place if the event is gated."""
+    ok = fields.Boolean()
+    event_id = fields.Integer()
+    # Dumped by SeatStateSchema as they entered the process's seat board
+    # (booking.catalog.seat_states, and seats_changed): 2,000 seats dumped
+    # again at every join would cost ~16 ms of a web process's CPU each.
+    seats = fields.Raw()
+    # v1.1, join_event {compact: true}: instead of seats, {ids, status, versions}
+    # (booking.seat_plans.compact_board).
+    board = fields.Raw()
+    waiting_room = fields.Dict()

@@ -10,7 +10,9 @@ import uuid
 import pytest
 import redis
 
-from booking.state import LoadShedding, LocalState, RedisState, RequestLedger
+from booking.state.backends import LocalState, RedisState
+from booking.state.ledger import RequestLedger
+from booking.state.shedding import LoadShedding
 from booking.waiting_room import AutoRate
 from tests.conftest import REDIS_URL, create_event
 from tests.harness import Buyer
@@ -34,15 +36,13 @@ def test_late_share_counts_answers_later_than_the_target_on_every_instance(redis
     """What workers count late is seen by whoever reads the shared ledger (another instance)."""
     writer = RequestLedger(RedisState(REDIS_URL), redis_namespace)
     reader = RequestLedger(RedisState(REDIS_URL), redis_namespace)
-    assert reader.late_share() == 0.0  # nothing answered: nothing late
+    assert reader.answer_shares() == (0.0, 0.0)  # nothing answered: nothing late
     writer.finish_many([(1, f"a{i}", "hold_result", {}) for i in range(90)])
     writer.finish_many([(2, f"b{i}", "hold_result", {}) for i in range(10)], late=10, slow=10)
     writer.finish_many([(3, f"c{i}", "hold_result", {}) for i in range(5)], slow=5)
-    assert reader.late_share() == pytest.approx(10 / 105)
-    assert reader.slow_share() == pytest.approx(15 / 105)
+    assert reader.answer_shares() == (pytest.approx(10 / 105), pytest.approx(15 / 105))
     # Counted per second: ten seconds on, the window holds nothing of it.
-    assert reader.late_share(now=time.time() + 10) == 0.0
-    assert reader.slow_share(now=time.time() + 10) == 0.0
+    assert reader.answer_shares(now=time.time() + 10) == (0.0, 0.0)
 
 
 @pytest.mark.app_config(LATENCY_TARGET_MS=2000)
@@ -67,8 +67,7 @@ def test_worker_counts_hold_answers_later_than_the_target(app, make_users):
                  {"kind": "hold", "user_id": uid, "request_id": "on-time", "event_id": event_id,
                   "seat_ids": seats[2:3], "received_at": now}]
         process_requests.apply(args=[items], throw=True)
-    assert ledger.late_share() == pytest.approx(1 / 3)
-    assert ledger.slow_share() == pytest.approx(2 / 3)
+    assert ledger.answer_shares() == (pytest.approx(1 / 3), pytest.approx(2 / 3))
 
 
 def test_derived_admission_rate_follows_lateness_and_backlog():

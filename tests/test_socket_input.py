@@ -140,3 +140,46 @@ def test_rate_limit_refuses_a_flood(app, make_users):
     assert ack["error"]["code"] == "not_found"
     flooder.disconnect()
     calm.disconnect()
+
+
+def test_the_edge_answers_as_the_worker_decides(app, make_users):
+    """One rule, one answer: a hold's state refuses a pay or release in the ack with the
+    very code and message the worker gives when the same request reaches it."""
+    from booking import checkout, holds
+    from booking.models import utcnow
+    event_id, seats = _event(app, seats=4)
+    (me, tok), = make_users(1)
+    settings = app.extensions["boxoffice"].settings
+    with app.app_context():
+        out = holds.process_requests(db.session, [
+            {"kind": "hold", "user_id": me, "request_id": f"h{i}", "event_id": event_id,
+             "seat_ids": [seats[i]]} for i in range(2)], settings)
+        db.session.commit()
+        released, paying = (r[3]["hold_id"] for r in out.results)
+        holds.process_requests(db.session, [{"kind": "release", "user_id": me,
+                                             "request_id": "rel", "hold_id": released}],
+                               settings)
+        db.session.get(Hold, paying).status = "paying"
+        db.session.commit()
+        # What the worker answers (its decision, under locks).
+        worker_pay = checkout.begin_payment(db.session, {
+            "user_id": me, "request_id": "w-pay", "hold_id": released,
+            "idempotency_key": "k-w", "brand": "visa", "last4": "4242"}, "simulated",
+            now=utcnow()).outcome.results[0][3]["error"]
+        worker_release = holds.process_requests(db.session, [{
+            "kind": "release", "user_id": me, "request_id": "w-rel", "hold_id": paying}],
+            settings).results[0][3]["error"]
+        db.session.rollback()
+    before = _snapshot(app)
+    client = socketio.test_client(app, auth={"token": tok})
+    card = {"number": "4242424242424242", "exp_month": 12, "exp_year": 2040, "cvc": "123"}
+    pay_ack = client.emit("pay", {"request_id": "e-pay", "hold_id": released,
+                                  "idempotency_key": "k-e", "card": card}, callback=True)
+    release_ack = client.emit("release", {"request_id": "e-rel", "hold_id": paying},
+                              callback=True)
+    client.disconnect()
+    assert pay_ack["ok"] is False and release_ack["ok"] is False
+    assert worker_pay["code"] == "conflict" and worker_release["code"] == "conflict"
+    assert pay_ack["error"] == worker_pay
+    assert release_ack["error"] == worker_release
+    assert _snapshot(app) == before

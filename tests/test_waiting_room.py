@@ -71,12 +71,17 @@ class _Sent:
 
 
 def _tick(app, now, sent):
+    """One run of the admission task at unix time now, its sends recorded by sent."""
+    from workers.tasks import admit_waiting_buyers
     rt = app.extensions["boxoffice"]
-    with app.app_context():
-        out = waiting_room.admit_due(db.session, rt.waiting_room, sent, rt.shedding.pressure,
-                                     app.config, now=now)
-        db.session.remove()
-        return out
+    real, rt.broadcaster = rt.broadcaster, sent
+    try:
+        with app.app_context():
+            out = admit_waiting_buyers.apply(kwargs={"now": now}, throw=True).get()
+            db.session.remove()
+            return out
+    finally:
+        rt.broadcaster = real
 
 
 def _hold(client, event_id, seat_id, token=None):

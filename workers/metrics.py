@@ -25,8 +25,9 @@ def _child_exited(pid=None, exitcode=None, **_):
 @signals.worker_ready.connect
 def _serve_metrics(**_):
     """Serve /metrics from the worker's main process when WORKER_METRICS_PORT is set."""
-    port = os.environ.get("WORKER_METRICS_PORT")
-    if not port:
+    from booking.config import worker_metrics_address
+    port, address = worker_metrics_address()
+    if port is None:
         return
     from prometheus_client import start_http_server
 
@@ -34,6 +35,5 @@ def _serve_metrics(**_):
     if not multiprocess_dir():
         log.warning("PROMETHEUS_MULTIPROC_DIR is unset: worker metrics show the main "
                     "process only, not its prefork children")
-    start_http_server(int(port), addr=os.environ.get("WORKER_METRICS_ADDR", "0.0.0.0"),
-                      registry=registry())
+    start_http_server(port, addr=address, registry=registry())
     log.info("worker metrics on port %s", port)

@@ -7,12 +7,14 @@ import logging
 import time
 
 from celery import shared_task
+from celery.exceptions import Retry
 from flask import current_app
 
-from booking import checkout, holds, sales, waiting_room
+from booking import checkout, holds, intake, sales, waiting_room
 from booking.errors import BookingError, Busy
-from booking.outcome import result_payload
+from booking.payloads import reply
 from booking.records import RESULT_EVENTS
+from booking.runtime import runtime
 from booking.extensions import db
 from booking.payments import ProcessorUnavailable, TokenInvalid
 from booking.transactions import DatabaseUnavailable, run_transaction
@@ -22,33 +24,9 @@ log = logging.getLogger(__name__)
 DB_RETRIES = 30  # about a minute of waiting for the database, then `busy`
 
 
-def _runtime():
-    return current_app.extensions["boxoffice"]
-
-
-def enqueue(items, batch_max=200):
-    """Send accepted requests to the workers: holds and releases batched, payments one each."""
-    batchable = [i for i in items if i["kind"] != "pay"]
-    for start in range(0, len(batchable), batch_max):
-        process_requests.apply_async(args=[batchable[start:start + batch_max]])
-    for item in items:
-        if item["kind"] == "pay":
-            pay.apply_async(args=[item])
-
-
-def run_inline(items):
-    """The embedded mode: perform requests in this process, the same tasks, eagerly."""
-    batchable = [i for i in items if i["kind"] != "pay"]
-    if batchable:
-        process_requests.apply(args=[batchable], throw=True)
-    for item in items:
-        if item["kind"] == "pay":
-            pay.apply(args=[item], throw=True)
-
-
 def send(outcome, items=()):
     """Record answered requests and send results, seat changes and notices (after commit)."""
-    rt = _runtime()
+    rt = runtime()
     # Hold answers later than the latency target slow the derived admission
     # rate (waiting_room.AutoRate); payments wait on the processor, not on us.
     target = current_app.config["LATENCY_TARGET_MS"] / 1000
@@ -69,37 +47,54 @@ def send(outcome, items=()):
 
 def _answer_unrecorded(items, err):
     """Answer each request with err; nothing was recorded, so the same request_id may be re-sent."""
-    rt = _runtime()
+    rt = runtime()
     results = []
     for item in items:
         event = RESULT_EVENTS[item["kind"]]
         results.append((item["user_id"], item["request_id"], event,
-                        result_payload(item["request_id"], False, err)))
+                        reply(item["request_id"], err, event=event)))
         rt.ledger.forget(item["user_id"], item["request_id"])
     rt.broadcaster.results(results)
     rt.metrics.results(results)
 
 
+def _decide(task, items, decide):
+    """decide(session) in one transaction: its result, or None once items were answered.
+
+    Busy (the transaction gave up), or the database still unavailable after
+    the task's retries: every item is answered with busy and nothing is
+    recorded (the same request_id may be sent again). While retries remain,
+    the task is retried (Celery's Retry propagates).
+    """
+    try:
+        return run_transaction(decide)
+    except Busy as err:
+        _answer_unrecorded(items, err)
+    except DatabaseUnavailable as exc:
+        if task.request.retries >= task.max_retries or task.request.is_eager:
+            _answer_unrecorded(items, Busy("The box office database is unavailable.",
+                                           retry_after_s=5))
+        else:
+            log.warning("database unavailable; retrying %d requests", len(items))
+            raise task.retry(countdown=min(2.0, 0.25 * 2 ** task.request.retries), exc=exc)
+    return None
+
+
 @shared_task(bind=True, name="workers.tasks.process_requests", max_retries=DB_RETRIES)
 def process_requests(self, items):
     """Decide a batch of hold and release requests in one transaction, then answer each."""
-    rt = _runtime()
+    rt = runtime()
     try:
-        outcome = run_transaction(lambda s: holds.process_requests(s, items, rt.settings))
-    except Busy as err:
-        _answer_unrecorded(items, err)
-        return
-    except DatabaseUnavailable as exc:
-        if self.request.retries >= self.max_retries or self.request.is_eager:
-            _answer_unrecorded(items, Busy("The box office database is unavailable.", retry_after_s=5))
-            return
-        log.warning("database unavailable; retrying %d requests", len(items))
-        raise self.retry(countdown=min(2.0, 0.25 * 2 ** self.request.retries), exc=exc)
+        outcome = _decide(self, items, lambda s: holds.process_requests(s, items, rt.settings))
+    except Retry:
+        raise
     except Exception:
         # A bug, not a transient state: answer every request rather than leave
         # buyers waiting; nothing was committed or recorded.
         log.exception("batch of %d requests failed", len(items))
         _answer_unrecorded(items, BookingError(code="internal"))
+        return
+    if outcome is None:
         return
     rt.metrics.batch(len(items))
     try:
@@ -114,7 +109,7 @@ def process_requests(self, items):
 @shared_task(name="workers.tasks.sweep_holds")
 def sweep_holds():
     """Release holds that expired and holds of buyers gone longer than the grace period."""
-    rt = _runtime()
+    rt = runtime()
     while True:
         outcome = run_transaction(lambda s: holds.release_expired(s))
         send(outcome)
@@ -136,28 +131,20 @@ def sweep_holds():
 @shared_task(name="workers.tasks.requeue_overdue_requests")
 def requeue_overdue_requests():
     """Enqueue again accepted requests that no worker answered in REQUEUE_AFTER_SECONDS."""
-    rt = _runtime()
+    rt = runtime()
     items = rt.ledger.overdue(current_app.config["REQUEUE_AFTER_SECONDS"])
     if items:
         log.warning("re-enqueueing %d overdue requests", len(items))
-        enqueue(items, current_app.config["REQUEST_BATCH_MAX"])
+        intake.send_to_workers(items, current_app.config["REQUEST_BATCH_MAX"])
 
 
 @shared_task(bind=True, name="workers.tasks.pay", max_retries=DB_RETRIES)
 def pay(self, item):
     """Charge a hold under the buyer's idempotency key, then sell its seats (or give it back)."""
-    rt = _runtime()
-    try:
-        start = run_transaction(lambda s: checkout.begin_payment(s, item, rt.processor.name))
-    except Busy as err:
-        _answer_unrecorded([item], err)
+    rt = runtime()
+    start = _decide(self, [item], lambda s: checkout.begin_payment(s, item, rt.processor.name))
+    if start is None:
         return
-    except DatabaseUnavailable as exc:
-        if self.request.retries >= self.max_retries or self.request.is_eager:
-            _answer_unrecorded([item], Busy("The box office database is unavailable.",
-                                            retry_after_s=5))
-            return
-        raise self.retry(countdown=min(2.0, 0.25 * 2 ** self.request.retries), exc=exc)
     if start.payment_id is None:
         send(start.outcome, [item])
         return
@@ -188,7 +175,7 @@ def _finish_payment(payment_id, charge, items=(), request_id=None):
 
 def _refund(keys):
     """Refund captures that cannot become orders; what fails now, reconciliation retries."""
-    rt = _runtime()
+    rt = runtime()
     done = []
     for key in keys:
         try:
@@ -203,7 +190,7 @@ def _refund(keys):
 @shared_task(name="workers.tasks.reconcile_payments")
 def reconcile_payments():
     """Settle payments whose processor answer never came, and refund orphaned captures."""
-    rt = _runtime()
+    rt = runtime()
     timeout = current_app.config["PAYMENT_TIMEOUT_SECONDS"]
     pending, orphans = checkout.unsettled_payments(db.session, pending_older_than_s=timeout * 2)
     db.session.rollback()
@@ -219,8 +206,18 @@ def reconcile_payments():
 
 
 @shared_task(name="workers.tasks.admit_waiting_buyers")
-def admit_waiting_buyers():
-    """Move buyers from waiting rooms to admitted at each room's rate, and tell them."""
-    rt = _runtime()
-    waiting_room.admit_due(db.session, rt.waiting_room, rt.broadcaster,
-                           rt.shedding.pressure, current_app.config)
+def admit_waiting_buyers(now=None):
+    """Move buyers from waiting rooms to admitted at each room's rate, commit, then tell them.
+
+    now: the tick's unix time (beat leaves it out; tests pass it). Returns
+    {event_id: buyers admitted}.
+    """
+    rt = runtime()
+    tick = waiting_room.admit_due(db.session, rt.waiting_room, rt.shedding.pressure,
+                                  current_app.config, now=now)
+    db.session.commit()   # rooms drained empty are turned off
+    for user_id, event, payload in tick.notices:
+        rt.broadcaster.to_user(user_id, event, payload)
+    for message in tick.positions:
+        rt.broadcaster.queue_positions(message)
+    return tick.admitted

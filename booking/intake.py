@@ -1,0 +1,248 @@
+"""Intake: what happens between a validated socket request and the workers.
+
+One entry point, submit(): a repeat is answered from the ledger (or the durable
+record); a new request is pre-checked (refusing early what a worker would
+refuse anyway, so that bad requests never reach one), recorded in flight in
+the ledger (where new holds are shed past the backlog's bound), and handed to
+the dispatcher, which returns once the broker has it.
+
+Handing requests to the workers, many per task: one Celery task costs a few
+milliseconds of CPU whatever it carries, so the web process groups requests.
+A handler hands its request to the dispatcher and waits only until the broker
+has it (never for a worker). While one batch is being published, the next
+accumulates, so an idle system sends batches of one and a busy one sends
+batches of up to REQUEST_BATCH_MAX with no added delay. The ack goes out after
+the publish, so an acknowledged request is in the broker and survives the web
+process. route() says which task performs which request, for the broker and
+for the embedded mode alike.
+"""
+import logging
+from collections import deque
+from dataclasses import dataclass
+
+from . import catalog, checkout, holds, records, waiting_room
+from .errors import BookingError, Busy
+from .extensions import db, socketio
+from .models import utcnow
+from .runtime import runtime
+from .state.ledger import PENDING, QueueFull, TooManyHolds
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """How a request was taken: queued (its result event follows) or answered again now."""
+    outcome: str                 # "accepted" or "repeat"
+    queued: bool
+    answer: tuple | None = None  # (result event, payload) of a finished request sent again
+
+
+def submit(kind, user_id, request_id, payload, received_at):
+    """Take a validated hold, release or pay request; returns a Receipt.
+
+    Raises BookingError: a pre-check failed, the request was shed (Busy with
+    retry_after_s) or the buyer's hold requests in flight reach the open-hold
+    limit (LimitExceeded). Redis and database errors propagate.
+    """
+    rt = runtime()
+    seen = rt.ledger.lookup(user_id, request_id)
+    if seen == PENDING:
+        return Receipt("repeat", queued=True)
+    if seen is not None:
+        return Receipt("repeat", queued=False, answer=seen)
+    try:
+        item = _PRECHECKS[kind](user_id, payload)
+    except BookingError:
+        # A repeat of a finished request whose answer the shared ledger has
+        # lost (Redis restarted) fails the pre-checks (the hold is paid
+        # now, say): its durable record answers it instead.
+        done = records.recorded(db.session, [(user_id, request_id)])
+        if not done:
+            raise
+        return Receipt("repeat", queued=False, answer=done[(user_id, request_id)])
+    # The reads are done: give the pooled connection back before waiting on
+    # Redis and the broker. Held until the handler ends, a burst of
+    # requests waiting on the dispatcher holds every connection of the
+    # pool (5 + 10) and the rest time out after 30 s as `internal`.
+    db.session.remove()
+    holds_cap = item.pop("_holds_cap", None)
+    item.update(kind=kind, user_id=user_id, request_id=request_id, received_at=received_at)
+    if not _begin(rt, item, holds_cap):
+        return Receipt("repeat", queued=True)
+    try:
+        rt.dispatcher.submit(item)
+    except Busy:
+        rt.ledger.forget(user_id, request_id)
+        raise
+    return Receipt("accepted", queued=True)
+
+
+def _begin(rt, item, holds_cap):
+    """Record the request as in flight; new holds only while the backlog is under its bound.
+
+    Releases and payments are never shed: they finish sales and free seats.
+    Raises Busy (shed, with retry_after_s) or LimitExceeded (the buyer's hold
+    requests in flight and open holds reach MAX_OPEN_HOLDS).
+    """
+    if item["kind"] != "hold":
+        return rt.ledger.begin(item)
+    try:
+        return rt.ledger.begin(item, bound=rt.shedding.bound(), holds_cap=holds_cap)
+    except QueueFull:
+        raise Busy("The box office is very busy; please retry shortly.",
+                   retry_after_s=rt.shedding.retry_after()) from None
+    except TooManyHolds:
+        raise holds.open_holds_limit(rt.settings) from None
+
+
+def seat_map(event_id):
+    """{seat_id: price} of an event, cached in this process (an event's seats never change)."""
+    seat_maps = runtime().seat_maps
+    if event_id not in seat_maps:
+        prices = catalog.seat_prices(db.session, event_id)
+        if prices is None:
+            return None
+        seat_maps[event_id] = prices
+    return seat_maps[event_id]
+
+
+def _precheck_hold(uid, p):
+    rt = runtime()
+    event_id = p["event_id"]
+    seats, open_holds = seat_map(event_id), 0
+    if seats is not None:
+        # A gated event: only with this buyer's valid admission token for it.
+        waiting_room.check_hold_allowed(rt.gates.get(db.session, event_id), uid,
+                                        p.get("admission_token"))
+        open_holds = holds.open_hold_count(db.session, uid)
+    holds.check_hold_request(rt.settings, event_id, p["seat_ids"], seats, open_holds)
+    # Hold requests still in flight count too (checked with the ledger, in Redis).
+    return {"event_id": event_id, "seat_ids": p["seat_ids"],
+            "_holds_cap": rt.settings.max_open_holds - open_holds}
+
+
+def _precheck_release(uid, p):
+    owner, status, _expires_at = holds.hold_state(db.session, p["hold_id"])
+    holds.check_release(p["hold_id"], owner, status, uid)
+    return {"hold_id": p["hold_id"]}
+
+
+def _precheck_pay(uid, p):
+    owner, status, expires_at = holds.hold_state(db.session, p["hold_id"])
+    checkout.check_payable(p["hold_id"], owner, status, expires_at, uid, utcnow(),
+                           in_progress_ok=True)
+    # The card goes no further than this process: only the processor's token,
+    # the brand and the last 4 digits travel to the workers.
+    card = p.pop("card")
+    token = runtime().processor.tokenize(**card)
+    return {"hold_id": p["hold_id"], "idempotency_key": p["idempotency_key"],
+            "card_token": token.token, "brand": token.brand, "last4": token.last4}
+
+
+_PRECHECKS = {"hold": _precheck_hold, "release": _precheck_release, "pay": _precheck_pay}
+
+
+# ------------------------------------------------------------- to the workers
+
+def route(items, batch_max):
+    """[(task, args)] performing items: holds and releases batched, payments one each."""
+    from workers import tasks
+    batchable = [i for i in items if i["kind"] != "pay"]
+    calls = [(tasks.process_requests, [batchable[start:start + batch_max]])
+             for start in range(0, len(batchable), batch_max)]
+    return calls + [(tasks.pay, [i]) for i in items if i["kind"] == "pay"]
+
+
+def send_to_workers(items, batch_max):
+    """Publish items' tasks to the broker (Redis mode)."""
+    for task, args in route(items, batch_max):
+        task.apply_async(args=args)
+
+
+def run_here(items):
+    """The embedded mode: perform items' tasks in this process, eagerly."""
+    try:
+        for task, args in route(items, max(1, len(items))):
+            task.apply(args=args, throw=True)
+    except Exception:
+        log.exception("in-process task failed")
+
+
+def make_dispatcher(app):
+    """Redis mode: batches to the broker; embedded mode: the tasks run in this process."""
+    if app.config["REDIS_URL"]:
+        batch_max = app.config["REQUEST_BATCH_MAX"]
+        return BatchingDispatcher(socketio, lambda items: send_to_workers(items, batch_max),
+                                  batch_max, app.config["REQUEST_BATCH_LINGER_MS"] / 1000)
+    return InlineDispatcher(socketio, run_here)
+
+
+class _Ticket:
+    __slots__ = ("item", "done", "error")
+
+    def __init__(self, item, done):
+        self.item = item
+        self.done = done
+        self.error = None
+
+
+class BatchingDispatcher:
+    """Groups requests from many handlers into one task message (Redis mode, eventlet)."""
+
+    def __init__(self, socketio, send_batch, batch_max, linger_s=0.0):
+        self.socketio = socketio
+        self.send_batch = send_batch
+        self.batch_max = batch_max
+        # Under load, wait this long for more requests before publishing, so
+        # one task carries many: batches otherwise form only while a publish
+        # is in flight (~1 ms), and a backed-up broker fills with tasks of 2-3
+        # requests that workers then take one by one.
+        self.linger_s = linger_s
+        self._queue = deque()
+        self._wakeup = None
+        self._running = False
+
+    def submit(self, item):
+        """Return once the request is in the broker; raise Busy if it could not be sent."""
+        ticket = _Ticket(item, self.socketio.server.eio.create_event())
+        self._queue.append(ticket)
+        if not self._running:
+            self._running = True
+            self.socketio.start_background_task(self._drain)
+        ticket.done.wait()
+        if ticket.error is not None:
+            raise ticket.error
+
+    def _drain(self):
+        try:
+            while self._queue:
+                if self.linger_s and 1 < len(self._queue) < self.batch_max:
+                    self.socketio.sleep(self.linger_s)
+                batch = [self._queue.popleft()
+                         for _ in range(min(self.batch_max, len(self._queue)))]
+                try:
+                    self.send_batch([t.item for t in batch])
+                except Exception:
+                    log.exception("could not enqueue %d requests", len(batch))
+                    for t in batch:
+                        t.error = Busy("The box office cannot take requests right now.",
+                                       retry_after_s=2)
+                for t in batch:
+                    t.done.set()
+        finally:
+            self._running = False
+            if self._queue:  # raced with a submit that saw _running still True
+                self._running = True
+                self.socketio.start_background_task(self._drain)
+
+
+class InlineDispatcher:
+    """The embedded mode: run the task in the background of this process, after the ack."""
+
+    def __init__(self, socketio, run_batch):
+        self.socketio = socketio
+        self.run_batch = run_batch
+
+    def submit(self, item):
+        self.socketio.start_background_task(self.run_batch, [item])
