@@ -27,6 +27,7 @@ const holdButton = document.getElementById("hold-button");
 const clearButton = document.getElementById("clear-button");
 const summary = document.getElementById("selection-summary");
 const selectionBar = document.getElementById("selection-bar");
+const bestButton = document.getElementById("best-button");
 let plan;
 
 localizeDates();
@@ -62,6 +63,7 @@ function updateSelectionBar() {
     summary.textContent = `${ids.length} ${ids.length === 1 ? "seat" : "seats"} selected (${names}): ${money(total, currency)}`;
   }
   holdButton.disabled = !ids.length || pending || !socket || !socket.connected;
+  bestButton.disabled = pending || (page.signed_in && (!socket || !socket.connected));
   clearButton.disabled = !ids.length || pending;
   holdButton.querySelector(".spinner-border").classList.toggle("d-none", !pending);
   holdButton.querySelector(".label").textContent = pending ? "Holding your seats…" : "Hold seats";
@@ -118,6 +120,27 @@ function applySeats(list, { fromSnapshot = false } = {}) {
   if (changed.length || fromSnapshot) updateSelectionBar();
 }
 
+// "N best seats": the worker chooses them (together, nearest the stage) and holds them.
+function requestBest(event) {
+  event.preventDefault();
+  if (!page.signed_in) {
+    showMessage("Log in or sign up to choose seats.", "info");
+    return;
+  }
+  if (holdRequest) {
+    showMessage("One moment: we are holding the seats you chose.", "info");
+    return;
+  }
+  const best = { count: Number(document.getElementById("best-count").value) };
+  const section = document.getElementById("best-section").value;
+  if (section) best.section = section;
+  const maxPrice = document.getElementById("price-filter").value;
+  if (maxPrice) best.max_price_cents = Number(maxPrice);
+  holdRequest = { request_id: newId(), seat_ids: [], best, attempt: 0 };
+  updateSelectionBar();
+  sendHold(holdRequest);
+}
+
 function requestHold() {
   if (holdRequest || !selected.size) return;
   const seatIds = [...selected].sort((a, b) => a - b);
@@ -131,7 +154,9 @@ function requestHold() {
 // does not come back together.
 const RETRIES = 4;
 function sendHold(request) {
-  const payload = { request_id: request.request_id, event_id: eventId, seat_ids: request.seat_ids };
+  const payload = { request_id: request.request_id, event_id: eventId };
+  if (request.best) payload.best = request.best;
+  else payload.seat_ids = request.seat_ids;
   if (admissionToken) payload.admission_token = admissionToken;
   requests.send("hold", payload, (error) => {
     if (holdRequest !== request) return;
@@ -197,6 +222,9 @@ function onHoldResult(result) {
   for (const id of result.seat_ids) selected.delete(id);
   redraw(result.seat_ids);
   updateSelectionBar();
+  // Show where the seats are (best available chose them for the buyer).
+  map.open(plan.sections[plan.seats.get(result.seat_ids[0]).sectionIndex], result.seat_ids[0]);
+  map.reveal(result.seat_ids[0], { minPitch: 16 });
   document.getElementById("messages").replaceChildren();
   const hold = {
     hold_id: result.hold_id, seat_ids: result.seat_ids, expires_at: result.expires_at,
@@ -316,6 +344,9 @@ function setUpFilters() {
     map.open(section);
     map.zoomToSection(section);
   });
+  const bestSection = document.getElementById("best-section");
+  for (const section of plan.sections) bestSection.append(new Option(section.name, section.name));
+  document.getElementById("best-form").addEventListener("submit", requestBest);
   const priceFilter = document.getElementById("price-filter");
   for (const cents of plan.prices.slice(0, -1)) priceFilter.append(new Option(`Up to ${money(cents, currency)}`, String(cents)));
   priceFilter.disabled = plan.prices.length < 2;
@@ -370,6 +401,8 @@ async function start() {
   });
   setUpFilters();
   sectionSelect.value = String(map.section.index);
+  // The filters' options change what wraps above the map: size it again.
+  sizeMap();
   if (!page.signed_in) {
     try {
       applySeats(boardSeats((await getJSON(`/api/v1/events/${eventId}/board`)).board), { fromSnapshot: true });

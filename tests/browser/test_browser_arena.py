@@ -240,3 +240,27 @@ def test_signed_out_arena_page(arena, browser, screenshots):
             t.assert_no_console_errors()
         finally:
             t.close()
+
+
+def test_best_available_for_four(arena, tab, screenshots):
+    """Four best seats in one request: the worker picks four together near the stage."""
+    url, event_id = arena
+    t = tab(url, "Bea", DESKTOP_800).open_event(event_id)
+    t.page.locator("#best-count").select_option("4")
+    t.page.get_by_role("button", name="Find best seats").click()
+    modal = t.page.locator("#payment-modal")
+    expect(modal.get_by_label("Name on card")).to_be_focused()
+    items = modal.locator("#held-seats li")
+    expect(items).to_have_count(4)
+    labels = [items.nth(i).inner_text() for i in range(4)]
+    rows = {re.match(r"Section (.+?), row (\w+),", label).groups() for label in labels}
+    assert len(rows) == 1, labels  # together in one row
+    t.page.screenshot(path=str(screenshots / "arena-desktop-best-four.png"))
+    assert_accessible(t.page, "the payment window after best available")
+    t.fill_card(APPROVED)
+    t.proceed().click()
+    expect(t.page.get_by_role("heading", name="Thank you! Your seats are booked.")).to_be_visible()
+    (section, row), = rows
+    for _ in range(4):
+        expect(t.page.get_by_test_id("order-seats")).to_contain_text(f"{section} {row}")
+    t.assert_no_console_errors()
