@@ -384,6 +384,8 @@ function sizeMap() {
 async function start() {
   sizeMap();
   window.addEventListener("resize", sizeMap);
+  // The bar grows with the names of the chosen seats: the map shrinks to stay above it.
+  new ResizeObserver(() => sizeMap()).observe(selectionBar);
   const container = document.getElementById("seatmap");
   let data;
   try {

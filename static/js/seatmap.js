@@ -5,6 +5,7 @@
 // clicks and the keyboard (one tab stop, arrow keys move to the seat visually
 // next in that direction, across sections too) and carry the screen-reader labels.
 import { money } from "app/common";
+import { draw, drawOverview } from "app/seatmap_draw";
 
 const STATE_WORDS = {
   available: "available",
@@ -14,10 +15,8 @@ const STATE_WORDS = {
   sold: "sold",
   blocked: "not for sale",
 };
-const FILL = { selected: "#111111", mine: "#111111", held: "#ced4da", sold: "#6c757d" };
 const TOUCH_TARGET = 44; // px: a seat is picked by touch only when drawn at least this far apart
 const MOUSE_TARGET = 12;
-const SHADE_BELOW = 3.5; // px between seats under which sections are drawn as shaded shapes
 const TOOLS = 52; // px: the strip of the zoom buttons
 const DRAG = 6; // px a pointer moves before a press becomes a drag
 
@@ -232,6 +231,12 @@ export class SeatMap {
     const half = this.pitchPx() / 2 + 8;
     let sx = s.x * this.k + this.tx;
     let sy = s.y * this.k + this.ty;
+    // Out of sight (a jump to another section): bring it to the middle, not the edge.
+    if (sx < 0 || sx > this.w || sy < 0 || sy > this.h) {
+      this.centre(s.x, s.y);
+      sx = s.x * this.k + this.tx;
+      sy = s.y * this.k + this.ty;
+    }
     let dx = 0;
     let dy = 0;
     if (sx - half < 0) dx = half - sx; else if (sx + half > this.w) dx = this.w - half - sx;
@@ -254,164 +259,9 @@ export class SeatMap {
     });
   }
 
-  _draw() {
-    const ctx = this.ctx;
-    const dpr = this.canvas.width / (this.w || 1);
-    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-    ctx.clearRect(0, 0, this.w, this.h);
-    const px = this.pitchPx();
-    this._drawStage(ctx);
-    if (px < SHADE_BELOW) this._drawSections(ctx);
-    else this._drawSeats(ctx, px);
-  }
+  _draw() { draw(this); }
 
-  _drawStage(ctx) {
-    const st = this.plan.stage;
-    if (!st) return;
-    const x = st.x * this.k + this.tx;
-    const y = st.y * this.k + this.ty;
-    ctx.fillStyle = "#343a40";
-    ctx.fillRect(x, y, st.width * this.k, st.height * this.k);
-    const size = Math.min(16, st.height * this.k * 0.5);
-    if (size >= 7) {
-      ctx.fillStyle = "#fff";
-      ctx.font = `600 ${size}px system-ui, sans-serif`;
-      ctx.textAlign = "center"; ctx.textBaseline = "middle";
-      ctx.fillText((st.label || "Stage").toUpperCase(), x + st.width * this.k / 2, y + st.height * this.k / 2);
-    }
-  }
-
-  // Zoomed out: each section one shape, coloured by its cheapest seat for sale
-  // (within the filter) and as solid as the share of its seats still for sale.
-  _drawSections(ctx) {
-    for (const section of this.plan.sections) {
-      let free = 0;
-      let cheapest;
-      for (const s of section.seats) {
-        if (this.states.get(s.id) !== "available" || !this.matches(s)) continue;
-        free += 1;
-        if (!cheapest || s.price_cents < cheapest.price_cents) cheapest = s;
-      }
-      ctx.beginPath();
-      section.hull.forEach(([x, y], i) => ctx[i ? "lineTo" : "moveTo"](x * this.k + this.tx, y * this.k + this.ty));
-      ctx.closePath();
-      ctx.globalAlpha = cheapest ? 0.35 + 0.65 * free / section.seats.length : 1;
-      ctx.fillStyle = cheapest ? this.plan.colour(cheapest) : "#e9ecef";
-      ctx.fill();
-      ctx.globalAlpha = 1;
-      ctx.strokeStyle = this.section === section ? "#111" : "#fff";
-      ctx.lineWidth = this.section === section ? 2 : 1;
-      ctx.stroke();
-    }
-  }
-
-  _drawSeats(ctx, px) {
-    const r = this.plan.pitch * 0.42 * this.k;
-    const [x0, y0] = this.toPlan(-px, -px);
-    const [x1, y1] = this.toPlan(this.w + px, this.h + px);
-    const groups = new Map(); // fill -> Path2D
-    const faded = new Map();
-    const marks = [];
-    const rings = [];
-    let shape; // draws the current seat's outline into a path
-    const add = (map, fill) => {
-      if (!map.has(fill)) map.set(fill, new Path2D());
-      shape(map.get(fill));
-    };
-    for (const s of this.plan.list) {
-      if (s.x < x0 || s.x > x1 || s.y < y0 || s.y > y1) continue;
-      const state = this.states.get(s.id) || "available";
-      const sx = s.x * this.k + this.tx;
-      const sy = s.y * this.k + this.ty;
-      shape = (path) => {
-        if (s.wheelchair) path.rect(sx - r, sy - r, 2 * r, 2 * r);
-        else if (s.companion) { path.moveTo(sx, sy - r); path.lineTo(sx + r, sy); path.lineTo(sx, sy + r); path.lineTo(sx - r, sy); path.closePath(); } else { path.moveTo(sx + r, sy); path.arc(sx, sy, r, 0, 2 * Math.PI); }
-      };
-      if (state === "blocked") { rings.push([sx, sy]); continue; }
-      const fill = FILL[state] || this.plan.colour(s);
-      add(state === "available" && !this.matches(s) ? faded : groups, fill);
-      if (px >= 9 && (s.restricted_view || state === "selected" || state === "mine" || px >= 20)) marks.push([s, state, sx, sy]);
-    }
-    ctx.globalAlpha = 0.2;
-    for (const [fill, path] of faded) { ctx.fillStyle = fill; ctx.fill(path); }
-    ctx.globalAlpha = 1;
-    for (const [fill, path] of groups) { ctx.fillStyle = fill; ctx.fill(path); }
-    ctx.strokeStyle = "#adb5bd"; ctx.lineWidth = Math.max(1, r * 0.15);
-    for (const [sx, sy] of rings) { ctx.beginPath(); ctx.arc(sx, sy, r * 0.8, 0, 2 * Math.PI); ctx.stroke(); }
-    this._drawMarks(ctx, marks, r, px);
-    if (px >= 10) this._drawRowNames(ctx, px, x0, y0, x1, y1);
-  }
-
-  _drawMarks(ctx, marks, r, px) {
-    ctx.textAlign = "center"; ctx.textBaseline = "middle";
-    ctx.font = `600 ${Math.min(14, r)}px system-ui, sans-serif`;
-    for (const [s, state, sx, sy] of marks) {
-      if (state === "mine") {
-        ctx.strokeStyle = "#f0a500"; ctx.lineWidth = Math.max(2, r * 0.25);
-        ctx.beginPath(); ctx.arc(sx, sy, r * 1.05, 0, 2 * Math.PI); ctx.stroke();
-      }
-      if (s.restricted_view && state !== "sold" && state !== "held") {
-        ctx.strokeStyle = "#fff"; ctx.lineWidth = Math.max(1.5, r * 0.2);
-        ctx.beginPath(); ctx.moveTo(sx - r * 0.6, sy + r * 0.6); ctx.lineTo(sx + r * 0.6, sy - r * 0.6); ctx.stroke();
-      }
-      if (px < 20) continue;
-      const text = state === "selected" ? "✓" : state === "mine" ? "★" : s.wheelchair ? "♿" : String(s.number);
-      ctx.fillStyle = state === "held" ? "#212529" : "#fff";
-      ctx.fillText(text, sx, sy + 0.5);
-    }
-  }
-
-  // Row names beyond both ends of each row, in the aisle, never on a seat.
-  _drawRowNames(ctx, px, x0, y0, x1, y1) {
-    ctx.fillStyle = "#495057";
-    ctx.font = `600 ${Math.min(13, px * 0.55)}px system-ui, sans-serif`;
-    ctx.textAlign = "center"; ctx.textBaseline = "middle";
-    for (const section of this.plan.sections) {
-      const b = section.box;
-      if (b.maxX < x0 || b.minX > x1 || b.maxY < y0 || b.minY > y1) continue;
-      section.rowSeats.forEach((row, i) => {
-        if (!row.length) return;
-        const a = row[0];
-        const z = row[row.length - 1];
-        const len = Math.hypot(z.x - a.x, z.y - a.y) || 1;
-        const ux = row.length > 1 ? (z.x - a.x) / len : 1;
-        const uy = row.length > 1 ? (z.y - a.y) / len : 0;
-        const d = this.plan.pitch * 1.1;
-        for (const [x, y] of [[a.x - ux * d, a.y - uy * d], [z.x + ux * d, z.y + uy * d]]) {
-          ctx.fillText(section.rows[i], x * this.k + this.tx, y * this.k + this.ty);
-        }
-      });
-    }
-  }
-
-  _drawOverview() {
-    const o = this.overview;
-    const zoomedIn = this.k > this.fitK * 1.15;
-    o.hidden = !zoomedIn;
-    if (!zoomedIn) return;
-    const b = this.bounds;
-    const w = 112;
-    const h = Math.round(w * (b.maxY - b.minY) / (b.maxX - b.minX));
-    const dpr = window.devicePixelRatio || 1;
-    if (o.width !== w * dpr) { o.width = w * dpr; o.height = h * dpr; o.style.width = `${w}px`; o.style.height = `${h}px`; }
-    const ctx = o.getContext("2d");
-    const s = w / (b.maxX - b.minX);
-    this.overviewScale = s;
-    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-    ctx.clearRect(0, 0, w, h);
-    ctx.fillStyle = "#adb5bd";
-    for (const section of this.plan.sections) {
-      ctx.beginPath();
-      section.hull.forEach(([x, y], i) => ctx[i ? "lineTo" : "moveTo"]((x - b.minX) * s, (y - b.minY) * s));
-      ctx.fill();
-    }
-    const st = this.plan.stage;
-    if (st) { ctx.fillStyle = "#343a40"; ctx.fillRect((st.x - b.minX) * s, (st.y - b.minY) * s, st.width * s, st.height * s); }
-    const [vx0, vy0] = this.toPlan(0, 0);
-    const [vx1, vy1] = this.toPlan(this.w, this.h);
-    ctx.strokeStyle = "#d63384"; ctx.lineWidth = 2;
-    ctx.strokeRect((vx0 - b.minX) * s, (vy0 - b.minY) * s, (vx1 - vx0) * s, (vy1 - vy0) * s);
-  }
+  _drawOverview() { drawOverview(this); }
 
   // ---- input ----
   _bind() {

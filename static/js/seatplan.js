@@ -118,9 +118,10 @@ export class SeatPlan {
     section.prices = [...new Set(section.seats.map((s) => s.price_cents))].sort((x, y) => x - y);
   }
 
-  // "Circle, row C, seat 12": what a person reads.
+  // "Circle, row C, seat 12" (a numbered section: "Section 111, row C, seat 12").
   name(seat) {
-    return `${seat.section}, row ${seat.row}, seat ${seat.number}`;
+    const section = /^\d+$/.test(seat.section) ? `Section ${seat.section}` : seat.section;
+    return `${section}, row ${seat.row}, seat ${seat.number}`;
   }
 
   marks(seat) {

@@ -133,7 +133,7 @@ def test_arena_on_a_phone_by_touch(arena, tab, screenshots):
     neighbour.tap()
     expect_state(neighbour, "selected")
     expect(phone.page.locator("#selection-summary")).to_contain_text(
-        "111, row C, seat 12; 111, row C, seat 13")
+        "Section 111, row C, seat 12; Section 111, row C, seat 13")
     phone.page.screenshot(path=str(screenshots / "arena-phone-picked.png"))
     assert_accessible(phone.page, "a zoomed arena section on a phone")
     pay(phone, "111 C12", "111 C13")
