@@ -126,7 +126,14 @@ export class SeatMap {
     this._set(k, sx - px * k, sy - py * k);
   }
 
-  zoom(factor) { this.zoomAt(this.w / 2, this.h / 2, factor); }
+  // The buttons zoom towards the open section while it is in view, else the middle.
+  zoom(factor) {
+    const s = this.section;
+    const sx = s ? s.cx * this.k + this.tx : -1;
+    const sy = s ? s.cy * this.k + this.ty : -1;
+    if (sx >= 0 && sx <= this.w && sy >= 0 && sy <= this.h) this.zoomAt(sx, sy, factor);
+    else this.zoomAt(this.w / 2, this.h / 2, factor);
+  }
 
   // Centre plan point (x, y) at scale k.
   centre(x, y, k = this.k) {
