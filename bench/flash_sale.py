@@ -173,13 +173,21 @@ class FlashSale(Scenario):
         if not once:
             await self._sleep(0, cfg["arrival_spread_s"])
         while not self.stopping:
-            seats = self._pick()
-            if not seats:
-                await self._sleep(0.5, 1.5)
-                continue
+            # A share of buyers asks for the best seats instead of clicking them.
+            best = self.rng.random() < cfg.get("best_share", 0.0)
+            kind_of = "best" if best else "click"
+            if best:
+                party = self.rng.choices((1, 2, 3, 4), weights=cfg["party_weights"])[0]
+                ask = {"event_id": ev, "best": {"count": party}, **extra}
+            else:
+                seats = self._pick()
+                if not seats:
+                    await self._sleep(0.5, 1.5)
+                    continue
+                ask = {"event_id": ev, "seat_ids": seats, **extra}
             st.inc("hold_requested")
-            kind, res = await b.request("hold", {"event_id": ev, "seat_ids": seats, **extra},
-                                        timeout)
+            st.inc(f"{kind_of}_requested")
+            kind, res = await b.request("hold", ask, timeout)
             if self.stopping:
                 return
             if kind == "refused":
@@ -191,12 +199,14 @@ class FlashSale(Scenario):
             if kind != "result":
                 continue
             if not res["ok"]:
+                st.inc(f"{kind_of}_refused_{res.get('error', {}).get('code')}")
                 taken = (res.get("error", {}).get("details") or {}).get("seat_ids") or []
                 for sid in taken:
                     self.c.mark(sid, "held")
                 await self._sleep(*cfg["retry_think_s"])
                 continue
-            for sid in seats:
+            st.inc(f"{kind_of}_granted")
+            for sid in res["seat_ids"]:
                 self.c.mark(sid, "held")
             await self._checkout(b, res["hold_id"])
             if once:
@@ -272,6 +282,9 @@ def add_arguments(parser):
     parser.add_argument("--hold-ttl", type=int, default=20,
                         help="HOLD_TTL_SECONDS for the run (default 20, so that walked-away "
                              "holds expire within the sale; the product default is 300)")
+    parser.add_argument("--best-share", type=float, default=0.0,
+                        help="share of hold requests that ask for the best N seats (best "
+                             "available) instead of naming seats (default 0)")
     parser.add_argument("--walk-away", type=float, default=0.10)
     parser.add_argument("--cancel", type=float, default=0.10)
     parser.add_argument("--decline", type=float, default=0.10)
@@ -357,6 +370,7 @@ class Sale:
                    "band_rows": [0.2, 0.5, 1.0], "band_weights": [0.5, 0.3, 0.2],
                    "party_weights": [0.3, 0.45, 0.1, 0.15],
                    "walk_away": a.walk_away, "cancel": a.cancel, "decline": a.decline,
+                   "best_share": getattr(a, "best_share", 0.0),
                    "pay_think_s": (lo, hi), "retry_think_s": (0.1, 0.6),
                    "after_order_s": (0.5, 2.0), "arrival_spread_s": 3.0,
                    **self.cfg_extra}

@@ -150,7 +150,8 @@ def _init_runtime(app, role):
     rt = app.extensions["boxoffice"] = Runtime(
         settings=Settings(hold_ttl_seconds=app.config["HOLD_TTL_SECONDS"],
                           max_seats_per_order=app.config["MAX_SEATS_PER_ORDER"],
-                          max_open_holds=app.config["MAX_OPEN_HOLDS"]),
+                          max_open_holds=app.config["MAX_OPEN_HOLDS"],
+                          avoid_single_seats=app.config["BEST_AVOID_SINGLE_SEATS"]),
         state=state,
         ledger=ledger,
         presence=Presence(state, app.config["DISCONNECT_GRACE_SECONDS"], namespace),

@@ -1,12 +1,17 @@
 """The REST API, v1 (see API.md)."""
-from flask import Blueprint, jsonify, request
+import hashlib
+import threading
+import time
+
+from flask import Blueprint, Response, jsonify, request
 from flask_login import current_user, login_required
 
-from . import account_links, accounts, catalog, checkout, sessions
+from . import account_links, accounts, catalog, checkout, seat_plans, sessions
 from .ratelimits import check_sign_in
 from .auth import issue_token
 from .errors import MalformedRequest
 from .extensions import db
+from .runtime import runtime
 from .schemas import (EventDetailSchema, EventSchema, NewUserSchema, OrderSchema, SeatSchema,
                       SessionSchema, UserSchema)
 
@@ -93,6 +98,51 @@ def get_seats(event_id):
     """Every seat of an event with its status and version."""
     seats = catalog.event_seats(db.session, event_id)
     return jsonify({"event_id": event_id, "seats": _seats.dump(seats)})
+
+
+# The seat plan of an event, kept per process for PLAN_MAX_AGE_S: building a
+# 20,000-seat plan reads every seat, and every buyer's page asks for it at open.
+PLAN_MAX_AGE_S = 30
+_plans = {}  # event_id -> (built at, body, etag)
+_plans_lock = threading.Lock()
+
+
+def _plan_body(event_id):
+    now = time.monotonic()
+    with _plans_lock:
+        cached = _plans.get(event_id)
+    if cached and now - cached[0] < PLAN_MAX_AGE_S:
+        return cached[1], cached[2]
+    body = seat_plans.encode_plan(seat_plans.seat_plan(db.session, event_id))
+    etag = hashlib.sha256(body).hexdigest()[:20]
+    with _plans_lock:
+        if len(_plans) > 500:
+            _plans.clear()
+        _plans[event_id] = (now, body, etag)
+    return body, etag
+
+
+@bp.get("/events/<int:event_id>/seatmap")
+def get_seat_plan(event_id):
+    """The event's static seat map (where seats are, names, prices, marks), compact, cacheable."""
+    body, etag = _plan_body(event_id)
+    response = Response(body, mimetype="application/json")
+    response.set_etag(etag)
+    # Prices and marks may change while an event sells: caches keep it briefly
+    # and then ask again with the ETag (a 304 costs nothing).
+    response.headers["Cache-Control"] = f"public, max-age={PLAN_MAX_AGE_S}"
+    return response.make_conditional(request)
+
+
+@bp.get("/events/<int:event_id>/board")
+def get_board(event_id):
+    """Every seat's status and version, compact (for pages without a live connection)."""
+    catalog.require_event(db.session, event_id)
+    states = runtime().coalescer.snapshot(
+        event_id, lambda: catalog.seat_states(db.session, event_id))
+    response = jsonify({"event_id": event_id, "board": seat_plans.compact_board(states)})
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @bp.get("/orders")

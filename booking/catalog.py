@@ -120,6 +120,14 @@ def get_event(session, event_id):
     return view
 
 
+def require_event(session, event_id):
+    """The event; raises NotFound."""
+    event = _get_event(session, event_id)
+    if event is None:
+        raise NotFound("No such event.", event_id=event_id)
+    return event
+
+
 def event_seats(session, event_id):
     """All seats of an event in id order; raises NotFound."""
     if _get_event(session, event_id) is None:

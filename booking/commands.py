@@ -8,10 +8,10 @@ import sqlalchemy as sa
 from flask import current_app
 from flask.cli import AppGroup
 
-from . import accounts, audit, catalog, organizers, waiting_room
+from . import accounts, audit, catalog, event_admin, organizers, waiting_room
 from .errors import BookingError
 from .extensions import db
-from .models import Event, Organizer, User
+from .models import Event, Organizer, Seat, User
 from .runtime import runtime
 
 booking_cli = AppGroup("booking", help="Box office operations.")
@@ -43,9 +43,18 @@ def _utc(value):
 @click.option("--name", required=True)
 @click.option("--venue", required=True)
 @click.option("--starts-at", required=True, help="ISO-8601, e.g. 2027-03-01T19:30:00Z")
-@click.option("--rows", required=True, type=click.IntRange(1, 1000))
-@click.option("--seats-per-row", required=True, type=click.IntRange(1, 1000))
-@click.option("--price-cents", required=True, type=click.IntRange(0, 10**8))
+@click.option("--rows", type=click.IntRange(1, 1000), default=None,
+              help="Rows of a rectangular section (without --layout)")
+@click.option("--seats-per-row", type=click.IntRange(1, 1000), default=None,
+              help="Seats in each row of a rectangular section (without --layout)")
+@click.option("--price-cents", type=click.IntRange(0, 10**8), default=None,
+              help="The price of every seat (with --layout: of every tier without --tier-price)")
+@click.option("--layout", "layout_file", type=click.File("r", encoding="utf-8"), default=None,
+              help="A venue layout file (docs/LAYOUTS.md) instead of --rows/--seats-per-row")
+@click.option("--tier-price", "tier_prices", multiple=True, metavar="TIER=CENTS",
+              help="A layout tier's price, e.g. --tier-price Floor=9500 (repeatable)")
+@click.option("--timezone", "venue_timezone", default="UTC", show_default=True,
+              help="The venue's IANA time zone, for a venue made here")
 @click.option("--currency", default="EUR", show_default=True)
 @click.option("--section", default="Main", show_default=True)
 @click.option("--on-sale-at", default=None,
@@ -56,23 +65,62 @@ def _utc(value):
               help="Buyers admitted per minute (default: derived from how the workers keep up)")
 @click.option("--organizer", "organizer_id", type=click.IntRange(1, 2**31 - 1), default=None,
               help="The organizer that runs the event (default: none, a house event)")
-def create_event_command(name, venue, starts_at, rows, seats_per_row, price_cents, currency,
-                         section, on_sale_at, waiting_room, admission_rate, organizer_id):
-    """Create an event with ROWS x SEATS_PER_ROW seats; prints the new event id last."""
+def create_event_command(name, venue, starts_at, rows, seats_per_row, price_cents, layout_file,
+                         tier_prices, venue_timezone, currency, section, on_sale_at,
+                         waiting_room, admission_rate, organizer_id):
+    """Create an event with ROWS x SEATS_PER_ROW seats, or on a venue layout; prints its id last."""
     if admission_rate is not None and not waiting_room:
         raise click.UsageError("--admission-rate needs --waiting-room")
+    if layout_file is None:
+        missing = [flag for flag, value in (("--rows", rows), ("--seats-per-row", seats_per_row),
+                                            ("--price-cents", price_cents)) if value is None]
+        if missing:
+            raise click.UsageError(f"Missing option {', '.join(missing)} (or give --layout).")
+        if tier_prices:
+            raise click.UsageError("--tier-price needs --layout")
+    elif rows is not None or seats_per_row is not None:
+        raise click.UsageError("--layout replaces --rows and --seats-per-row")
     try:
-        event = catalog.create_event(
-            db.session, name=name, venue=venue, starts_at=_utc(starts_at), currency=currency,
-            sections=[(section, rows, seats_per_row, price_cents)], organizer_id=organizer_id)
+        if layout_file is None:
+            event = catalog.create_event(
+                db.session, name=name, venue=venue, starts_at=_utc(starts_at), currency=currency,
+                sections=[(section, rows, seats_per_row, price_cents)], organizer_id=organizer_id,
+                venue_timezone=venue_timezone)
+        else:
+            event = event_admin.create_event_on_layout(
+                db.session, organizer_id, venue_name=venue, venue_timezone=venue_timezone,
+                layout=_layout_json(layout_file), name=name, starts_at=_utc(starts_at),
+                currency=currency, prices=_tier_prices(tier_prices), default_price=price_cents)
     except BookingError as err:
-        raise click.ClickException(err.message) from err
+        details = "".join(f"\n  {field}: {' '.join(msgs)}"
+                          for field, msgs in (err.details.get("fields") or {}).items())
+        raise click.ClickException(err.message + details) from err
     event.on_sale_at = _utc(on_sale_at) if on_sale_at else None
     event.waiting_room = "open" if waiting_room else None
     event.admission_rate_per_min = admission_rate
     db.session.commit()
-    click.echo(f"created event {event.id} with {rows * seats_per_row} seats", err=True)
+    seats = db.session.scalar(sa.select(sa.func.count()).select_from(Seat)
+                              .where(Seat.event_id == event.id))
+    click.echo(f"created event {event.id} with {seats} seats", err=True)
     click.echo(event.id)
+
+
+def _layout_json(handle):
+    try:
+        return json.load(handle)
+    except ValueError as err:
+        raise click.BadParameter(f"not JSON: {err}", param_hint="--layout") from err
+
+
+def _tier_prices(pairs):
+    prices = {}
+    for pair in pairs:
+        tier, sep, cents = pair.rpartition("=")
+        if not sep or not tier.strip() or not cents.isdigit() or int(cents) > 10**8:
+            raise click.BadParameter(f"{pair!r}: use TIER=CENTS, e.g. Floor=9500",
+                                     param_hint="--tier-price")
+        prices[tier.strip()] = int(cents)
+    return prices
 
 
 def _demo_user(email, password, name):

@@ -17,6 +17,15 @@ def _float(name, default):
     return default if value in (None, "") else float(value)
 
 
+def _bool(name, default):
+    value = os.environ.get(name, "").strip().lower()
+    if value in ("", None):
+        return default
+    if value not in ("1", "true", "yes", "0", "false", "no"):
+        raise ValueError(f"{name} must be true or false, not {value!r}")
+    return value in ("1", "true", "yes")
+
+
 def _secret_key():
     """The signing key: SECRET_KEY, else a random per-install key kept in instance/."""
     if os.environ.get("SECRET_KEY"):
@@ -103,6 +112,9 @@ def from_environment():
         "DISCONNECT_GRACE_SECONDS": _int("DISCONNECT_GRACE_SECONDS", 30),
         "MAX_SEATS_PER_ORDER": _int("MAX_SEATS_PER_ORDER", 8),
         "MAX_OPEN_HOLDS": _int("MAX_OPEN_HOLDS", 2),
+        # Best available: never leave a lone free seat beside the chosen ones when
+        # another choice of the same size exists.
+        "BEST_AVOID_SINGLE_SEATS": _bool("BEST_AVOID_SINGLE_SEATS", True),
         "TRUSTED_PROXIES": [p.strip() for p in os.environ.get(
             "TRUSTED_PROXIES", "127.0.0.1").split(",") if p.strip()],
         # How often beat releases expired holds and holds of departed buyers.

@@ -43,6 +43,7 @@ MESSAGES = {
     "email_taken": "An account with that email exists.",
     "not_admitted": "Wait for your turn in the waiting room first.",
     "not_on_sale": "This event is not on sale yet.",
+    "no_best_seats": "There are not {wanted} seats left that match what you asked for.",
 }
 
 

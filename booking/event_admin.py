@@ -19,10 +19,10 @@ Functions take a session and never commit.
 import sqlalchemy as sa
 
 from .errors import Conflict, InvalidRequest, NotFound
-from .layouts import expand_layout
+from .layouts import expand_layout, layout_tiers, load_layout
 from .locking import lock_seats
-from .models import BLOCK_REASONS, Event, PriceTier, Seat
-from .venues import get_venue, venue_layout
+from .models import BLOCK_REASONS, Event, PriceTier, Seat, Venue
+from .venues import create_venue, get_venue, venue_layout
 
 SEAT_FLAGS = ("wheelchair", "companion", "restricted_view")
 MAX_TIERS = 50
@@ -78,6 +78,40 @@ def create_event(session, organizer_id, *, venue_id, name, starts_at, price_tier
             dict(s, event_id=event.id, price_cents=prices[s["tier"]], status="available",
                  version=0) for s in seats[start:start + 2000]])
     return event
+
+
+def create_event_on_layout(session, organizer_id, *, venue_name, venue_timezone, layout, name,
+                           starts_at, currency, prices, default_price=None):
+    """An event on the venue of that name, made from layout when the organizer has none.
+
+    prices: {tier: cents}; a tier without one costs default_price (when given). A
+    venue of that name must have the same layout. Raises InvalidRequest (a bad
+    layout, a tier without a price, a price for no tier of the layout), Conflict
+    (the venue exists with another layout).
+    """
+    name = _check_text("name", name, Event.__table__.c.name)
+    if not isinstance(currency, str) or len(currency) != 3 or not currency.isalpha():
+        raise InvalidRequest("Currency must be an ISO code such as EUR.",
+                             fields={"currency": ["Use a three-letter ISO code."]})
+    currency = currency.upper()
+    venue = session.scalar(sa.select(Venue).where(
+        Venue.name == venue_name, Venue.organizer_id.is_(None) if organizer_id is None
+        else Venue.organizer_id == organizer_id))
+    loaded = load_layout(layout)
+    if venue is None:
+        venue = create_venue(session, organizer_id, venue_name, venue_timezone, layout)
+    elif venue_layout(venue) != loaded:
+        raise Conflict(f"The venue {venue_name!r} exists with another layout.",
+                       fields={"venue": ["Exists with another layout; use another name."]})
+    tiers = layout_tiers(loaded)
+    unknown = sorted(set(prices) - set(tiers))
+    if unknown:
+        raise InvalidRequest("A price is given for a tier the layout's seats do not use.",
+                             fields={"tier_price": [f"No seats of tier {t!r}." for t in unknown]})
+    price_tiers = [{"name": t, "price_cents": prices.get(t, default_price)} for t in tiers
+                   if t in prices or default_price is not None]
+    return create_event(session, organizer_id, venue_id=venue.id, name=name,
+                        starts_at=starts_at, price_tiers=price_tiers, currency=currency)
 
 
 def list_events(session, organizer_id):

@@ -18,7 +18,7 @@ from datetime import timedelta
 import sqlalchemy as sa
 
 from .errors import (BookingError, Conflict, HoldNotOwned, LimitExceeded, NotFound, SeatUnavailable)
-from . import records
+from . import best_seats, records
 from .locking import lock_holds, lock_seat_rows, lock_seats, lock_users, write_seat_rows
 from .models import HOLD_OPEN_STATUSES, Event, Hold, HoldSeat, Seat, utcnow
 from .outcome import Outcome, set_seat
@@ -32,6 +32,8 @@ class Settings:
     hold_ttl_seconds: int
     max_seats_per_order: int
     max_open_holds: int
+    # Best available never leaves a lone free seat when another choice exists.
+    avoid_single_seats: bool = True
 
 
 def _is_free(seat, now):
@@ -94,6 +96,8 @@ def process_requests(session, items, settings, now=None):
     release_seats = session.execute(
         sa.select(HoldSeat.hold_id, HoldSeat.seat_id)
         .where(HoldSeat.hold_id.in_(release_ids))).all() if release_ids else []
+    # Best-available requests get proposed seats, locked with the others below.
+    focals = best_seats.propose(session, fresh, settings.avoid_single_seats, now)
     seat_ids = {s for i in fresh if i["kind"] == "hold" for s in i["seat_ids"]}
     seat_ids |= {seat_id for _, seat_id in release_seats}
     seats = lock_seat_rows(session, seat_ids)
@@ -108,6 +112,10 @@ def process_requests(session, items, settings, now=None):
             if item["kind"] == "hold":
                 if item["event_id"] not in events:
                     events[item["event_id"]] = session.get(Event, item["event_id"])
+                if item.get("best") and events[item["event_id"]] is not None:
+                    item = dict(item, seat_ids=best_seats.settle(
+                        session, item, batch.seats, focals.get(item["event_id"]),
+                        settings.avoid_single_seats, now, lambda row: _is_free(row, now)))
                 value = _hold_one(batch, item, events[item["event_id"]], open_holds, settings)
             else:
                 value = _release_one(batch, item, holds)
@@ -183,17 +191,17 @@ class _Batch:
 # without locks, so that bad requests never reach a worker), and by the worker
 # as the decision, under locks.
 
-def check_hold_request(settings, event_id, seat_ids, event_seats, open_holds):
+def check_hold_request(settings, event_id, seat_ids, event_seats, open_holds, count=None):
     """What a hold request must satisfy before its seats' states are looked at.
 
     event_seats: the ids of the event's seats (any container; None: no such
-    event). open_holds: how many open holds the buyer has. Raises NotFound (no
-    such event, seats not of this event) or LimitExceeded (seats per order,
-    open holds).
+    event). open_holds: how many open holds the buyer has. count: the seats a
+    best-available request asks for. Raises NotFound (no such event, seats not
+    of this event) or LimitExceeded (seats per order, open holds).
     """
     if event_seats is None:
         raise NotFound.of("no_event", event_id=event_id)
-    if len(seat_ids) > settings.max_seats_per_order:
+    if max(len(seat_ids), count or 0) > settings.max_seats_per_order:
         raise LimitExceeded.of("seats_per_order", limit="seats_per_order",
                                max=settings.max_seats_per_order)
     check_open_holds(settings, open_holds)

@@ -117,10 +117,15 @@ def _precheck_hold(uid, p):
         waiting_room.check_hold_allowed(rt.gates.get(db.session, event_id), uid,
                                         p.get("admission_token"))
         open_holds = holds.open_hold_count(db.session, uid)
-    holds.check_hold_request(rt.settings, event_id, p["seat_ids"], seats, open_holds)
+    best = p.get("best")
+    holds.check_hold_request(rt.settings, event_id, p.get("seat_ids", []), seats, open_holds,
+                             count=best["count"] if best else None)
     # Hold requests still in flight count too (checked with the ledger, in Redis).
-    return {"event_id": event_id, "seat_ids": p["seat_ids"],
+    item = {"event_id": event_id, "seat_ids": p.get("seat_ids", []),
             "_holds_cap": rt.settings.max_open_holds - open_holds}
+    if best:
+        item["best"] = best  # the worker chooses the seats
+    return item
 
 
 def _precheck_release(uid, p):

@@ -42,9 +42,15 @@ def seats_changed(event_id, seats, committed_at, sent_at=None):
     return _seats_changed.dump(body)
 
 
-def snapshot(event_id, seats, waiting_room=None):
-    """join_event's ack: seats as the seat board holds them (already dumped)."""
-    body = {"ok": True, "event_id": event_id, "seats": seats}
+def snapshot(event_id, seats, waiting_room=None, compact=False):
+    """join_event's ack: seats as the seat board holds them (already dumped), or with
+    compact the same as a board (status letters and versions in seat id order)."""
+    from .seat_plans import compact_board
+    body = {"ok": True, "event_id": event_id}
+    if compact:
+        body["board"] = compact_board(seats)
+    else:
+        body["seats"] = seats
     if waiting_room is not None:
         body["waiting_room"] = waiting_room
     return _snapshot.dump(body)

@@ -52,19 +52,35 @@ class UserSchema(Schema):
 
 class EventRefSchema(InputSchema):
     event_id = Id(required=True)
+    # v1.1, join_event: answer the snapshot as a compact board instead of seats.
+    compact = fields.Boolean(load_default=False)
+
+
+class BestRequestSchema(InputSchema):
+    """v1.1: the worker chooses `count` seats (optionally in a section, up to a price)."""
+    count = fields.Integer(strict=True, required=True,
+                           validate=validate.Range(min=1, max=SEAT_LIST_MAX))
+    section = fields.String(validate=validate.Length(min=1, max=40))
+    max_price_cents = fields.Integer(strict=True, validate=validate.Range(min=0, max=10**9))
 
 
 class HoldRequestSchema(InputSchema):
     request_id = ClientKey(required=True)
     event_id = Id(required=True)
-    seat_ids = fields.List(Id(), required=True,
-                           validate=validate.Length(min=1, max=SEAT_LIST_MAX))
+    # seat_ids, or best (v1.1): exactly one of them.
+    seat_ids = fields.List(Id(), validate=validate.Length(min=1, max=SEAT_LIST_MAX))
+    best = fields.Nested(BestRequestSchema)
     admission_token = fields.String(validate=validate.Length(max=2048))
 
     @validates("seat_ids")
     def _distinct(self, value, **kwargs):
         if len(set(value)) != len(value):
             raise ValidationError("A seat may be listed once.")
+
+    @validates_schema(skip_on_field_errors=True)
+    def _seats_or_best(self, data, **kwargs):
+        if ("seat_ids" in data) == ("best" in data):
+            raise ValidationError("Give seat_ids or best, not both.", "seat_ids")
 
 
 class ReleaseRequestSchema(InputSchema):
@@ -247,4 +263,7 @@ class SnapshotSchema(Schema):
     # (booking.catalog.seat_states, and seats_changed): 2,000 seats dumped
     # again at every join would cost ~16 ms of a web process's CPU each.
     seats = fields.Raw()
+    # v1.1, join_event {compact: true}: instead of seats, {ids, status, versions}
+    # (booking.seat_plans.compact_board).
+    board = fields.Raw()
     waiting_room = fields.Dict()

@@ -140,12 +140,14 @@ def on_join_event(data=None):
                 # change). Joining again once admitted brings both.
                 leave_room(f"event:{event_id}")
                 rt.metrics.request("join_event", "waiting")
-                return payloads.snapshot(event_id, [], waiting_room=room)
+                return payloads.snapshot(event_id, [], waiting_room=room,
+                                         compact=payload["compact"])
         # Join before reading, so that no change falls between snapshot and feed.
         join_room(f"event:{event_id}")
         seats = rt.coalescer.snapshot(event_id, lambda: catalog.seat_states(db.session, event_id))
         rt.metrics.request("join_event", "ok")
-        return payloads.snapshot(event_id, seats, waiting_room=room)
+        return payloads.snapshot(event_id, seats, waiting_room=room,
+                                         compact=payload["compact"])
     except BookingError as err:
         rt.metrics.request("join_event", err.code)
         return reply(None, err)

@@ -155,15 +155,24 @@ def pytest_runtest_makereport(item, call):
     setattr(item, "rep_" + rep.when, rep)
 
 
-def create_event(url, rows=5, per_row=10, price=2500, name="Test night"):
-    """Create an event through the real CLI; returns its id."""
+def create_event(url, rows=5, per_row=10, price=2500, name="Test night", layout=None,
+                 tier_prices=None, venue="Test Hall"):
+    """Create an event through the real CLI; returns its id.
+
+    layout: a layout file (e.g. ROOT / "docs/examples/arena-20000.json") instead of
+    rows x per_row; tier_prices {tier: cents} (tiers without one cost price).
+    """
     env = dict(os.environ, DATABASE_URL=url, SECRET_KEY=SECRET)
     env.pop("REDIS_URL", None)
+    shape = (["--layout", str(layout)] if layout else
+             ["--rows", str(rows), "--seats-per-row", str(per_row)])
+    for tier, cents in (tier_prices or {}).items():
+        shape += ["--tier-price", f"{tier}={cents}"]
     out = subprocess.run(
         [sys.executable, "-m", "flask", "--app", "wsgi", "booking", "create-event",
-         "--name", name, "--venue", "Test Hall", "--starts-at", "2030-01-01T19:00:00Z",
-         "--rows", str(rows), "--seats-per-row", str(per_row), "--price-cents", str(price)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+         "--name", name, "--venue", venue, "--starts-at", "2030-01-01T19:00:00Z",
+         *shape, "--price-cents", str(price)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     return int(out.stdout.strip().splitlines()[-1])
 

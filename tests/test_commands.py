@@ -216,3 +216,69 @@ def test_audit_in_a_real_process_prints_json_alone(clean_db):
     report = json.loads(out.stdout)
     assert report["problems"] == []
     assert report["events"][0]["seats"] == {"available": 2, "held": 0, "sold": 0}
+
+
+THEATRE = ROOT / "docs" / "examples" / "theatre-2000.json"
+ON_LAYOUT = ["booking", "create-event", "--name", "Gala", "--venue", "Example Theatre",
+             "--starts-at", "2030-12-31T20:00:00Z", "--layout", str(THEATRE)]
+
+
+def test_create_event_on_a_layout_file(app, runner):
+    """--layout makes the venue from the file and one seat per layout seat, priced by tier;
+    a second event on the same venue name reuses the venue."""
+    result = runner.invoke(args=ON_LAYOUT + ["--tier-price", "Premium=9000",
+                                             "--tier-price", "Standard=5000",
+                                             "--price-cents", "2000"])
+    assert result.exit_code == 0, result.output
+    event_id = int(result.stdout.strip().splitlines()[-1])
+    seats = _seats(app, event_id)
+    from booking.layouts import expand_layout, load_layout
+    expected = expand_layout(load_layout(json.loads(THEATRE.read_text())))
+    assert len(seats) == len(expected)
+    assert {(s.label, s.x, s.y, s.tier) for s in seats} == {
+        (e["label"], e["x"], e["y"], e["tier"]) for e in expected}
+    prices = {s.tier: s.price_cents for s in seats}
+    assert prices == {"Premium": 9000, "Standard": 5000, "Restricted": 2000}
+    result = runner.invoke(args=ON_LAYOUT + ["--price-cents", "100"])
+    assert result.exit_code == 0, result.output
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(Venue)) == 1
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--price-cents", "100", "--rows", "3"], "--layout replaces"),
+    (["--tier-price", "Premium=9000"], "No price for tier"),
+    (["--price-cents", "100", "--tier-price", "Balcony=100"], "Balcony"),
+    (["--price-cents", "100", "--tier-price", "Premium"], "TIER=CENTS"),
+])
+def test_create_event_on_a_layout_refuses_bad_options(app, runner, extra, words):
+    before = row_counts(app)
+    result = runner.invoke(args=ON_LAYOUT + extra)
+    assert result.exit_code != 0
+    assert words in result.output
+    assert row_counts(app) == before
+
+
+def test_create_event_refuses_a_bad_layout_file(app, runner, tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"format": "boxoffice-venue-layout", "version": 1}))
+    before = row_counts(app)
+    result = runner.invoke(args=ON_LAYOUT[:-1] + [str(bad), "--price-cents", "100"])
+    assert result.exit_code == 1
+    assert "layout.plan" in result.output and "layout.sections" in result.output
+    bad.write_text("{not json")
+    result = runner.invoke(args=ON_LAYOUT[:-1] + [str(bad), "--price-cents", "100"])
+    assert result.exit_code == 2 and "not JSON" in result.output
+    assert row_counts(app) == before
+
+
+@pytest.mark.parametrize("flag, value", [("--name", "n" * 201), ("--currency", "EURO"),
+                                         ("--venue", "v" * 201)])
+def test_create_event_on_a_layout_checks_names(app, runner, flag, value):
+    before = row_counts(app)
+    args = ON_LAYOUT + ["--price-cents", "100"]
+    args = args + [flag, value] if flag not in args else [
+        value if i and args[i - 1] == flag else a for i, a in enumerate(args)]
+    result = runner.invoke(args=args)
+    assert result.exit_code == 1, result.output
+    assert row_counts(app) == before

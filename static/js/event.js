@@ -4,6 +4,7 @@ import {
 } from "app/common";
 import { openLive, Requests, SeatVersions, setLiveStatus } from "app/live";
 import { SeatMap } from "app/seatmap";
+import { boardSeats, SeatPlan } from "app/seatplan";
 import { Checkout } from "app/checkout";
 
 const eventId = page.event_id;
@@ -25,13 +26,15 @@ const waitingRoomUrl = `/events/${eventId}/waiting-room`;
 const holdButton = document.getElementById("hold-button");
 const clearButton = document.getElementById("clear-button");
 const summary = document.getElementById("selection-summary");
+const selectionBar = document.getElementById("selection-bar");
+const bestButton = document.getElementById("best-button");
+let plan;
 
 localizeDates();
 localizePrices();
 
 function seatName(id) {
-  const s = map.seats.get(id);
-  return `row ${s.row}, seat ${s.number}`;
+  return plan.name(plan.seats.get(id));
 }
 
 function stateOf(id) {
@@ -56,11 +59,11 @@ function updateSelectionBar() {
   const pending = holdRequest !== null;
   if (!ids.length) summary.textContent = "No seats selected.";
   else {
-    const names = ids.map((id) => map.seats.get(id)).sort((a, b) => a.id - b.id)
-      .map((s) => `${s.row}${s.number}`).join(", ");
+    const names = ids.sort((a, b) => a - b).map(seatName).join("; ");
     summary.textContent = `${ids.length} ${ids.length === 1 ? "seat" : "seats"} selected (${names}): ${money(total, currency)}`;
   }
   holdButton.disabled = !ids.length || pending || !socket || !socket.connected;
+  bestButton.disabled = pending || (page.signed_in && (!socket || !socket.connected));
   clearButton.disabled = !ids.length || pending;
   holdButton.querySelector(".spinner-border").classList.toggle("d-none", !pending);
   holdButton.querySelector(".label").textContent = pending ? "Holding your seats…" : "Hold seats";
@@ -91,6 +94,8 @@ function activate(id) {
   }
   redraw([id]);
   updateSelectionBar();
+  // The seat just chosen stays in sight: never under the selection bar.
+  map.reveal(id, { avoid: selectionBar.getBoundingClientRect() });
 }
 
 // Newer seat versions from a snapshot or a seats_changed message.
@@ -115,6 +120,27 @@ function applySeats(list, { fromSnapshot = false } = {}) {
   if (changed.length || fromSnapshot) updateSelectionBar();
 }
 
+// "N best seats": the worker chooses them (together, nearest the stage) and holds them.
+function requestBest(event) {
+  event.preventDefault();
+  if (!page.signed_in) {
+    showMessage("Log in or sign up to choose seats.", "info");
+    return;
+  }
+  if (holdRequest) {
+    showMessage("One moment: we are holding the seats you chose.", "info");
+    return;
+  }
+  const best = { count: Number(document.getElementById("best-count").value) };
+  const section = document.getElementById("best-section").value;
+  if (section) best.section = section;
+  const maxPrice = document.getElementById("price-filter").value;
+  if (maxPrice) best.max_price_cents = Number(maxPrice);
+  holdRequest = { request_id: newId(), seat_ids: [], best, attempt: 0 };
+  updateSelectionBar();
+  sendHold(holdRequest);
+}
+
 function requestHold() {
   if (holdRequest || !selected.size) return;
   const seatIds = [...selected].sort((a, b) => a - b);
@@ -128,7 +154,9 @@ function requestHold() {
 // does not come back together.
 const RETRIES = 4;
 function sendHold(request) {
-  const payload = { request_id: request.request_id, event_id: eventId, seat_ids: request.seat_ids };
+  const payload = { request_id: request.request_id, event_id: eventId };
+  if (request.best) payload.best = request.best;
+  else payload.seat_ids = request.seat_ids;
   if (admissionToken) payload.admission_token = admissionToken;
   requests.send("hold", payload, (error) => {
     if (holdRequest !== request) return;
@@ -194,6 +222,9 @@ function onHoldResult(result) {
   for (const id of result.seat_ids) selected.delete(id);
   redraw(result.seat_ids);
   updateSelectionBar();
+  // Show where the seats are (best available chose them for the buyer).
+  map.open(plan.sections[plan.seats.get(result.seat_ids[0]).sectionIndex], result.seat_ids[0]);
+  map.reveal(result.seat_ids[0], { minPitch: 16 });
   document.getElementById("messages").replaceChildren();
   const hold = {
     hold_id: result.hold_id, seat_ids: result.seat_ids, expires_at: result.expires_at,
@@ -279,7 +310,7 @@ function onHoldClosed(message) {
 }
 
 function join() {
-  socket.timeout(15000).emit("join_event", { event_id: eventId }, (timedOut, ack) => {
+  socket.timeout(15000).emit("join_event", { event_id: eventId, compact: true }, (timedOut, ack) => {
     if (timedOut) {
       // The connection is probably gone; the next connect joins again.
       return;
@@ -294,7 +325,7 @@ function join() {
       return;
     }
     admissionToken = ack.waiting_room ? ack.waiting_room.admission_token : null;
-    applySeats(ack.seats, { fromSnapshot: true });
+    applySeats(ack.board ? boardSeats(ack.board) : ack.seats, { fromSnapshot: true });
     restoreHold();
     // Requests that had no result before the connection dropped: the server
     // answers each once, from its record if it already finished.
@@ -302,21 +333,85 @@ function join() {
   });
 }
 
+function setUpFilters() {
+  const sectionSelect = document.getElementById("section-select");
+  sectionSelect.replaceChildren(...plan.sections.map((section) => {
+    const prices = section.prices.map((c) => money(c, currency));
+    return new Option(`${section.name} · ${prices.length > 1 ? `${prices[0]}–${prices[prices.length - 1]}` : prices[0]}`, String(section.index));
+  }));
+  sectionSelect.addEventListener("change", () => {
+    const section = plan.sections[Number(sectionSelect.value)];
+    map.open(section);
+    map.zoomToSection(section);
+  });
+  const bestSection = document.getElementById("best-section");
+  for (const section of plan.sections) bestSection.append(new Option(section.name, section.name));
+  document.getElementById("best-form").addEventListener("submit", requestBest);
+  const priceFilter = document.getElementById("price-filter");
+  for (const cents of plan.prices.slice(0, -1)) priceFilter.append(new Option(`Up to ${money(cents, currency)}`, String(cents)));
+  priceFilter.disabled = plan.prices.length < 2;
+  priceFilter.addEventListener("change", () => map.setFilter({ maxPrice: priceFilter.value ? Number(priceFilter.value) : Infinity }));
+  const accessFilter = document.getElementById("access-filter");
+  accessFilter.addEventListener("change", () => map.setFilter({ access: accessFilter.value }));
+  const legend = document.getElementById("tier-legend");
+  const entries = plan.tiers.length
+    ? plan.tiers.filter((t) => plan.list.some((s) => s.tier === t.name)).map((t) => [t.name, t.name, t.price_cents])
+    : plan.prices.map((c) => [String(c), null, c]);
+  legend.replaceChildren(...entries.map(([key, name, cents]) => {
+    const swatch = document.createElement("span");
+    swatch.className = "swatch";
+    swatch.setAttribute("aria-hidden", "true");
+    swatch.style.background = plan.colourOf.get(key);
+    const item = document.createElement("li");
+    item.append(swatch, ` ${name ? `${name} ` : ""}${money(cents, currency)}`);
+    return item;
+  }));
+  document.getElementById("zoom-in").addEventListener("click", () => map.zoom(1.6));
+  document.getElementById("zoom-out").addEventListener("click", () => map.zoom(1 / 1.6));
+  document.getElementById("zoom-fit").addEventListener("click", () => map.fit());
+  return sectionSelect;
+}
+
+// The map fills the screen between its top and the selection bar: the whole
+// venue is in sight on open, and the bar never hides part of it.
+function sizeMap() {
+  const view = document.getElementById("seatmap-view");
+  const top = view.getBoundingClientRect().top + window.scrollY;
+  const room = window.innerHeight - top - selectionBar.offsetHeight - 12;
+  view.style.height = `${Math.max(280, Math.min(900, room))}px`;
+}
+
 async function start() {
+  sizeMap();
+  window.addEventListener("resize", sizeMap);
+  // The bar grows with the names of the chosen seats: the map shrinks to stay above it.
+  new ResizeObserver(() => sizeMap()).observe(selectionBar);
   const container = document.getElementById("seatmap");
   let data;
   try {
-    data = await getJSON(`/api/v1/events/${eventId}/seats`);
+    data = await getJSON(`/api/v1/events/${eventId}/seatmap`);
   } catch (err) {
     container.removeAttribute("aria-busy");
     container.replaceChildren();
     showMessage("We could not load the seat map. Check your connection and reload the page.", "danger");
     return;
   }
-  map = new SeatMap(container, {
-    seats: data.seats, sections: page.event.sections, currency, onActivate: activate,
+  plan = new SeatPlan(data);
+  const sectionSelect = document.getElementById("section-select");
+  map = new SeatMap(document.getElementById("seatmap-view"), {
+    plan, onActivate: activate, onSection: (section) => { sectionSelect.value = String(section.index); },
   });
-  applySeats(data.seats.map(({ id, status, version }) => ({ id, status, version })), { fromSnapshot: true });
+  setUpFilters();
+  sectionSelect.value = String(map.section.index);
+  // The filters' options change what wraps above the map: size it again.
+  sizeMap();
+  if (!page.signed_in) {
+    try {
+      applySeats(boardSeats((await getJSON(`/api/v1/events/${eventId}/board`)).board), { fromSnapshot: true });
+    } catch (err) {
+      showMessage("We could not load which seats are free. Reload the page to try again.", "danger");
+    }
+  }
   holdButton.addEventListener("click", requestHold);
   clearButton.addEventListener("click", () => {
     const ids = [...selected];
@@ -350,7 +445,7 @@ async function start() {
     if (requests.settle(result.request_id)) checkout.onPaymentResult(result);
   });
   // For tests and for debugging from the console; nothing here is secret.
-  window.boxoffice = { socket, versions, selected, mine, checkout };
+  window.boxoffice = { socket, versions, selected, mine, checkout, map };
 }
 
 start();
