@@ -241,25 +241,16 @@ def test_docker_nginx_config_has_the_load_balancer_rules():
 
 # --- the local cluster's nginx -------------------------------------------------
 
-def load_cluster_script():
-    loader = importlib.machinery.SourceFileLoader("boxoffice_cluster",
-                                                  str(ROOT / "deploy" / "local" / "cluster"))
-    spec = importlib.util.spec_from_loader(loader.name, loader)
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
-
-
 def test_local_nginx_config_renders_and_passes_nginx_t(tmp_path):
-    cluster = load_cluster_script()
-    state = {"run_dir": str(tmp_path), "port": 18099,
-             "web": [{"port": 18101}, {"port": 18102}], "nginx_bin": cluster.nginx_binary()}
+    """deploy/local/nginx.py (what deploy/local/cluster runs) renders a config nginx accepts."""
+    from deploy.local import nginx
+    paths = nginx.Paths(nginx.binary(print), tmp_path)
     (tmp_path / "logs").mkdir()
-    conf = cluster.render_nginx(state).read_text()
+    conf = nginx.render(paths, 18099, [18101, 18102]).read_text()
     assert "@@" not in conf
     assert "server 127.0.0.1:18101" in conf and "server 127.0.0.1:18102" in conf
     assert "listen 127.0.0.1:18099;" in conf
-    out = subprocess.run(cluster._nginx_args(state) + ["-t"], capture_output=True, text=True)
+    out = subprocess.run(paths.args() + ["-t"], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
 
 

@@ -45,10 +45,14 @@ def test_late_share_counts_answers_later_than_the_target_on_every_instance(redis
     assert reader.answer_shares(now=time.time() + 10) == (0.0, 0.0)
 
 
-@pytest.mark.app_config(LATENCY_TARGET_MS=2000)
+@pytest.mark.app_config(LATENCY_TARGET_MS=60_000)
 def test_worker_counts_hold_answers_later_than_the_target(app, make_users):
-    """Target 2 s: a hold received 5 s before its batch ran is late, one received 1.5 s
-    before is slow (over half the target) but not late, one received just now neither."""
+    """Target 60 s: a hold received 150 s before its batch ran is late, one received 40 s
+    before is slow (over half the target) but not late, one received just now neither.
+
+    The margins are wide so that however long a loaded machine takes to run the batch
+    (up to 20 s), each request stays in its class: the worker measures against the clock.
+    """
     from tests.conftest import create_event
     from workers.tasks import process_requests
     (uid, _tok), = make_users(1)
@@ -61,9 +65,9 @@ def test_worker_counts_hold_answers_later_than_the_target(app, make_users):
         db.session.remove()
         now = time.time()
         items = [{"kind": "hold", "user_id": uid, "request_id": "late", "event_id": event_id,
-                  "seat_ids": seats[:1], "received_at": now - 5.0},
+                  "seat_ids": seats[:1], "received_at": now - 150.0},
                  {"kind": "hold", "user_id": uid, "request_id": "slow", "event_id": event_id,
-                  "seat_ids": seats[1:2], "received_at": now - 1.5},
+                  "seat_ids": seats[1:2], "received_at": now - 40.0},
                  {"kind": "hold", "user_id": uid, "request_id": "on-time", "event_id": event_id,
                   "seat_ids": seats[2:3], "received_at": now}]
         process_requests.apply(args=[items], throw=True)
