@@ -351,7 +351,9 @@ def test_webhook_with_a_bad_signature_is_refused_and_changes_nothing(
     assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_request"
     r = requests.post(served, data=body, timeout=10)
     assert r.status_code == 422
-    assert _payment(app, item).status == "pending" and _count(app, StripeEvent) == 0
+    # (Other tests' events, which localstripe delivers a second late, may be recorded.)
+    assert _payment(app, item).status == "pending"
+    assert _count(app, StripeEvent, StripeEvent.id == "evt_forged") == 0
 
 
 def test_worker_killed_after_stripes_success_reconciliation_makes_the_order(
