@@ -11,8 +11,11 @@ import time
 import redis
 
 # Redis connections per process; beyond it, callers queue (up to 5 s). The
-# state, the rate limiter and the broadcaster share the one pool.
-REDIS_POOL_MAX = 128
+# state, the rate limiter and the broadcaster share the one pool. 256: the
+# two pools of 64 it replaces ran dry (callers waiting 5 s, then `busy`) when a
+# restarted web process took 250 reconnecting buyers at once
+# (tests/test_waiting_room.py), and one pool of 128 ran dry more often.
+REDIS_POOL_MAX = 256
 _pools = {}
 _pools_lock = threading.Lock()
 
