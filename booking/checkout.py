@@ -1,4 +1,4 @@
-"""Paying for a hold exactly once (DESIGN rule 6): two phases around a keyed charge.
+"""Paying for a hold exactly once (docs/DESIGN.md, rule 6): two phases around a keyed charge.
 
 1. begin_payment: under locks, check the hold is the buyer's, still held and not
    expired; mark it 'paying' (its seats stop expiring: neither the sweep, a lazy

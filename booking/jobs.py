@@ -19,7 +19,7 @@ def celery_init_app(app):
         task_ignore_result=True,
         # A task is acknowledged only once it finished; a worker killed
         # mid-task leaves its message to be redelivered, and every task is
-        # idempotent, so running it again is safe (DESIGN.md rule 2).
+        # idempotent, so running it again is safe (docs/DESIGN.md, rule 2).
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,

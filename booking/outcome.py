@@ -1,4 +1,4 @@
-"""What a transaction decided, to send once it has committed (DESIGN rule 4)."""
+"""What a transaction decided, to send once it has committed (docs/DESIGN.md, rule 4)."""
 from dataclasses import dataclass, field
 
 
