@@ -77,9 +77,11 @@ class HoldRequestSchema(InputSchema):
         if len(set(value)) != len(value):
             raise ValidationError("A seat may be listed once.")
 
-    @validates_schema(skip_on_field_errors=True)
-    def _seats_or_best(self, data, **kwargs):
-        if ("seat_ids" in data) == ("best" in data):
+    # Also when other fields are wrong: a payload naming neither hears about seat_ids.
+    @validates_schema(skip_on_field_errors=False, pass_original=True)
+    def _seats_or_best(self, data, original_data, **kwargs):
+        given = original_data if isinstance(original_data, dict) else {}
+        if ("seat_ids" in given) == ("best" in given):
             raise ValidationError("Give seat_ids or best, not both.", "seat_ids")
 
 

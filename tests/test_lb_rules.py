@@ -1,29 +1,27 @@
-"""The local cluster's load balancer (its real nginx, rendered by deploy/local/cluster)
+"""The local cluster's load balancer (its real nginx, rendered by deploy/local/nginx.py)
 in front of a real web process: probes and metrics stay inside, HSTS is sent, the
 affinity cookie is Secure on TLS. The Docker nginx carries the same rules."""
-import os
 import re
 import signal
 
 import pytest
 import requests
 
+from deploy.local import nginx
 from tests.harness import free_port
-from tests.test_manifests import DOCKER, load_cluster_script
+from tests.test_manifests import DOCKER
 
 
 @pytest.fixture
 def lb(cluster, tmp_path):
     web = cluster.web(extra_env={"REDIS_URL": ""})
-    script = load_cluster_script()
     port = free_port()
-    state = {"run_dir": str(tmp_path / "run"), "port": port, "lb": f"http://127.0.0.1:{port}",
-             "web": [{"port": int(web.url.rsplit(":", 1)[1])}],
-             "nginx_bin": script.nginx_binary()}
+    paths = nginx.Paths(nginx.binary(print), tmp_path / "run")
     (tmp_path / "run" / "logs").mkdir(parents=True)
-    entry = script.start_nginx(state)
-    yield state["lb"], web.url
-    os.kill(entry["pid"], signal.SIGQUIT)
+    nginx.render(paths, port, [int(web.url.rsplit(":", 1)[1])])
+    master = nginx.start(paths)
+    yield f"http://127.0.0.1:{port}", web.url
+    master.signal(signal.SIGQUIT)
 
 
 def test_probes_and_metrics_are_not_served_through_the_load_balancer(lb):

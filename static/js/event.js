@@ -350,9 +350,20 @@ function setUpFilters() {
   const priceFilter = document.getElementById("price-filter");
   for (const cents of plan.prices.slice(0, -1)) priceFilter.append(new Option(`Up to ${money(cents, currency)}`, String(cents)));
   priceFilter.disabled = plan.prices.length < 2;
-  priceFilter.addEventListener("change", () => map.setFilter({ maxPrice: priceFilter.value ? Number(priceFilter.value) : Infinity }));
   const accessFilter = document.getElementById("access-filter");
-  accessFilter.addEventListener("change", () => map.setFilter({ access: accessFilter.value }));
+  const note = document.getElementById("filter-note");
+  // How many seats for sale the filters leave: an all-grey map says why.
+  const filtered = (change) => {
+    map.setFilter(change);
+    if (!note) return;
+    const filtering = priceFilter.value || accessFilter.value;
+    const count = filtering ? plan.list.filter((s) => stateOf(s.id) === "available" && map.matches(s)).length : 0;
+    note.textContent = !filtering ? "" : count
+      ? `${count.toLocaleString()} ${count === 1 ? "seat" : "seats"} for sale match the filters.`
+      : "No seat for sale matches the filters.";
+  };
+  priceFilter.addEventListener("change", () => filtered({ maxPrice: priceFilter.value ? Number(priceFilter.value) : Infinity }));
+  accessFilter.addEventListener("change", () => filtered({ access: accessFilter.value }));
   const legend = document.getElementById("tier-legend");
   const entries = plan.tiers.length
     ? plan.tiers.filter((t) => plan.list.some((s) => s.tier === t.name)).map((t) => [t.name, t.name, t.price_cents])

@@ -218,6 +218,11 @@ def test_arena_filters_and_legend(arena, tab, screenshots):
     t.page.locator("#access-filter").select_option(label="Wheelchair spaces")
     assert t.page.evaluate("window.boxoffice.map.filter") == {"maxPrice": 4500,
                                                               "access": "wheelchair"}
+    # Wheelchair spaces are in the lower bowl (from €55): none under €45, and the page says so.
+    expect(t.page.locator("#filter-note")).to_have_text("No seat for sale matches the filters.")
+    t.page.locator("#price-filter").select_option(label="Any price")
+    expect(t.page.locator("#filter-note")).to_have_text("28 seats for sale match the filters.")
+    t.page.locator("#price-filter").select_option(label="Up to €45.00")
     t.page.screenshot(path=str(screenshots / "arena-desktop-filtered.png"))
     # Marks are in the labels: a wheelchair space of the lower bowl says so.
     t.page.locator("#section-select").select_option(value=section_value(t, "102"))
