@@ -52,7 +52,9 @@ def seat(tab, section, row, number):
 def buy(tab, event_id, section, row, numbers):
     """A buyer goes through the waiting room to the seat map and pays for the seats."""
     page = tab.page
-    page.goto(f"{tab.base_url}/events/{event_id}")
+    # In through the waiting room's page: it moves on to the seat map once admitted (the
+    # event's page itself would first show, then send a buyer not yet admitted there).
+    page.goto(f"{tab.base_url}/events/{event_id}/waiting-room")
     expect(page).to_have_url(re.compile(rf"/events/{event_id}$"), timeout=20000)
     expect(page.locator("#live-status")).to_have_attribute("data-state", "live", timeout=20000)
     expect(seat(tab, section, row, numbers[0])).to_be_visible(timeout=20000)
