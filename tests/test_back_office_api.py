@@ -8,9 +8,9 @@ import sqlalchemy as sa
 from booking import holds
 from booking.extensions import db
 from booking.models import Seat
-from tests.back_office import (TIERS, buy, example_layout, fingerprint, office,  # noqa: F401
+from tests.back_office import (TIERS, buy, example_layout, fingerprint,
                                seat_ids_of, small_layout)
-from tests.contract import assert_error, assert_invalid_fields
+from tests.contract import assert_error
 
 V, E = "/api/v1/organizer/venues", "/api/v1/organizer/events"
 

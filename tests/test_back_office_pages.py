@@ -8,7 +8,7 @@ import sqlalchemy as sa
 
 from booking.extensions import db
 from booking.models import Event, Invitation, PriceTier, Seat, Venue
-from tests.back_office import buy, fingerprint, office, seat_ids_of, small_layout  # noqa: F401
+from tests.back_office import buy, fingerprint, seat_ids_of, small_layout
 
 
 @pytest.fixture

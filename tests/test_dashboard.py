@@ -3,12 +3,10 @@
 import time
 
 import pytest
-import sqlalchemy as sa
 
 from booking import dashboard, sales
 from booking.extensions import db, socketio
-from booking.models import Hold
-from tests.back_office import buy, office, seat_ids_of  # noqa: F401
+from tests.back_office import buy, seat_ids_of
 from tests.conftest import REDIS_URL
 
 

@@ -12,10 +12,9 @@ import requests
 import sqlalchemy as sa
 
 from booking import catalog, organizers
-from booking.auth import issue_token
 from booking.extensions import db
 from booking.models import Hold, Order, OrderSeat, Payment, Seat, User
-from tests.back_office import buy, make_people, office, seat_ids_of  # noqa: F401
+from tests.back_office import buy, make_people, seat_ids_of
 
 ORDERS = 50_000
 

@@ -4,7 +4,6 @@ their own browsers buy seats; the organizer's dashboard shows them; the CSV list
 Then every /manage page is photographed at phone and desktop size."""
 import csv
 import io
-import os
 import re
 import subprocess
 import sys
@@ -14,7 +13,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.back_office import EXAMPLE_LAYOUT
-from tests.browser.support import APPROVED, DESKTOP, PHONE, BuyerTab, axe_violations
+from tests.browser.support import APPROVED, PHONE, BuyerTab, axe_violations
 from tests.harness import ROOT
 
 DESKTOP_SHOT = {"viewport": {"width": 1280, "height": 800}}
