@@ -4,7 +4,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from .errors import InvalidRequest, NotFound
-from .models import ID_MAX, Event, Organizer, Seat, Venue
+from .models import ID_MAX, Event, Organizer, PriceTier, Seat, Venue
 from .schemas import SeatStateSchema
 
 
@@ -66,8 +66,12 @@ def create_event(session, *, name, venue, starts_at, sections, currency="EUR",
             for n in range(1, per_row + 1):
                 rows_out.append({
                     "event_id": event.id, "section": section, "row": row, "number": n,
-                    "label": f"{section} {row}{n}",
+                    "label": f"{section} {row}{n}", "tier": section,
                     "price_cents": price, "status": "available", "version": 0})
+    # One price tier per section, so that the back office can reprice and re-tier.
+    session.execute(sa.insert(PriceTier), [
+        {"event_id": event.id, "name": section, "price_cents": price, "position": i}
+        for i, (section, _rows, _per_row, price) in enumerate(sections)])
     session.execute(sa.insert(Seat), rows_out)
     return event
 

@@ -141,8 +141,14 @@ def from_validation(err: ValidationError):
         # "card.number". A list reports {"seat_ids": {0: [...]}}: the messages
         # stay under "seat_ids", naming the item.
         if isinstance(value, dict) and any(isinstance(k, int) for k in value):
-            fields[prefix] = [f"Item {k}: {m}" for k, msgs in value.items()
-                              for m in (msgs if isinstance(msgs, list) else [msgs])]
+            # Items that are objects name their own fields: "price_tiers.1.price_cents".
+            for k, msgs in value.items():
+                if isinstance(msgs, dict):
+                    flatten(f"{prefix}.{k}", msgs)
+            plain = [f"Item {k}: {m}" for k, msgs in value.items() if not isinstance(msgs, dict)
+                     for m in (msgs if isinstance(msgs, list) else [msgs])]
+            if plain:
+                fields[prefix] = plain
         elif isinstance(value, dict):
             for key, inner in value.items():
                 flatten(f"{prefix}.{key}" if prefix else str(key), inner)

@@ -135,9 +135,10 @@ def tiers_of(session, event_id):
         tiers.append({"name": tier.name, "price_cents": tier.price_cents,
                       "seats": sum(c.values()), "held": c.get("held", 0),
                       "sold": c.get("sold", 0),
-                      "locked": (f"{busy} of its seats are held or sold: their buyers were "
-                                 "quoted this price. Move unsold seats to another tier to "
-                                 "sell them at another price.") if busy else None})
+                      "locked": (f"{busy} of its seats {'is' if busy == 1 else 'are'} held "
+                                 "or sold: their buyers were quoted this price. Move unsold "
+                                 "seats to another tier to sell them at another price.")
+                      if busy else None})
     return tiers
 
 
@@ -148,7 +149,8 @@ def editability(session, event):
     locked = {"venue_id": "The seats were made from this venue's layout; make a new event "
                           "for another venue."}
     if busy:
-        locked["currency"] = f"{busy} seats are held or sold in {event.currency}."
+        locked["currency"] = (f"{busy} seat{' is' if busy == 1 else 's are'} held or sold "
+                              f"in {event.currency}.")
     return locked
 
 

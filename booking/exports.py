@@ -5,7 +5,9 @@ the read transaction between pages (no connection is held while the bytes
 travel), and yield to the web process's other green threads after every page:
 a 50,000-order export streams for seconds without holding the process (see
 tests/test_exports.py, which measures it). XLSX is written by XlsxWriter in
-constant-memory mode to a temporary file, then streamed.
+constant-memory mode to a temporary file on an OS thread (eventlet's thread
+pool: writing and zipping are CPU work), then streamed: its first byte comes
+once the workbook is complete.
 """
 import csv
 import io
@@ -51,6 +53,15 @@ def _pages(session, event_id):
         socketio.sleep(0)
 
 
+def _offload(fn, *args):
+    """Run CPU-heavy work (writing and zipping a workbook) on an OS thread under eventlet,
+    so that the web process's hub keeps serving everyone else meanwhile."""
+    if getattr(socketio, "async_mode", None) == "eventlet":
+        from eventlet import tpool
+        return tpool.execute(fn, *args)
+    return fn(*args)
+
+
 def _safe(value):
     """A cell a spreadsheet will not run as a formula (CSV injection)."""
     if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
@@ -84,12 +95,15 @@ def xlsx_chunks(session, event_id, event_name=""):
         sheet.write_row(0, 0, COLUMNS, bold)
         sheet.set_column(0, len(COLUMNS) - 1, 16)
         line = 1
+
+        def write(page, first):
+            for n, row in enumerate(page):
+                sheet.write_row(first + n, 0, row)
         for page in _pages(session, event_id):
-            for row in page:
-                sheet.write_row(line, 0, row)
-                line += 1
+            _offload(write, page, line)
+            line += len(page)
         book.set_properties({"title": f"Tickets: {event_name}"[:250]})
-        book.close()
+        _offload(book.close)
         socketio.sleep(0)
         with open(path, "rb") as f:
             while True:

@@ -16,6 +16,8 @@ import redis
 import sqlalchemy as sa
 
 from tests.harness import ROOT, Buyer, Cluster, sign_up
+# The back office's two organizers and their people (tests/back_office.py).
+from tests.back_office import office  # noqa: E402,F401
 
 MYSQL_SERVER = os.environ.get("TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")

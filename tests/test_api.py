@@ -17,7 +17,7 @@ from tests.contract import assert_error, make_event, row_counts
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{3})?Z$")
 EVENT_FIELDS = {"id", "name", "venue", "starts_at", "currency", "seats_total", "seats_available"}
 SEAT_FIELDS = {"id", "label", "section", "row", "number", "price_cents", "status", "version",
-               # v1.1: plan position, tier and marks
+               # v1.1: the seat on the venue's plan and its marks (the back office).
                "x", "y", "tier", "blocked", "wheelchair", "companion", "restricted_view"}
 POST_ENDPOINTS = ["/api/v1/users", "/api/v1/session"]
 

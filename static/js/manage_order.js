@@ -1,6 +1,8 @@
 // An order in the back office: refund the whole order or the chosen seats through
 // POST /api/v1/orders/<id>/refund {seat_ids?, idempotency_key}.
-import { errorText, newId, page } from "app/common";
+import { errorText, localizeDates, newId, page } from "app/common";
+
+localizeDates();
 
 const form = document.getElementById("refund-form");
 const message = document.getElementById("refund-message");

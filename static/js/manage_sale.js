@@ -1,4 +1,7 @@
 // The on-sale page: the queue's figures, read again every 2 seconds.
+import { localizeDates } from "app/common";
+
+localizeDates();
 const box = document.getElementById("queue");
 
 function put(field, value) {

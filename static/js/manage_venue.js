@@ -50,7 +50,9 @@ async function draw() {
     dot.style.background = colour.get(t);
     item.append(dot, t);
     return item;
-  }), Object.assign(document.createElement("span"), { textContent: "grey: blocked" }));
+  }), Object.assign(document.createElement("span"), {
+    className: "me-3 d-inline-flex align-items-center text-nowrap", textContent: "grey: blocked",
+  }));
 }
 
 draw();

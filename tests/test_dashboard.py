@@ -1,0 +1,94 @@
+"""The live dashboard: who may join its room, what its figures say, and what it costs
+(computed at most once a second per event, however many processes and watchers)."""
+import time
+
+import pytest
+
+from booking import dashboard, sales
+from booking.extensions import db, socketio
+from tests.back_office import buy, seat_ids_of
+from tests.conftest import REDIS_URL
+
+
+def test_only_members_join_the_dashboard_room(app, office):
+    e = office.ids["event_a"]
+    for who, code in (("buyer", "not_found"), ("other", "not_found")):
+        c = socketio.test_client(app, auth={"token": office.users[who][1]})
+        ack = c.emit("join_dashboard", {"event_id": e}, callback=True)
+        assert not ack["ok"] and ack["error"]["code"] == code
+        c.disconnect()
+    c = socketio.test_client(app, auth={"token": office.users["staff"][1]})
+    for bad in (None, {"event_id": "1"}, [1]):
+        ack = c.emit("join_dashboard", bad, callback=True)
+        assert not ack["ok"] and ack["error"]["code"] == "invalid_request"
+    ack = c.emit("join_dashboard", {"event_id": e}, callback=True)
+    assert ack["ok"] and ack["figures"]["sales"]["seats"]["available"] == 10
+    c.disconnect()
+
+
+def test_the_figures_count_what_sold_and_how_fast_holds_were_answered(app, office):
+    e = office.ids["event_a"]
+    seats = seat_ids_of(app, e)
+    buy(app, office.uid("buyer"), e, seats[:3])
+    buy(app, office.uid("staff"), e, seats[5:6], card_number="4000000000000002")  # declined
+    with app.app_context():
+        figures = dashboard.compute_figures(app, e)
+        db.session.remove()
+    s = figures["sales"]
+    assert s["seats"] == {"available": 6, "held": 1, "sold": 3, "blocked": 0}
+    assert s["revenue_cents"] == 3 * 5000 and s["orders"] == 1
+    assert [x["section"] for x in s["by_section"]] == ["Hall"]
+    a = figures["activity"]
+    assert sum(a["holds"]) == 2 and sum(a["orders"]) == 1 and len(a["minutes"]) == 30
+    assert a["declines_10min"] == 1 and a["errors_10min"] == 0
+    # The workers counted both hold answers for this event, with their latency.
+    assert figures["latency"]["answers"] == 2 and figures["latency"]["p99_ms"] is not None
+
+
+def test_percentiles_come_from_the_workers_counts(app):
+    state = app.extensions["boxoffice"].state
+    now = time.time()
+    items = [{"kind": "hold", "event_id": 7, "received_at": now - ms / 1000}
+             for ms in [20] * 98 + [400, 900]]
+    sales.record_hold_answers(state, "ns", items, now)
+    sales.record_hold_answers(state, "ns", [{"kind": "release", "event_id": 7,
+                                             "received_at": now - 5}], now)
+    got = sales.latency_of(state, "ns", 7, now)
+    assert got == {"answers": 100, "p50_ms": 25, "p99_ms": 500, "window_s": 30}
+    assert sales.latency_of(state, "ns", 8, now)["p50_ms"] is None
+
+
+@pytest.fixture
+def shared_state(app, redis_namespace):
+    """The app's shared state in the test Redis, as web processes have it (an app built with
+    REDIS_URL would re-point the one global Socket.IO server at the message queue, which the
+    later test-client tests cannot use)."""
+    from booking.state import RedisState
+    rt = app.extensions["boxoffice"]
+    saved, saved_ns = rt.state, app.config["REDIS_NAMESPACE"]
+    rt.state = RedisState(REDIS_URL)
+    app.config["REDIS_NAMESPACE"] = redis_namespace
+    yield
+    rt.state, app.config["REDIS_NAMESPACE"] = saved, saved_ns
+
+
+def test_figures_are_computed_once_a_second_whoever_asks(app, office, shared_state):
+    e = office.ids["event_a"]
+    asked = 0
+    before = dashboard.COMPUTATIONS._value.get()
+    started = time.time()
+    # Asked as often as many processes' loops would, for 3 seconds: the lease in Redis
+    # lets one computation a second through.
+    while time.time() - started < 3:
+        with app.app_context():
+            body = dashboard.figures(app, e)
+            db.session.remove()
+        assert body["event_id"] == e
+        asked += 1
+    computed = dashboard.COMPUTATIONS._value.get() - before
+    assert asked > 20
+    assert 2 <= computed <= 4, f"{computed} computations for {asked} asks in 3 s"
+    seconds = dashboard.COMPUTE_SECONDS.collect()[0]
+    total = next(s.value for s in seconds.samples if s.name.endswith("_sum"))
+    count = next(s.value for s in seconds.samples if s.name.endswith("_count"))
+    print(f"\n{asked} asks, {computed} computations, mean {total / count * 1000:.1f} ms each")
