@@ -48,6 +48,13 @@ def seat(tab, section, row, number):
     return tab.page.locator(f"#seatmap .seat[aria-label^='Section {section}, row {row}, seat {number},']")
 
 
+def open_section(page, section):
+    """The map shows the seats of one section at a time: open this one from the list."""
+    index = page.evaluate(
+        "(n) => window.boxoffice.map.plan.sections.find((s) => s.name === n).index", section)
+    page.locator("#section-select").select_option(value=str(index))
+
+
 def buy(tab, event_id, section, row, numbers):
     """A buyer goes through the waiting room to the seat map and pays for the seats."""
     page = tab.page
@@ -56,9 +63,12 @@ def buy(tab, event_id, section, row, numbers):
     page.goto(f"{tab.base_url}/events/{event_id}/waiting-room")
     expect(page).to_have_url(re.compile(rf"/events/{event_id}$"), timeout=20000)
     expect(page.locator("#live-status")).to_have_attribute("data-state", "live", timeout=20000)
-    expect(seat(tab, section, row, numbers[0])).to_be_visible(timeout=20000)
+    open_section(page, section)
+    expect(seat(tab, section, row, numbers[0])).to_be_attached(timeout=20000)
     for n in numbers:
-        seat(tab, section, row, n).click()
+        # By keyboard: on a whole-venue view the seats are too small for a pointer to be
+        # sure of (a click zooms in first); Enter on the seat picks it at any size.
+        seat(tab, section, row, n).press("Enter")
         expect(seat(tab, section, row, n)).to_have_attribute("aria-label",
                                                               re.compile("selected$"))
     page.get_by_role("button", name="Hold seats").click()
@@ -131,6 +141,7 @@ def test_an_organizer_runs_an_on_sale_from_the_back_office(browser, site, organi
         # A blocked seat is shown as not for sale to buyers.
         ann.page.goto(f"{base}/events/{event_id}")
         expect(ann.page.locator("#live-status")).to_have_attribute("data-state", "live")
+        open_section(ann.page, "Dress Circle")
         expect(seat(ann, "Dress Circle", "L", 5)).to_have_attribute(
             "aria-label", re.compile("not for sale$"))
         ann.assert_no_console_errors()
@@ -199,20 +210,6 @@ def _photograph_every_page(browser, base, organizer, event_id, screenshots):
     assert not problems, problems
 
 
-def _has_refund_endpoint():
-    """Whether this build serves POST /api/v1/orders/<id>/refund (a route lookup)."""
-    from werkzeug.exceptions import MethodNotAllowed, NotFound
-    from booking import create_app
-    app = create_app({"SQLALCHEMY_DATABASE_URI": "sqlite://", "REDIS_URL": None,
-                      "SECRET_KEY": "route-lookup", "SOCKETIO_ASYNC_MODE": "threading"})
-    try:
-        app.url_map.bind("localhost").match("/api/v1/orders/1/refund", method="POST")
-        return True
-    except (NotFound, MethodNotAllowed):
-        return False
-
-
-@pytest.mark.skipif(not _has_refund_endpoint(), reason="needs refund endpoint")
 def test_the_organizer_refunds_an_order_and_the_seats_come_back(browser, site, organizer):
     from tests.back_office import small_layout
     base, api = site.url, organizer.context.request
