@@ -7,7 +7,6 @@ API's own marshmallow schemas and services, so the pages and the API keep one
 set of rules. Scripts live in static/js/manage_*.js (no inline script).
 """
 from datetime import datetime
-from functools import wraps
 from zoneinfo import ZoneInfo
 
 from flask import Blueprint, redirect, render_template, request, url_for
@@ -17,6 +16,7 @@ from flask_wtf import FlaskForm
 from .. import organizers
 from ..errors import BookingError
 from ..extensions import db
+from ..pages import sign_in_required
 
 bp = Blueprint("manage", __name__, url_prefix="/manage")
 
@@ -25,14 +25,8 @@ class CsrfForm(FlaskForm):
     """Only the CSRF token: the fields are read by the views and loaded by the schemas."""
 
 
-def signed_in(view):
-    """Anonymous visitors go to the login page, and come back afterwards."""
-    @wraps(view)
-    def wrapper(*args, **kwargs):
-        if not current_user.is_authenticated:
-            return redirect(url_for("pages.login", next=request.full_path.rstrip("?")))
-        return view(*args, **kwargs)
-    return wrapper
+# Anonymous visitors go to the login page, and come back afterwards: the buyer pages' rule.
+signed_in = sign_in_required
 
 
 def member_of(organizer_id, need="staff"):
