@@ -16,7 +16,7 @@ from booking import event_admin, organizers, venues
 from booking.auth import hash_password, issue_token
 from booking.extensions import db
 from booking.models import User
-from tests.harness import ROOT
+from tests.harness import ROOT, wait_until
 
 EXAMPLE_LAYOUT = ROOT / "docs" / "examples" / "theatre-2000.json"
 TIERS = [{"name": "Premium", "price_cents": 8500}, {"name": "Standard", "price_cents": 5500},
@@ -108,8 +108,9 @@ def buy(app, user_id, event_id, seat_ids, card_number="4242424242424242"):
     """Hold and pay for seats through the real tasks, in-process; returns the order id (or None)."""
     import time
     from booking.models import Hold, Order
-    from workers.tasks import run_inline
-    rt = app.extensions["boxoffice"]
+    from booking.intake import run_here as run_inline
+    from booking.runtime import runtime
+    rt = runtime(app)
     with app.app_context():
         run_inline([{"kind": "hold", "user_id": user_id, "request_id": uuid.uuid4().hex,
                      "event_id": event_id, "seat_ids": list(seat_ids),
@@ -124,7 +125,23 @@ def buy(app, user_id, event_id, seat_ids, card_number="4242424242424242"):
         db.session.remove()
         order_id = db.session.scalar(sa.select(Order.id).where(Order.hold_id == hold_id))
         db.session.remove()
+    if order_id is not None:
+        _wait_for_mail(app, order_id)
     return order_id
+
+
+def _wait_for_mail(app, order_id):
+    """The order's confirmation leaves in a background thread (the embedded mode): wait for
+    it, so that a later fingerprint sees no row change that the test's calls did not make."""
+    from booking.models import MailOutbox
+
+    def settled():
+        with app.app_context():
+            pending = db.session.scalar(sa.select(sa.func.count()).select_from(MailOutbox).where(
+                MailOutbox.order_id == order_id, MailOutbox.status == "pending"))
+            db.session.remove()
+        return pending == 0
+    wait_until(settled, 30, f"order {order_id}'s confirmation e-mail sent")
 
 
 def seat_ids_of(app, event_id, **where):

@@ -6,6 +6,7 @@ import pytest
 
 from booking import dashboard, sales
 from booking.extensions import db, socketio
+from booking.runtime import runtime
 from tests.back_office import buy, seat_ids_of
 from tests.conftest import REDIS_URL
 
@@ -46,7 +47,7 @@ def test_the_figures_count_what_sold_and_how_fast_holds_were_answered(app, offic
 
 
 def test_percentiles_come_from_the_workers_counts(app):
-    state = app.extensions["boxoffice"].state
+    state = runtime(app).state
     now = time.time()
     items = [{"kind": "hold", "event_id": 7, "received_at": now - ms / 1000}
              for ms in [20] * 98 + [400, 900]]
@@ -63,8 +64,8 @@ def shared_state(app, redis_namespace):
     """The app's shared state in the test Redis, as web processes have it (an app built with
     REDIS_URL would re-point the one global Socket.IO server at the message queue, which the
     later test-client tests cannot use)."""
-    from booking.state import RedisState
-    rt = app.extensions["boxoffice"]
+    from booking.state.backends import RedisState
+    rt = runtime(app)
     saved, saved_ns = rt.state, app.config["REDIS_NAMESPACE"]
     rt.state = RedisState(REDIS_URL)
     app.config["REDIS_NAMESPACE"] = redis_namespace
