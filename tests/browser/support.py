@@ -117,7 +117,7 @@ def strict_csp(context, pages=r".*/(checkin|orders/\d+|orders|login|forgot-passw
         response = route.fetch()
         body = response.text()
         hashes = [base64.b64encode(hashlib.sha256(m.encode()).digest()).decode()
-                  for m in re.findall(r'<script type="importmap">(.*?)</script>', body, re.S)]
+                  for m in re.findall(r'<script type="importmap"[^>]*>(.*?)</script>', body, re.S)]
         policy = ("default-src 'self'; script-src 'self' "
                   + " ".join(f"'sha256-{h}'" for h in hashes)
                   + "; style-src 'self'; img-src 'self' data:; connect-src 'self' ws: wss:;"
