@@ -78,8 +78,11 @@ def test_plan_of_an_event_without_a_layout_is_a_grid(app):
             assert y2 > y1
     circle_top = min(y for s, y in zip(arrays["section"], arrays["y"]) if s == 1)
     assert circle_top > max(y for *_, y in stalls)
-    assert plan["prices"] == [2500, 1500] and plan["tiers"] == []
-    assert set(arrays["tier"]) == {-1}
+    # catalog.create_event (the CLI's rectangular events) makes one price tier per section.
+    assert plan["prices"] == [2500, 1500]
+    assert plan["tiers"] == [{"name": "Stalls", "price_cents": 2500},
+                             {"name": "Circle", "price_cents": 1500}]
+    assert [t for s, t in sorted(set(zip(arrays["section"], arrays["tier"])))] == [0, 1]
 
 
 def test_plan_over_rest_is_cacheable(client, app):
