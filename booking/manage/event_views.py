@@ -103,6 +103,26 @@ def event(event_id):
                            sale=sale_status(db.session, ev), page=page_config())
 
 
+def _save(ev, form, change, endpoint):
+    """An admin's form on an event page: the role and the CSRF token checked, change()
+    applied (it returns the flash text) and committed, then back to the page. Refused:
+    rolled back, (None, errors by field); the page is shown again with them."""
+    event_for(ev.id, "admin")
+    if not form.validate_on_submit():
+        return None, {}
+    try:
+        message = change()
+        db.session.commit()
+    except BookingError as err:
+        db.session.rollback()
+        errors = field_errors(err)
+        if err.details.get("labels"):
+            errors["_"] = [err.message + " " + ", ".join(err.details["labels"][:20])]
+        return None, errors
+    flash(message, "success")
+    return redirect(url_for(endpoint, event_id=ev.id)), {}
+
+
 @bp.route("/events/<int:event_id>/edit", methods=["GET", "POST"])
 @signed_in
 def event_edit(event_id):
@@ -111,16 +131,10 @@ def event_edit(event_id):
     form, errors = CsrfForm(), {}
     zone = ev.venue.timezone
     if request.method == "POST":
-        event_for(event_id, "admin")
-        if form.validate_on_submit():
-            try:
-                _apply_edit(ev, zone)
-                db.session.commit()
-                flash("Saved.", "success")
-                return redirect(url_for("manage.event_edit", event_id=ev.id))
-            except BookingError as err:
-                db.session.rollback()
-                errors = field_errors(err)
+        done, errors = _save(ev, form, lambda: _apply_edit(ev, zone) or "Saved.",
+                             "manage.event_edit")
+        if done:
+            return done
     return render_template("manage/event_edit.html", event=ev, role=role, form=form,
                            errors=errors, tiers=event_admin.tiers_of(db.session, ev.id),
                            locked=event_admin.editability(db.session, ev),
@@ -165,34 +179,31 @@ def event_seats(event_id):
     if request.method == "POST":
         event_for(event_id, "admin")
         values = dict(request.form)
-        if form.validate_on_submit():
-            try:
-                action = values.get("action", "")
-                change = dict(SEAT_ACTIONS.get(action) or (
-                    {"tier": action[5:]} if action.startswith("tier:") else {}))
-                if not change:
-                    raise InvalidRequest("Choose what to do.", fields={"action": ["Choose one."]})
-                selection = {"section": values.get("section", ""),
-                             "rows": _split(values.get("rows")) or None,
-                             "numbers": _split(values.get("numbers"), numbers=True) or None,
-                             "set": change}
-                fields = _load(_selection, {k: v for k, v in selection.items() if v is not None})
-                ids = event_admin.select_seats(db.session, ev.id, section=fields["section"],
-                                               rows=fields.get("rows"),
-                                               numbers=fields.get("numbers"))
-                n = event_admin.change_seats(db.session, ev, ids, fields["set"])
-                db.session.commit()
-                flash(f"{n} seats changed.", "success")
-                return redirect(url_for("manage.event_seats", event_id=ev.id))
-            except BookingError as err:
-                db.session.rollback()
-                errors = field_errors(err)
-                if err.details.get("labels"):
-                    errors["_"] = [err.message + " " + ", ".join(err.details["labels"][:20])]
+        done, errors = _save(ev, form, lambda: _change_seats(ev, values), "manage.event_seats")
+        if done:
+            return done
     return render_template("manage/event_seats.html", event=ev, role=role, form=form,
                            errors=errors, values=values, actions=SEAT_ACTIONS,
                            sections=event_admin.seat_summary(db.session, ev.id),
                            tiers=event_admin.tiers_of(db.session, ev.id), page=page_config())
+
+
+def _change_seats(ev, values):
+    """Apply the seats form (a selection and one change); the flash text."""
+    action = values.get("action", "")
+    change = dict(SEAT_ACTIONS.get(action) or (
+        {"tier": action[5:]} if action.startswith("tier:") else {}))
+    if not change:
+        raise InvalidRequest("Choose what to do.", fields={"action": ["Choose one."]})
+    selection = {"section": values.get("section", ""),
+                 "rows": _split(values.get("rows")) or None,
+                 "numbers": _split(values.get("numbers"), numbers=True) or None,
+                 "set": change}
+    fields = _load(_selection, {k: v for k, v in selection.items() if v is not None})
+    ids = event_admin.select_seats(db.session, ev.id, section=fields["section"],
+                                   rows=fields.get("rows"), numbers=fields.get("numbers"))
+    n = event_admin.change_seats(db.session, ev, ids, fields["set"])
+    return f"{n} seats changed."
 
 
 @bp.route("/events/<int:event_id>/sale", methods=["GET", "POST"])
@@ -203,35 +214,34 @@ def event_sale(event_id):
     form, errors = CsrfForm(), {}
     zone = ev.venue.timezone
     if request.method == "POST":
-        event_for(event_id, "admin")
-        if form.validate_on_submit():
-            try:
-                action = request.form.get("action")
-                if action == "on_sale":
-                    value = request.form.get("on_sale_at")
-                    data = {"on_sale_at": local_to_utc_iso(value, zone) if value else None}
-                elif action == "now":
-                    from ..models import iso_utc, utcnow
-                    data = {"on_sale_at": iso_utc(utcnow().replace(microsecond=0))}
-                elif action in ("open", "paused", "draining"):
-                    data = {"waiting_room": action}
-                elif action == "rate":
-                    rate = (request.form.get("rate") or "").strip()
-                    data = {"admission_rate_per_min": "auto" if rate in ("", "auto") else
-                            (int(rate) if rate.isdigit() else rate)}
-                else:
-                    raise InvalidRequest("Unknown action.")
-                apply_sale_controls(db.session, ev, _load(_sale, data))
-                db.session.commit()
-                flash("Saved: every web process follows within a second.", "success")
-                return redirect(url_for("manage.event_sale", event_id=ev.id))
-            except BookingError as err:
-                db.session.rollback()
-                errors = field_errors(err)
+        done, errors = _save(ev, form, lambda: _apply_sale(ev, zone), "manage.event_sale")
+        if done:
+            return done
     return render_template("manage/event_sale.html", event=ev, role=role, form=form,
                            errors=errors, sale=sale_status(db.session, ev),
                            on_sale_local=utc_to_local_input(ev.on_sale_at, zone),
                            page=page_config(event_id=ev.id))
+
+
+def _apply_sale(ev, zone):
+    """Apply one on-sale control of the form; the flash text."""
+    action = request.form.get("action")
+    if action == "on_sale":
+        value = request.form.get("on_sale_at")
+        data = {"on_sale_at": local_to_utc_iso(value, zone) if value else None}
+    elif action == "now":
+        from ..models import iso_utc, utcnow
+        data = {"on_sale_at": iso_utc(utcnow().replace(microsecond=0))}
+    elif action in ("open", "paused", "draining"):
+        data = {"waiting_room": action}
+    elif action == "rate":
+        rate = (request.form.get("rate") or "").strip()
+        data = {"admission_rate_per_min": "auto" if rate in ("", "auto") else
+                (int(rate) if rate.isdigit() else rate)}
+    else:
+        raise InvalidRequest("Unknown action.")
+    apply_sale_controls(db.session, ev, _load(_sale, data))
+    return "Saved: every web process follows within a second."
 
 
 @bp.get("/events/<int:event_id>/orders")
