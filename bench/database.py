@@ -76,10 +76,11 @@ def flask_cli(env, *args, timeout=300):
                           capture_output=True, text=True, timeout=timeout)
 
 
-def create_event(env, rows, per_row, price_cents=5000, name="Bench night"):
+def create_event(env, rows, per_row, price_cents=5000, name="Bench night", organizer_id=None):
     out = flask_cli(env, "booking", "create-event", "--name", name, "--venue", "Bench Hall",
                     "--starts-at", "2030-01-01T19:00:00Z", "--rows", str(rows),
-                    "--seats-per-row", str(per_row), "--price-cents", str(price_cents))
+                    "--seats-per-row", str(per_row), "--price-cents", str(price_cents),
+                    *(["--organizer", str(organizer_id)] if organizer_id else []))
     if out.returncode != 0:
         raise RuntimeError(f"create-event failed: {out.stderr[-2000:]}")
     return int(out.stdout.strip().splitlines()[-1])
@@ -142,8 +143,9 @@ def make_users(tw, n):
         ids = [r[0] for r in cur.fetchall()]
     conn.close()
 
-    class _U:
+    class _U:   # what issue_token reads of a user: its id and session version (new: 0)
         def __init__(self, i):
             self.id = i
+            self.session_version = 0
     with app.app_context():
         return [(i, issue_token(_U(i))) for i in ids]

@@ -57,7 +57,7 @@ from histograms import merge_stats  # noqa: E402
 from local_cluster import LocalCluster  # noqa: E402
 from runs import (DECLINE_CARD, GOOD_CARD, NO_FUNDS_CARD, machine_load, results_dir,  # noqa: E402
                   say, stop_cleanly_on_signals)
-from scrapes import scrape  # noqa: E402
+from scrapes import scrape_any  # noqa: E402
 
 PER_ROW = 50
 
@@ -331,7 +331,8 @@ class Sale:
         return {"web": [w["pid"] for w in st["web"]],
                 "workers": [w["pid"] for w in st["workers"]],
                 "beat": [st["beat"]["pid"]] if st.get("beat") else [],
-                "nginx": [st["nginx"]["pid"]] if st.get("nginx") else []}
+                "nginx": [st["nginx"]["pid"]] if st.get("nginx") else [],
+                "after_sale": [st["after_sale"]["pid"]] if st.get("after_sale") else []}
 
     def run(self):
         a = self.args
@@ -393,7 +394,7 @@ class Sale:
                 g["redis"] = pids_by_name("redis-server")
                 g["loadgen"] = loadgen_pids
                 return g
-            sockets_at_start = scrape(info["lb"])
+            sockets_at_start = scrape_any(self.cluster.web_urls())
             before = sockets_at_start
             meter.sample(groups())
             start = time.time()
@@ -419,7 +420,7 @@ class Sale:
                 meter.sample(groups(), now)
                 row = {"t": round(now - cfg["t0"], 2), "seats": counts}
                 if int(el) % 2 == 0:
-                    s = scrape(info["lb"], timeout=3)
+                    s = scrape_any(self.cluster.web_urls(), timeout=3)
                     if s:
                         self.scrapes.append((now, s))
                         row["queue_depth"] = sum(v for (n, _l), v in s.items()
@@ -450,7 +451,7 @@ class Sale:
             self.ended_at = end
             say("sale over: draining (no new requests; waiting for accepted ones)")
             parts = pool.stop(timeout=a.drain + 60)
-            after = scrape(info["lb"])
+            after = scrape_any(self.cluster.web_urls())
             meter.sample(groups())
             with contextlib.suppress(Exception):
                 db.close()

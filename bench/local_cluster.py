@@ -56,6 +56,14 @@ class LocalCluster:
     def lb(self):
         return self.info["lb"]
 
+    def web_urls(self):
+        """Each running web process's own address: /metrics and /readyz are served there
+        only (the load balancer answers them 404, as in production)."""
+        try:
+            return [w["url"] for w in self.state()["web"]]
+        except (OSError, ValueError, KeyError):
+            return [w["url"] for w in (self.info or {}).get("web", [])]
+
     def state(self):
         """The cluster's own state file (entries with start times, logs)."""
         return json.loads((self.run_dir / "cluster.json").read_text())

@@ -92,6 +92,14 @@ def cpu_table(meter, start_t, end_t):
     return out
 
 
+def cpu_per(cpu, n):
+    """ms of server CPU (every group but the load generator) per unit of n, or None."""
+    if not n:
+        return None
+    used = sum(v["cpu_s"] for g, v in cpu.items() if not g.startswith("_") and g != "loadgen")
+    return round(1000 * used / n, 1)
+
+
 def write_markdown(path, title, sections):
     """sections: [(heading, text or [(k, v)] rows)]."""
     lines = [f"# {title}", ""]
@@ -209,6 +217,22 @@ def summarize(result, out_dir, title, command):
          f"PROBLEMS: {json.dumps(result['audit']['problems'])[:400]}"),
     ]
     rows += [(f"CPU {g}", f"{v['cores']} cores ({v['cpu_s']} s)") for g, v in cpu.items()]
+    if "server_cpu_ms_per_order" in result:
+        rows.append(("server CPU per order (all groups but the load generator)",
+                     f"{result['server_cpu_ms_per_order']} ms over {result['orders_in_window']} "
+                     "orders"))
+    dash = result.get("dashboards")
+    if dash:
+        gap, lag = dash["gap_between_messages"], dash["lag_at_to_receipt"]
+        rows += [
+            ("dashboard watchers joined / asked", f"{dash['joined']} / {dash['watchers']}"),
+            ("dashboard messages per watcher per s", dash["messages_per_watcher_per_s"]),
+            ("dashboard gap between messages p50 / p99", f"{gap['p50_ms']} / {gap['p99_ms']} ms"),
+            ("dashboard figures' age at receipt p50 / p99", f"{lag['p50_ms']} / {lag['p99_ms']} ms"),
+            ("dashboard computations / s (all web)", dash["computations_per_s"]),
+            ("dashboard compute: mean ms, share of a core",
+             f"{dash['compute_ms_mean']} ms, {dash['compute_share_of_a_core']}"),
+        ]
     targets = [
         ("≥ 1,000 holds granted / s sustained", granted >= 1000, granted),
         ("p99 click→hold_result < 250 ms", (lat["p99_ms"] or 1e9) < 250, lat["p99_ms"]),

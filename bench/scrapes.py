@@ -7,14 +7,27 @@ def scrape(url, timeout=10):
     import requests
     from prometheus_client.parser import text_string_to_metric_families
     try:
-        text = requests.get(url + "/metrics", timeout=timeout).text
+        answer = requests.get(url + "/metrics", timeout=timeout)
     except Exception:
         return None
+    if answer.status_code != 200:
+        return None
+    text = answer.text
     out = {}
     for family in text_string_to_metric_families(text):
         for s in family.samples:
             out[(s.name, tuple(sorted(s.labels.items())))] = s.value
     return out
+
+
+def scrape_any(urls, timeout=10):
+    """The first web process of urls that answers /metrics (each shows the whole machine's
+    sum through the shared multiprocess folder), or None."""
+    for url in urls:
+        sample = scrape(url, timeout=timeout)
+        if sample:
+            return sample
+    return None
 
 
 def metric_sum(sample, name, **labels):

@@ -1,8 +1,8 @@
 """Best available: which `count` free seats to give a buyer who asks for the best.
 
-A pure function over seat rows, so the worker can call it inside the transaction that
-holds the seats (the pick is then checked against the locked rows: two buyers asking
-at once never get the same seats) and tests can call it on any venue.
+Pure code over seat rows, so the worker can call it inside the transaction that holds
+the seats (the pick is then checked against the locked rows: two buyers asking at once
+never get the same seats) and tests can call it on any venue.
 
 What "best" means, in order:
 1. Together: `count` adjacent seats in one row when the venue has such a group.
@@ -17,6 +17,11 @@ What "best" means, in order:
 When no row has `count` adjacent seats, the buyer gets the fewest groups possible:
 the largest group that exists, then the largest for the rest, each chosen by the same
 rules.
+
+A venue's geometry does not change while it sells, so it is worked out once
+(`SeatPlan`: the physical blocks of adjacent seats and each seat's distance) and a
+pick then only walks the blocks with the seats free now: a 20,000-seat arena costs a
+pass over its blocks with prefix sums, not a rebuild of its rows.
 """
 from dataclasses import dataclass
 from math import hypot
@@ -57,64 +62,105 @@ def _blocks(row_seats):
     return blocks
 
 
-def _free_run(block, start, step, wanted):
-    """How many wanted seats follow `start` (exclusive) in direction `step` before a gap."""
+class _Block:
+    """Adjacent seats of one row, with what a group's score needs as prefix sums."""
+    __slots__ = ("ids", "section", "cost", "numbers", "rank", "centre")
+
+    def __init__(self, seats, focal, rank, centre):
+        self.ids = [s.id for s in seats]
+        self.section = seats[0].section
+        self.rank, self.centre = rank, centre
+        self.numbers = [0]
+        self.cost = [0.0]
+        for s in seats:
+            self.numbers.append(self.numbers[-1] + s.number)
+            d = hypot(s.x - focal[0], s.y - focal[1]) if focal else 0.0
+            self.cost.append(self.cost[-1] + d)
+
+    def score(self, start, size, by_focal):
+        """Mean distance from the focal point, or front row first then centre of the row."""
+        if by_focal:
+            return (self.cost[start + size] - self.cost[start]) / size
+        middle = (self.numbers[start + size] - self.numbers[start]) / size
+        return self.rank * 10_000 + abs(middle - self.centre)
+
+
+class SeatPlan:
+    """A venue's fixed geometry, ready for many picks (one per best-available request)."""
+
+    def __init__(self, seats, focal=None):
+        seats = list(seats)
+        self.by_focal = bool(focal) and all(s.x is not None and s.y is not None for s in seats)
+        focal = focal if self.by_focal else None
+        rows = {}
+        for s in sorted(seats, key=lambda s: (s.section, s.row, s.number)):
+            rows.setdefault((s.section, s.row), []).append(s)
+        ranked = sorted(rows, key=lambda r: (r[0], len(r[1]), r[1]))
+        rank = {r: i for i, r in enumerate(ranked)}
+        self.blocks = []
+        for key, row in rows.items():
+            centre = (row[0].number + row[-1].number) / 2
+            self.blocks += [_Block(b, focal, rank[key], centre) for b in _blocks(row)]
+        self.section_of = {s.id: s.section for s in seats}
+        self.ids = frozenset(self.section_of)
+
+    def choose(self, free, count, *, prices=None, section=None, max_price_cents=None,
+               avoid_singles=True):
+        """The ids of the `count` best seats of `free`, or None when too few match.
+
+        free: ids of the seats free now; prices: {id: price_cents} (needed with
+        max_price_cents).
+        """
+        free_ids = set(free) & self.ids
+        wanted = {i for i in free_ids
+                  if (section is None or self.section_of[i] == section)
+                  and (max_price_cents is None or prices[i] <= max_price_cents)}
+        if count < 1 or len(wanted) < count:
+            return None
+        chosen, remaining = [], count
+        while remaining:
+            size, group = remaining, None
+            while size and group is None:
+                group = self._best_group(size, wanted, free_ids, avoid_singles)
+                size -= group is None
+            wanted.difference_update(group)
+            free_ids.difference_update(group)
+            chosen.extend(group)
+            remaining -= len(group)
+        return sorted(chosen)
+
+    def _best_group(self, size, wanted, free_ids, avoid_singles):
+        best_key, best = None, None
+        for block in self.blocks:
+            ids = block.ids
+            if len(ids) < size:
+                continue
+            run = 0
+            for i, seat_id in enumerate(ids):
+                run = run + 1 if seat_id in wanted else 0
+                if run < size:
+                    continue
+                start = i - size + 1
+                stranded = avoid_singles and _strands(ids, start, size, free_ids)
+                key = (stranded, block.score(start, size, self.by_focal), ids[start])
+                if best_key is None or key < best_key:
+                    best_key, best = key, ids[start:start + size]
+        return best
+
+
+def _free_run(ids, start, step, free_ids):
+    """How many free seats follow `start` (exclusive) in direction `step`, up to two."""
     n, i = 0, start + step
-    while 0 <= i < len(block) and block[i].id in wanted:
+    while n < 2 and 0 <= i < len(ids) and ids[i] in free_ids:
         n += 1
         i += step
     return n
 
 
-class _Scorer:
-    """Distance of a group from the focal point (or front-and-centre without geometry)."""
-
-    def __init__(self, seats, focal):
-        self.focal = focal if focal and all(s.x is not None and s.y is not None
-                                            for s in seats) else None
-        rows = sorted({(s.section, s.row) for s in seats}, key=lambda r: (r[0], len(r[1]), r[1]))
-        self.row_rank = {r: i for i, r in enumerate(rows)}
-        self.row_centre = {}
-        for s in seats:
-            lo, hi = self.row_centre.get((s.section, s.row), (s.number, s.number))
-            self.row_centre[(s.section, s.row)] = (min(lo, s.number), max(hi, s.number))
-
-    def __call__(self, group):
-        if self.focal:
-            fx, fy = self.focal
-            return sum(hypot(s.x - fx, s.y - fy) for s in group) / len(group)
-        key = (group[0].section, group[0].row)
-        lo, hi = self.row_centre[key]
-        middle = sum(s.number for s in group) / len(group)
-        return self.row_rank[key] * 10_000 + abs(middle - (lo + hi) / 2)
-
-
-def _windows(blocks, size, wanted):
-    """Every run of `size` adjacent wanted seats: (block, start index)."""
-    for block in blocks:
-        run = 0
-        for i, seat in enumerate(block):
-            run = run + 1 if seat.id in wanted else 0
-            if run >= size:
-                yield block, i - size + 1
-
-
-def _strands(block, start, size, free_ids):
-    """Whether taking block[start:start+size] leaves a lone free seat beside it."""
-    left = _free_run(block, start, -1, free_ids)
-    right = _free_run(block, start + size - 1, +1, free_ids)
-    return left == 1 or right == 1
-
-
-def _best_group(blocks, size, wanted, free_ids, score, avoid_singles):
-    best = None
-    for block, start in _windows(blocks, size, wanted):
-        group = block[start:start + size]
-        key = (avoid_singles and _strands(block, start, size, free_ids), score(group),
-               group[0].id)
-        if best is None or key < best[0]:
-            best = (key, group)
-    return best[1] if best else None
+def _strands(ids, start, size, free_ids):
+    """Whether taking ids[start:start+size] leaves a lone free seat beside it."""
+    return (_free_run(ids, start, -1, free_ids) == 1
+            or _free_run(ids, start + size - 1, +1, free_ids) == 1)
 
 
 def choose_seats(seats, count, *, focal=None, section=None, max_price_cents=None,
@@ -125,26 +171,6 @@ def choose_seats(seats, count, *, focal=None, section=None, max_price_cents=None
     focal: (x, y) of the venue's focal point, used when every seat has coordinates.
     """
     seats = list(seats)
-    wanted = {s.id for s in seats if s.free and (section is None or s.section == section)
-              and (max_price_cents is None or s.price_cents <= max_price_cents)}
-    if count < 1 or len(wanted) < count:
-        return None
-    free_ids = {s.id for s in seats if s.free}
-    rows = {}
-    for s in sorted(seats, key=lambda s: (s.section, s.row, s.number)):
-        rows.setdefault((s.section, s.row), []).append(s)
-    blocks = [b for row in rows.values() for b in _blocks(row)]
-    score = _Scorer(seats, focal)
-    chosen, remaining = [], count
-    while remaining:
-        size = remaining
-        group = None
-        while size and group is None:
-            group = _best_group(blocks, size, wanted, free_ids, score, avoid_singles)
-            size -= group is None
-        for s in group:
-            wanted.discard(s.id)
-            free_ids.discard(s.id)
-        chosen.extend(s.id for s in group)
-        remaining -= len(group)
-    return sorted(chosen)
+    return SeatPlan(seats, focal).choose(
+        [s.id for s in seats if s.free], count, prices={s.id: s.price_cents for s in seats},
+        section=section, max_price_cents=max_price_cents, avoid_singles=avoid_singles)

@@ -90,6 +90,11 @@ def from_environment():
         "REDIS_NAMESPACE": os.environ.get("REDIS_NAMESPACE", "boxoffice"),
         # The Celery queue (a Redis list) that web processes feed and workers drain.
         "CELERY_QUEUE": os.environ.get("CELERY_QUEUE", "booking"),
+        # The queue of the work after a sale (e-mails with their ticket PDFs, refund
+        # reconciliation), drained by its own worker group so that it never takes a
+        # sale worker's CPU from holds and payments. Default: CELERY_QUEUE + "-after-sale".
+        "AFTER_SALE_QUEUE": os.environ.get("AFTER_SALE_QUEUE") or (
+            os.environ.get("CELERY_QUEUE", "booking") + "-after-sale"),
         "SECRET_KEY": _secret_key(),
         "TICKET_SIGNING_KEYS": _ticket_signing_keys(),
         # Outgoing mail: smtp://user:pass@host:port, smtp+starttls://..., smtps://...;

@@ -1,5 +1,6 @@
 """Celery wiring: one Celery app per Flask app, every task run inside an app context."""
 from celery import Celery, Task
+from kombu import Queue
 
 
 def celery_init_app(app):
@@ -34,6 +35,11 @@ def celery_init_app(app):
             "socket_connect_timeout": 5,
         },
         task_default_queue=app.config["CELERY_QUEUE"],
+        # Two queues: the sale's (holds, payments, sweeps, admissions) and the work after
+        # it (mail, refund reconciliation). A worker started without -Q drains both; the
+        # deployments run one group per queue (docs/OPERATIONS.md).
+        task_queues=(Queue(app.config["CELERY_QUEUE"]), Queue(app.config["AFTER_SALE_QUEUE"])),
+        task_routes={"workers.after_sale.*": {"queue": app.config["AFTER_SALE_QUEUE"]}},
         beat_schedule={
             "sweep-holds": {
                 "task": "workers.tasks.sweep_holds",

@@ -317,7 +317,7 @@ def test_up_starts_every_process_behind_nginx(run):
     run.up, run.lb = up, up["lb"]
     assert up["lb"] == f"http://127.0.0.1:{run.port}"
     assert len(up["web"]) == 2 and len(up["workers"]) == 2
-    assert up["beat"]["pid"] and up["nginx"]["pid"]
+    assert up["beat"]["pid"] and up["nginx"]["pid"] and up["after_sale"]["pid"]
     # Readiness is for the inside: each web process answers it, the balancer does not.
     assert all(requests.get(w["url"] + "/readyz", timeout=5).status_code == 200
                for w in up["web"])
@@ -457,7 +457,8 @@ def test_down_stops_every_process(run):
     down = run_cluster(run.env, "down")
     assert down["stopped"] is True
     everything = ([w["pid"] for w in down["web"]] + [w["pid"] for w in down["workers"]]
-                  + [down["beat"]["pid"], down["nginx"]["pid"], run.victim["pid"]])
+                  + [down["beat"]["pid"], down["nginx"]["pid"], down["after_sale"]["pid"],
+                     run.victim["pid"]])
     assert not [p for p in everything if pid_alive(p)]
     assert not process_group(run.up["workers"][1]["pid"])  # no orphaned prefork child
     with pytest.raises(requests.ConnectionError):

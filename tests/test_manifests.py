@@ -162,12 +162,21 @@ def test_workers_beat_and_migration_hang_together():
     assert trigger["metadata"]["databaseIndex"] == redis_url.path.strip("/")
     assert worker["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] >= 60
 
+    # Mail and refund reconciliation run in their own group, on their own queue.
+    after_sale = by_kind("Deployment", "boxoffice-after-sale")
+    assert after_sale["spec"]["template"]["spec"]["containers"][0]["args"] == ["after-sale"]
+    entrypoint = (DOCKER / "entrypoint.sh").read_text()
+    worker_cmd = re.search(r"^\s+worker\)(.*?);;", entrypoint, re.M | re.S).group(1)
+    after_cmd = re.search(r"^\s+after-sale\)(.*?);;", entrypoint, re.M | re.S).group(1)
+    assert '-Q "${CELERY_QUEUE:-booking}"' in worker_cmd
+    assert '-Q "${AFTER_SALE_QUEUE:-${CELERY_QUEUE:-booking}-after-sale}"' in after_cmd
+
     beat = by_kind("Deployment", "boxoffice-beat")
     assert beat["spec"]["replicas"] == 1 and beat["spec"]["strategy"]["type"] == "Recreate"
     job = by_kind("Job", "boxoffice-migrate")
     assert job["spec"]["template"]["spec"]["containers"][0]["args"] == ["migrate"]
 
-    for deployment in (worker, beat, by_kind("Deployment", "boxoffice-web"), job):
+    for deployment in (worker, after_sale, beat, by_kind("Deployment", "boxoffice-web"), job):
         for c in deployment["spec"]["template"]["spec"]["containers"]:
             refs = {(k, v["name"]) for e in c["envFrom"] for k, v in e.items()}
             assert refs == {("configMapRef", "boxoffice-config"),
@@ -201,9 +210,10 @@ def test_compose_schema_rejects_a_broken_file():
 
 def test_compose_services_and_image_roles():
     services = compose()["services"]
-    assert set(services) == {"mariadb", "redis", "migrate", "web", "worker", "beat", "nginx"}
+    assert set(services) == {"mariadb", "redis", "migrate", "web", "worker", "after-sale",
+                             "beat", "nginx"}
     assert services["migrate"]["restart"] == "no"
-    for name in ("web", "worker", "beat"):
+    for name in ("web", "worker", "after-sale", "beat"):
         assert services[name]["depends_on"]["migrate"]["condition"] == \
             "service_completed_successfully"
         assert services[name]["image"] == services["migrate"]["image"]  # one image
@@ -212,11 +222,11 @@ def test_compose_services_and_image_roles():
     assert services["beat"]["deploy"]["replicas"] == 1
     assert "--maxmemory-policy noeviction" in " ".join(services["redis"]["command"])
     secret_keys = {s.get("environment", {}).get("SECRET_KEY") for n, s in services.items()
-                   if n in ("web", "worker", "beat", "migrate")}
+                   if n in ("web", "worker", "after-sale", "beat", "migrate")}
     assert len(secret_keys) == 1  # every process shares one key
 
     entrypoint = (DOCKER / "entrypoint.sh").read_text()
-    for role in ("web", "worker", "beat", "migrate"):
+    for role in ("web", "worker", "after-sale", "beat", "migrate"):
         assert services[role]["command"] == [role]
         assert re.search(rf"^\s+{role}\)", entrypoint, re.M), role
     subprocess.run(["sh", "-n", str(DOCKER / "entrypoint.sh")], check=True)
@@ -264,8 +274,8 @@ def pod_specs():
 
 def test_every_pod_runs_non_root_read_only_without_capabilities():
     specs = dict(pod_specs())
-    assert set(specs) == {"boxoffice-web", "boxoffice-worker", "boxoffice-beat",
-                          "boxoffice-migrate"}
+    assert set(specs) == {"boxoffice-web", "boxoffice-worker", "boxoffice-after-sale",
+                          "boxoffice-beat", "boxoffice-migrate"}
     for name, spec in specs.items():
         pod = spec["securityContext"]
         assert pod["runAsNonRoot"] is True and pod["runAsUser"] != 0, name
@@ -372,7 +382,7 @@ def test_compose_has_no_default_passwords_and_redis_tls_acl():
                  "--maxmemory-policy noeviction", "--appendonly yes",
                  "--tls-ca-cert-file /run/secrets/redis-ca.crt"):
         assert flag in redis_cmd, flag
-    for name in ("web", "worker", "beat", "migrate"):
+    for name in ("web", "worker", "after-sale", "beat", "migrate"):
         env = services[name]["environment"]
         # Compose fills the password in; parse the URL with a stand-in.
         url = urlparse(env["REDIS_URL"].replace("${REDIS_PASSWORD:?set REDIS_PASSWORD}", "pw"))
