@@ -48,6 +48,7 @@ import time
 from pathlib import Path
 
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
+import dashboards  # noqa: E402
 import db_limit  # noqa: E402
 import report as rpt  # noqa: E402
 from buyers import ClientPool, Scenario  # noqa: E402
@@ -285,6 +286,11 @@ def add_arguments(parser):
     parser.add_argument("--best-share", type=float, default=0.0,
                         help="share of hold requests that ask for the best N seats (best "
                              "available) instead of naming seats (default 0)")
+    parser.add_argument("--dashboards", type=int, default=0,
+                        help="organizer sockets watching the event's live dashboard during the "
+                             "sale (their cost is reported; default 0)")
+    parser.add_argument("--dashboard-screenshots", action="store_true",
+                        help="also take Chromium screenshots of the live dashboard mid-sale")
     parser.add_argument("--walk-away", type=float, default=0.10)
     parser.add_argument("--cancel", type=float, default=0.10)
     parser.add_argument("--decline", type=float, default=0.10)
@@ -354,7 +360,12 @@ class Sale:
             say(f"cluster up: {a.web} web, {a.workers} workers x{a.concurrency}")
             info = self.cluster.up(a.web, a.workers, a.concurrency)
             rows = max(1, math.ceil(a.seats / self.per_row))
-            event_id = create_event(tw.env, rows, self.per_row, name=self.name)
+            organizer_id, members = None, []
+            if getattr(a, "dashboards", 0) > 0:
+                members = make_users(tw, a.dashboards)
+                organizer_id, member_emails = dashboards.make_organizer(tw, members)
+            event_id = create_event(tw.env, rows, self.per_row, name=self.name,
+                                    organizer_id=organizer_id)
             self.event_created(event_id)
             seats_total = rows * self.per_row
             grid = seat_grid(tw, event_id)
@@ -394,7 +405,13 @@ class Sale:
                 g["redis"] = pids_by_name("redis-server")
                 g["loadgen"] = loadgen_pids
                 return g
+            watchers = None
+            if members:
+                watchers = dashboards.DashboardWatchers(host, int(port), event_id,
+                                                        [t for _u, t in members])
+                self.note(f"{watchers.start()} of {len(members)} dashboard watchers joined")
             sockets_at_start = scrape_any(self.cluster.web_urls())
+            scraped_at_start = time.time()
             before = sockets_at_start
             meter.sample(groups())
             start = time.time()
@@ -402,7 +419,13 @@ class Sale:
             sale_start_s = start - cfg["t0"]
             self.sale_starting(event_id)
             pool.start()
+            if watchers:
+                watchers.count_from_now()
             say(f"sale started: {connected} buyers, {seats_total} seats")
+            shots = None
+            if members and getattr(a, "dashboard_screenshots", False):
+                shots = threading.Thread(target=self._dashboard_screenshots, daemon=True,
+                                         args=(info["lb"], member_emails[0], event_id))
             db = tw.connect()
             sold_out_at, fault_thread = None, None
             last_print = 0
@@ -431,6 +454,10 @@ class Sale:
                 if counts and counts["sold"] >= seats_total and sold_out_at is None:
                     sold_out_at = now
                     self.note(f"sold out after {now - start:.1f}s")
+                if shots is not None and not shots.is_alive() and el >= 5 and not \
+                        getattr(self, "shots_started", False):
+                    self.shots_started = True
+                    shots.start()
                 if self.fault and fault_thread is None and el >= self.fault.at:
                     fault_thread = threading.Thread(target=self._run_fault, daemon=True)
                     fault_thread.start()
@@ -450,8 +477,15 @@ class Sale:
             end = time.time()
             self.ended_at = end
             say("sale over: draining (no new requests; waiting for accepted ones)")
+            if watchers:
+                watchers.counting = False
             parts = pool.stop(timeout=a.drain + 60)
             after = scrape_any(self.cluster.web_urls())
+            if watchers:
+                watchers.stop()
+                result["dashboards"] = watchers.figures(sockets_at_start, after,
+                                                        time.time() - scraped_at_start)
+                result["dashboards"]["screenshots"] = getattr(self, "dashboard_shots", None)
             meter.sample(groups())
             with contextlib.suppress(Exception):
                 db.close()
@@ -484,6 +518,13 @@ class Sale:
 
     def sale_starting(self, event_id):
         """Hook: every buyer is connected (and joined); the sale starts now."""
+
+    def _dashboard_screenshots(self, base_url, email, event_id):
+        try:
+            self.dashboard_shots = dashboards.screenshots(base_url, email, event_id,
+                                                                   self.out)
+        except Exception as err:
+            self.note(f"dashboard screenshots failed: {err!r}")
 
     def _run_fault(self):
         try:
@@ -563,6 +604,8 @@ class Sale:
                 "counts": dict(sorted(count.items())),
                 "histograms": {name: rpt.q3(h) for name, h in sorted(hist.items())},
             },
+            "orders_in_window": rpt.window_sum(series, "pay_ok", s0, s1),
+            "server_cpu_ms_per_order": rpt.cpu_per(cpu, rpt.window_sum(series, "pay_ok", s0, s1)),
             "accepted": accepted, "answered": answered, "unanswered": len(unanswered),
             "unanswered_sample": unanswered[:20],
             "resend_refusals": [r for p in parts for r in p["resend_refusals"]][:20],
