@@ -140,9 +140,12 @@ class DashboardWatchers:
             "lag_at_to_receipt": q3(self.lag),
             "computations": int(computations),
             "computations_per_s": round(computations / max(window_s, 1e-9), 2),
-            "compute_cpu_s": round(seconds, 3),
-            "compute_ms_mean": round(1000 * seconds / computations, 2) if computations else None,
-            "compute_share_of_a_core": round(seconds / max(window_s, 1e-9), 4),
+            # Wall time (boxoffice_dashboard_compute_seconds): the queries' round trips
+            # and waits included, so on a saturated machine it is far above the CPU the
+            # figures cost; that is read from the CPU per order with and without watchers.
+            "compute_wall_s": round(seconds, 3),
+            "compute_wall_ms_mean": round(1000 * seconds / computations, 2) if computations
+            else None,
         }
 
 
