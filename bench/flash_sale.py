@@ -27,6 +27,11 @@ seats_changed; every other socket only reads the timestamps of each message to
 measure lag) and pick seats that map shows available, so they race each other
 on stale views, as browsers do.
 
+With --dashboards N, N accounts of an organizer that runs the event watch its live
+dashboard during the sale (bench/dashboards.py); the report adds what they received
+and what computing the figures cost. With --best-share F, a share F of the hold
+requests ask for the best N seats instead of naming them.
+
 Figures (stdout, bench/results/<ts>-flash_sale/report.json, report.md, plot.png):
 holds requested/accepted/shed per second, holds granted per second (mean over
 the sale and best 5 s), click-to-hold_result p50/p95/p99 (clients and the
