@@ -123,6 +123,26 @@ def _tier_prices(pairs):
     return prices
 
 
+def demo_layout():
+    """The demo's Grand Hall as a venue layout: DEMO_SECTIONS front to back, one price tier
+    per section, the stalls split by a centre aisle, the circle and balcony curved."""
+    sections, y = [], 6.0
+    for name, rows, per_row, _price in DEMO_SECTIONS:
+        straight = not sections
+        sections.append({
+            "name": name, "tier": name, "position": {"x": 20.0, "y": y},
+            "aisle_width": 1.5,
+            "rows": [{"name": chr(65 + i), "seats": per_row,
+                      **({"gaps_after": [per_row // 2]} if straight else
+                         {"curve_radius": 30.0 + i})} for i in range(rows)]})
+        y += rows + 3
+    return {"format": "boxoffice-venue-layout", "version": 1, "name": "Grand Hall",
+            "plan": {"width": 40.0, "height": y},
+            "stage": {"x": 8.0, "y": 1.0, "width": 24.0, "height": 3.0, "label": "Stage"},
+            "focal_point": {"x": 20.0, "y": 4.0},
+            "tiers": [name for name, *_ in DEMO_SECTIONS], "sections": sections}
+
+
 def _demo_user(email, password, name):
     user = db.session.scalar(sa.select(User).where(User.email == email))
     if user is None:
@@ -147,10 +167,12 @@ def seed_demo_command():
     else:
         starts = (datetime.now(timezone.utc) + timedelta(days=30)).replace(
             hour=19, minute=30, second=0, microsecond=0, tzinfo=None)
-        event = catalog.create_event(db.session, name="Boxoffice Live: Opening Night",
-                                     venue="Grand Hall", venue_timezone="Europe/Amsterdam",
-                                     starts_at=starts, currency="EUR", sections=DEMO_SECTIONS,
-                                     organizer_id=organizer.id)
+        # From a layout, as an organizer would make it: the back office then shows the
+        # venue's plan and capacity, and the seat map draws it.
+        event = event_admin.create_event_on_layout(
+            db.session, organizer.id, venue_name="Grand Hall", venue_timezone="Europe/Amsterdam",
+            layout=demo_layout(), name="Boxoffice Live: Opening Night", starts_at=starts,
+            currency="EUR", prices={name: price for name, _r, _s, price in DEMO_SECTIONS})
         click.echo(f"created demo event {event.id}", err=True)
     db.session.commit()
 
