@@ -23,16 +23,20 @@ async function draw() {
     return;
   }
   svg.setAttribute("viewBox", `0 0 ${data.plan.width} ${data.plan.height}`);
+  // A layout may use any unit: sizes follow the seats' own spacing, not pixels.
+  const unit = seatSpacing(data.seats);
   const st = data.stage;
-  svg.append(node("rect", { x: st.x, y: st.y, width: st.width, height: st.height, rx: 6, class: "plan-stage" }));
-  const label = node("text", { x: st.x + st.width / 2, y: st.y + st.height / 2, class: "plan-stage-label" });
+  svg.append(node("rect", { x: st.x, y: st.y, width: st.width, height: st.height, rx: unit / 2, class: "plan-stage" }));
+  const label = node("text", { x: st.x + st.width / 2, y: st.y + st.height / 2, class: "plan-stage-label",
+                               "font-size": Math.min(st.height * 0.4, st.width / 8) });
   label.textContent = st.label || "Stage";
   svg.append(label);
-  svg.append(node("circle", { cx: data.focal_point.x, cy: data.focal_point.y, r: 5, class: "plan-focal" }));
+  svg.append(node("circle", { cx: data.focal_point.x, cy: data.focal_point.y, r: unit / 2, class: "plan-focal" }));
   const colour = new Map(data.tiers.map((t, i) => [t, TIER_COLOURS[i % TIER_COLOURS.length]]));
   const fragment = document.createDocumentFragment();
   for (const [x, y, tier, blocked, wheelchair, name] of data.seats) {
-    const seat = node("circle", { cx: x, cy: y, r: 4.5, fill: colour.get(tier) || "#6c757d" });
+    const seat = node("circle", { cx: x, cy: y, r: unit * 0.4, fill: colour.get(tier) || "#6c757d" });
+    if (wheelchair) seat.setAttribute("stroke-width", unit * 0.15);
     if (blocked) seat.setAttribute("class", "plan-seat--blocked");
     if (wheelchair) seat.classList.add("plan-seat--wheelchair");
     const title = document.createElementNS(NS, "title");
@@ -56,3 +60,16 @@ async function draw() {
 }
 
 draw();
+
+// The usual distance between a seat and the next one of its row (seats come in plan
+// order, a row after another): the median of consecutive distances.
+function seatSpacing(seats) {
+  const steps = [];
+  for (let i = 1; i < seats.length; i++) {
+    const d = Math.hypot(seats[i][0] - seats[i - 1][0], seats[i][1] - seats[i - 1][1]);
+    if (d > 0) steps.push(d);
+  }
+  if (!steps.length) return 10;
+  steps.sort((a, b) => a - b);
+  return steps[Math.floor(steps.length / 2)];
+}
