@@ -157,7 +157,7 @@ def _init_runtime(app, role):
         presence=Presence(state, app.config["DISCONNECT_GRACE_SECONDS"], namespace),
         sockets=SocketSlots(state, namespace, app.config["MAX_SOCKETS_PER_ACCOUNT"]),
         shedding=LoadShedding(ledger, app.config),
-        rate_limit=RequestLimits(app),
+        rate_limit=RequestLimits(app, state),
         broadcaster=Broadcaster(socketio, redis_url=redis_url, namespace=namespace,
                                 coalescer=coalescer),
         metrics=metrics,

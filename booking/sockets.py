@@ -195,9 +195,13 @@ def _request(kind, data, schema):
     rid = rid if isinstance(rid, str) and len(rid) <= 64 else None
     uid = _user_id()
     try:
-        _check_rate(uid)
-        payload = _load(schema, data)
-        receipt = intake.submit(kind, uid, rid, payload, received_at)
+        try:
+            payload = _load(schema, data)
+        except BookingError:
+            _check_rate(uid)  # a refused request counts too
+            raise
+        # The rate budgets are counted by intake, in its one round trip to Redis.
+        receipt = intake.submit(kind, uid, rid, payload, received_at, session.get("bo_ip"))
         if receipt.answer is not None:
             socketio.emit(*receipt.answer, to=request.sid)
         rt.metrics.request(kind, receipt.outcome)
