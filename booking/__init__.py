@@ -139,6 +139,7 @@ def _init_runtime(app, role):
                           max_http_buffer_size=64 * 1024,
                           ping_interval=20, ping_timeout=20,
                           always_connect=False)
+        sockets.register_hot_events(app)
     state = make_state(app)
     ledger = RequestLedger(state, namespace)
     metrics = Metrics()
