@@ -18,13 +18,23 @@ from tests.test_holds_idempotency import _event
 COUNTER = ROOT / "tests" / "roundtrips"
 
 
-def _snapshot(proc, path):
-    """The process's round-trip counts now (tests/roundtrips/sitecustomize.py)."""
+def _dump(pid, path, proc=None):
+    """What the process counted so far, and its collector's state
+    (tests/roundtrips/sitecustomize.py)."""
     before = json.loads(path.read_text())["seq"] if path.exists() else 0
-    os.kill(proc.pid, signal.SIGUSR1)
+    os.kill(pid, signal.SIGRTMIN + 3)
     wait_until(lambda: path.exists() and json.loads(path.read_text())["seq"] > before, 10,
                "round-trip counts written", proc)
-    return json.loads(path.read_text())["counts"]
+    return json.loads(path.read_text())
+
+
+def _snapshot(proc, path):
+    return _dump(proc.pid, path, proc)["counts"]
+
+
+def _counted_env(path):
+    pythonpath = os.pathsep.join(p for p in (str(COUNTER), os.environ.get("PYTHONPATH")) if p)
+    return {"PYTHONPATH": pythonpath, "BO_COUNT_FILE": str(path)}
 
 
 @pytest.mark.timeout(240)
@@ -36,8 +46,7 @@ def test_a_hold_request_costs_the_web_one_redis_round_trip_and_no_database_read(
     seat map and gate are cached. (Before #13: 4 SQL and 6-7 Redis round trips.)"""
     event_id = create_event(clean_db, rows=10, per_row=10)
     counts = tmp_path / "web-counts.json"
-    path = os.pathsep.join(p for p in (str(COUNTER), os.environ.get("PYTHONPATH")) if p)
-    web = cluster.web(extra_env={"PYTHONPATH": path, "BO_COUNT_FILE": str(counts),
+    web = cluster.web(extra_env={**_counted_env(counts),
                                  "MAX_OPEN_HOLDS": "1000", "USER_RATE_LIMIT": "1000/second"})
     (uid, tok), = make_users(1)
     buyer = Buyer(web.url, tok, uid).connect()
@@ -65,6 +74,56 @@ def test_a_hold_request_costs_the_web_one_redis_round_trip_and_no_database_read(
     broker = sum(v for k, v in per_hold.items() if k in ("redis:LPUSH", "redis:MULTI"))
     others = per_hold.get("redis", 0) - per_hold.get("redis:EVALSHA", 0) - broker
     assert others <= 0.1, per_hold
+
+
+@pytest.mark.timeout(240)
+def test_web_and_worker_processes_freeze_start_up_for_the_collector(cluster, tmp_path):
+    """After start-up, a web process, a worker and each of its prefork children have
+    frozen what start-up made (full collections no longer walk it) and collect the
+    young generation every YOUNG_THRESHOLD allocations (booking/gc_tuning.py)."""
+    import psutil
+
+    from booking.gc_tuning import YOUNG_THRESHOLD
+    web = cluster.web(extra_env=_counted_env(tmp_path / "web.json"))
+    worker = cluster.worker(concurrency=2,
+                            extra_env=_counted_env(tmp_path / "worker-{pid}.json"))
+    pids = [(web.pid, tmp_path / "web.json")] + [
+        (p.pid, tmp_path / f"worker-{p.pid}.json")
+        for p in [psutil.Process(worker.pid), *psutil.Process(worker.pid).children()]]
+    assert len(pids) == 4
+    for pid, path in pids:
+        state = _dump(pid, path)
+        assert state["gc_frozen"] > 10_000, (pid, state["gc_frozen"])
+        assert state["gc_threshold"][0] == YOUNG_THRESHOLD, (pid, state["gc_threshold"])
+
+
+def test_hot_socket_events_skip_the_flask_request_context(app, make_users):
+    """hold, release and pay run with an app context only (Flask-SocketIO would push a
+    request context and copy the session for each); other events keep theirs."""
+    import flask
+    event_id, seats = _event(app, seats=4)
+    (uid, tok), = make_users(1)
+    client = socketio.test_client(app, auth={"token": tok})
+    pushed = []
+    original = app.request_context
+
+    def counting(environ):
+        pushed.append(environ.get("PATH_INFO"))
+        return original(environ)
+    app.request_context = counting
+    try:
+        ack = client.emit("hold", {"request_id": "h0", "event_id": event_id,
+                                   "seat_ids": [seats[0]]}, callback=True)
+        assert ack == {"ok": True, "request_id": "h0", "queued": True}
+        assert client.emit("release", {"request_id": "r0", "hold_id": 999_999},
+                           callback=True)["error"]["code"] == "not_found"
+        assert pushed == []
+        assert client.emit("join_event", {"event_id": event_id}, callback=True)["ok"]
+        assert len(pushed) == 1
+    finally:
+        app.request_context = original
+        client.disconnect()
+    assert not flask.has_request_context()
 
 
 def _results(client, received):

@@ -4,9 +4,11 @@ Put this folder on PYTHONPATH and set BO_COUNT_FILE: every Redis round trip
 (one command, or one pipeline or MULTI/EXEC block) is counted under
 `redis` and under `redis:<first command>` (`redis:EVALSHA`, `redis:MULTI`, ...),
 every MySQL round trip under `mysql` and `mysql:<first word>`, and garbage
-collections by generation (`gc<n>`, and their wall time in `gc<n>_us`). On SIGUSR1 the
-process writes {"seq": n, "counts": {...}} to BO_COUNT_FILE (n counts the
-dumps), so a test takes a snapshot whenever it wants one. Nothing is patched
+collections by generation (`gc<n>`, and their wall time in `gc<n>_us`). On SIGRTMIN+3 the
+process writes {"seq": n, "counts": {...}, "gc_threshold": [...], "gc_frozen": n}
+to BO_COUNT_FILE (n counts the dumps; `{pid}` in the name is replaced by the
+process id, for a worker's children), so a test takes a snapshot whenever it
+wants one. Nothing is patched
 before redis-py or PyMySQL is imported (eventlet still monkey-patches first),
 and nothing at all without BO_COUNT_FILE.
 """
@@ -24,13 +26,18 @@ if _FILE:
     _seq = [0]
 
     def _dump(*_):
+        import gc
         _seq[0] += 1
-        tmp = f"{_FILE}.tmp"
+        path = _FILE.replace("{pid}", str(os.getpid()))
+        tmp = f"{path}.tmp"
         with open(tmp, "w") as f:
-            json.dump({"seq": _seq[0], "counts": dict(_counts)}, f)
-        os.replace(tmp, _FILE)
+            json.dump({"seq": _seq[0], "counts": dict(_counts),
+                       "gc_threshold": gc.get_threshold(), "gc_frozen": gc.get_freeze_count()},
+                      f)
+        os.replace(tmp, path)
 
-    signal.signal(signal.SIGUSR1, _dump)
+    # A real-time signal: Celery takes SIGUSR1 (and SIGUSR2) for itself.
+    signal.signal(signal.SIGRTMIN + 3, _dump)
 
     def _first_command(packed):
         """The first command's name in packed RESP (`*N\\r\\n$len\\r\\nNAME...`)."""
