@@ -48,7 +48,8 @@ def main():
     # every second or so: log their failures, not a trace line per success.
     logging.getLogger("celery.app.trace").setLevel(logging.WARNING)
 
-    from booking import lifecycle
+    from booking import gc_tuning, lifecycle
+    gc_tuning.settle()  # start-up is over: see booking/gc_tuning.py
     lifecycle.serve(app, args.host, args.port)
 
 

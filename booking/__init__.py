@@ -139,6 +139,7 @@ def _init_runtime(app, role):
                           max_http_buffer_size=64 * 1024,
                           ping_interval=20, ping_timeout=20,
                           always_connect=False)
+        sockets.register_hot_events(app)
     state = make_state(app)
     ledger = RequestLedger(state, namespace)
     metrics = Metrics()
@@ -157,7 +158,7 @@ def _init_runtime(app, role):
         presence=Presence(state, app.config["DISCONNECT_GRACE_SECONDS"], namespace),
         sockets=SocketSlots(state, namespace, app.config["MAX_SOCKETS_PER_ACCOUNT"]),
         shedding=LoadShedding(ledger, app.config),
-        rate_limit=RequestLimits(app),
+        rate_limit=RequestLimits(app, state),
         broadcaster=Broadcaster(socketio, redis_url=redis_url, namespace=namespace,
                                 coalescer=coalescer),
         metrics=metrics,

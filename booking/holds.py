@@ -13,7 +13,7 @@ commit or emit: the task that calls them does that after commit.
 """
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import timedelta, timezone
 
 import sqlalchemy as sa
 
@@ -335,9 +335,20 @@ def holders(session):
     return out
 
 
-def open_hold_count(session, user_id, now=None):
+def open_holds_of(session, user_id, settings, now=None):
+    """{hold_id: unix time it stops counting} of the buyer's open holds, as the worker
+    counts them: held until its expiry; being paid for, a hold's time from now."""
     now = now or utcnow()
-    return _open_hold_counts(session, [user_id], now).get(user_id, 0)
+    rows = session.execute(sa.select(Hold.id, Hold.status, Hold.expires_at).where(
+        Hold.user_id == user_id, Hold.status.in_(HOLD_OPEN_STATUSES),
+        sa.or_(Hold.status == "paying", Hold.expires_at > now))).all()
+    paying_until = now + timedelta(seconds=settings.hold_ttl_seconds)
+    return {hold_id: _unix(paying_until if status == "paying" else expires_at)
+            for hold_id, status, expires_at in rows}
+
+
+def _unix(moment):
+    return moment.replace(tzinfo=timezone.utc).timestamp()
 
 
 def hold_state(session, hold_id):

@@ -3,8 +3,12 @@
 One entry point, submit(): a repeat is answered from the ledger (or the durable
 record); a new request is pre-checked (refusing early what a worker would
 refuse anyway, so that bad requests never reach one), recorded in flight in
-the ledger (where new holds are shed past the backlog's bound), and handed to
-the dispatcher, which returns once the broker has it.
+the ledger (where new holds are shed past the backlog's bound, and refused
+past the buyer's open holds as the workers recorded them), and handed to the
+dispatcher, which returns once the broker has it. A hold costs the web one
+Redis round trip and no database read: its pre-checks use this process's
+caches, and its rate budgets, repeat lookup, open-hold count and in-flight
+mark are one script (RequestLedger.admit).
 
 Handing requests to the workers, many per task: one Celery task costs a few
 milliseconds of CPU whatever it carries, so the web process groups requests.
@@ -39,38 +43,96 @@ class Receipt:
     answer: tuple | None = None  # (result event, payload) of a finished request sent again
 
 
-def submit(kind, user_id, request_id, payload, received_at):
+def submit(kind, user_id, request_id, payload, received_at, ip=None):
     """Take a validated hold, release or pay request; returns a Receipt.
 
-    Raises BookingError: a pre-check failed, the request was shed (Busy with
-    retry_after_s) or the buyer's hold requests in flight reach the open-hold
-    limit (LimitExceeded). Redis and database errors propagate.
+    The request's rate budgets (account, and ip's when given) are counted in
+    the same round trip as its ledger lookup (and, for a hold, its begin).
+    Raises BookingError: rate-limited, a pre-check failed, the request was shed
+    (Busy with retry_after_s) or the buyer's open holds and hold requests in
+    flight reach the open-hold limit (LimitExceeded). Redis and database
+    errors propagate.
     """
     rt = runtime()
-    seen = rt.ledger.lookup(user_id, request_id)
-    if seen == PENDING:
-        return Receipt("repeat", queued=True)
-    if seen is not None:
-        return Receipt("repeat", queued=False, answer=seen)
+    budgets, labels = rt.rate_limit.budgets(user_id, ip)
+    if kind == "hold":
+        # Its pre-checks read nothing shared (this process's caches), so one
+        # round trip counts, looks up and begins.
+        try:
+            item = _precheck_hold(user_id, payload)
+        except BookingError as err:
+            return _refused(rt, err, user_id, request_id, budgets, labels)
+        finally:
+            _release_connection()  # a cache miss read the database
+        item.update(kind=kind, user_id=user_id, request_id=request_id, received_at=received_at)
+        return _take(rt, item, budgets, labels)
+    # Releases and payments read the hold in the database: only once the
+    # budgets are counted, and after a repeat was answered from the ledger.
+    outcome, seen = rt.ledger.admit(budgets, user_id, request_id)
+    if outcome == "limited":
+        raise rt.rate_limit.refusal(seen, labels)
+    if outcome == "seen":
+        return _repeat(seen)
     try:
         item = _PRECHECKS[kind](user_id, payload)
-    except BookingError:
-        # A repeat of a finished request whose answer the shared ledger has
-        # lost (Redis restarted) fails the pre-checks (the hold is paid
-        # now, say): its durable record answers it instead.
-        done = records.recorded(db.session, [(user_id, request_id)])
-        if not done:
-            raise
-        return Receipt("repeat", queued=False, answer=done[(user_id, request_id)])
-    # The reads are done: give the pooled connection back before waiting on
-    # Redis and the broker. Held until the handler ends, a burst of
-    # requests waiting on the dispatcher holds every connection of the
-    # pool (5 + 10) and the rest time out after 30 s as `internal`.
-    db.session.remove()
-    holds_cap = item.pop("_holds_cap", None)
+    except BookingError as err:
+        return _recorded(err, user_id, request_id)
+    finally:
+        # The reads are done: give the pooled connection back before waiting on
+        # Redis and the broker. Held until the handler ends, a burst of
+        # requests waiting on the dispatcher holds every connection of the
+        # pool (5 + 10) and the rest time out after 30 s as `internal`.
+        db.session.remove()
     item.update(kind=kind, user_id=user_id, request_id=request_id, received_at=received_at)
-    if not _begin(rt, item, holds_cap):
+    return _take(rt, item, (), ())
+
+
+def _release_connection():
+    """Give the pooled connection back, if this request took one."""
+    if db.session.registry.has():
+        db.session.remove()
+
+
+def _repeat(seen):
+    if seen == PENDING:
         return Receipt("repeat", queued=True)
+    return Receipt("repeat", queued=False, answer=seen)
+
+
+def _refused(rt, err, user_id, request_id, budgets, labels):
+    """A request that failed its pre-checks: a repeat is answered again, else err raised.
+
+    A repeat of a finished request fails the pre-checks (the hold is paid
+    now, say): its answer comes from the ledger or, when the shared ledger
+    has lost it (Redis restarted), from its durable record.
+    """
+    outcome, seen = rt.ledger.admit(budgets, user_id, request_id)
+    if outcome == "limited":
+        raise rt.rate_limit.refusal(seen, labels)
+    if outcome == "seen":
+        return _repeat(seen)
+    return _recorded(err, user_id, request_id)
+
+
+def _recorded(err, user_id, request_id):
+    """The durable record's answer of a repeat the ledger does not know; else raise err."""
+    try:
+        done = records.recorded(db.session, [(user_id, request_id)])
+    finally:
+        db.session.remove()
+    if not done:
+        raise err
+    return Receipt("repeat", queued=False, answer=done[(user_id, request_id)])
+
+
+def _take(rt, item, budgets, labels):
+    """Count the budgets, answer a repeat, or record the request in flight and hand it over."""
+    user_id, request_id = item["user_id"], item["request_id"]
+    outcome, seen = _begin(rt, item, budgets)
+    if outcome == "limited":
+        raise rt.rate_limit.refusal(seen, labels)
+    if outcome == "seen":
+        return _repeat(seen)
     try:
         rt.dispatcher.submit(item)
     except Busy:
@@ -79,22 +141,44 @@ def submit(kind, user_id, request_id, payload, received_at):
     return Receipt("accepted", queued=True)
 
 
-def _begin(rt, item, holds_cap):
+def _begin(rt, item, budgets):
     """Record the request as in flight; new holds only while the backlog is under its bound.
 
     Releases and payments are never shed: they finish sales and free seats.
-    Raises Busy (shed, with retry_after_s) or LimitExceeded (the buyer's hold
-    requests in flight and open holds reach MAX_OPEN_HOLDS).
+    Raises Busy (shed, with retry_after_s) or LimitExceeded (the buyer's open
+    holds and hold requests in flight reach MAX_OPEN_HOLDS).
     """
+    user_id, request_id = item["user_id"], item["request_id"]
     if item["kind"] != "hold":
-        return rt.ledger.begin(item)
+        return rt.ledger.admit(budgets, user_id, request_id, item)
+    cap = rt.settings.max_open_holds
     try:
-        return rt.ledger.begin(item, bound=rt.shedding.bound(), holds_cap=holds_cap)
+        try:
+            return rt.ledger.admit(budgets, user_id, request_id, item,
+                                   bound=rt.shedding.bound(), holds_cap=cap)
+        except TooManyHolds as full:
+            if not full.open_holds:
+                raise
+        # The ledger's count of open holds says no: it is kept by the workers
+        # after commit, and one of their updates may have been lost (a hold
+        # ended a way that sends no answer, say). Before refusing, count them
+        # again from the database (the worker still decides, under lock).
+        _rederive_open_holds(rt, user_id)
+        return rt.ledger.admit((), user_id, request_id, item,
+                               bound=rt.shedding.bound(), holds_cap=cap)
     except QueueFull:
         raise Busy("The box office is very busy; please retry shortly.",
                    retry_after_s=rt.shedding.retry_after()) from None
     except TooManyHolds:
         raise holds.open_holds_limit(rt.settings) from None
+
+
+def _rederive_open_holds(rt, user_id):
+    try:
+        held = holds.open_holds_of(db.session, user_id, rt.settings)
+    finally:
+        db.session.remove()
+    rt.ledger.reset_open_holds(user_id, held)
 
 
 def seat_map(event_id):
@@ -109,20 +193,21 @@ def seat_map(event_id):
 
 
 def _precheck_hold(uid, p):
+    """What a hold must satisfy, from this process's caches only: the event and its
+    seats, the waiting room's admission, seats per order. The open-hold limit is
+    checked with the ledger when the request is taken (intake._begin)."""
     rt = runtime()
     event_id = p["event_id"]
-    seats, open_holds = seat_map(event_id), 0
+    seats = seat_map(event_id)
     if seats is not None:
         # A gated event: only with this buyer's valid admission token for it.
         waiting_room.check_hold_allowed(rt.gates.get(db.session, event_id), uid,
                                         p.get("admission_token"))
-        open_holds = holds.open_hold_count(db.session, uid)
     best = p.get("best")
-    holds.check_hold_request(rt.settings, event_id, p.get("seat_ids", []), seats, open_holds,
+    seat_ids = p.get("seat_ids", [])
+    holds.check_hold_request(rt.settings, event_id, seat_ids, seats, 0,
                              count=best["count"] if best else None)
-    # Hold requests still in flight count too (checked with the ledger, in Redis).
-    item = {"event_id": event_id, "seat_ids": p.get("seat_ids", []),
-            "_holds_cap": rt.settings.max_open_holds - open_holds}
+    item = {"event_id": event_id, "seat_ids": seat_ids}
     if best:
         item["best"] = best  # the worker chooses the seats
     return item

@@ -1,12 +1,14 @@
 """Abuse limits: per account (tight) and per client IP (generous), REST and sockets alike;
 sign-in and sign-up attempts per email and per IP (tight).
 
-Flask-Limiter counts REST calls. Socket events are counted by Flask-Limiter's
-own strategy object, on its storage, under the very keys its application limits
-use (`account:<id>` / `ip:<address>`, scope `global`), so one account's REST
-calls and socket events draw on one budget, and with REDIS_URL set the counters
-are in Redis: they hold across every web instance. Without Redis (the embedded
-mode) they are in process memory.
+Flask-Limiter counts REST calls (the `limits` sliding-window-counter strategy).
+Socket events are counted with the same algorithm on the same counters, under
+the very keys its application limits use (`account:<id>` / `ip:<address>`,
+scope `global`), by one script of the state backend (booking.state.backends,
+admit), so one account's REST calls and socket events draw on one budget, and
+with REDIS_URL set the counters are in Redis: they hold across every web
+instance. Without Redis (the embedded mode) they are in Flask-Limiter's memory
+storage.
 
 The client IP is the connection's address, unless that address is a trusted
 proxy (TRUSTED_PROXIES): then X-Forwarded-For is read from the right, skipping
@@ -17,7 +19,6 @@ import hashlib
 import ipaddress
 import logging
 import os
-import time
 
 import redis
 from flask import request
@@ -109,12 +110,19 @@ def init_app(app):
         app.config.setdefault("RATELIMIT_STORAGE_OPTIONS", {
             "key_prefix": f"{namespace}:limits",
             "connection_pool": redis_pool(app.config["REDIS_URL"])})
-    # The moving window: a burst at a window's edge cannot double the rate.
-    app.config.setdefault("RATELIMIT_STRATEGY", "moving-window")
+    # limits' sliding-window counter: a burst at a window's edge cannot double
+    # the rate (the previous window counts, weighted), and a check is a few
+    # commands on two counters, not a list of every hit. The socket path counts
+    # on the same keys with the same algorithm (RequestLimits).
+    app.config.setdefault("RATELIMIT_STRATEGY", "sliding-window-counter")
     app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
     # Redis down: serve rather than fail every call (readiness reports Redis).
     app.config.setdefault("RATELIMIT_SWALLOW_ERRORS", True)
     limiter.init_app(app)
+    state = app.extensions["boxoffice"].state
+    if not app.config["REDIS_URL"]:
+        # The embedded mode: socket events count in Flask-Limiter's own memory.
+        state.rate_storage = limiter.storage
     # Set after init_app, which would otherwise overwrite each limit's exempt_when.
     limiter.limit_manager.set_application_limits([
         ApplicationLimit(limit_provider=lambda: app.config["USER_RATE_LIMIT"],
@@ -126,22 +134,69 @@ def init_app(app):
     ])
 
 
-class RequestLimits:
-    """Socket events counted against the same account and IP budgets as REST calls."""
+class _Budget:
+    """One parsed limit (`20/second`), parsed once: its counter key for an identity."""
+    __slots__ = ("head", "tail", "amount", "window", "label")
 
-    def __init__(self, app):
+    def __init__(self, item, label):
+        self.head = f"{item.namespace}/"
+        # limits' RateLimitItem.key_for(identity, SCOPE), without rebuilding it per event.
+        self.tail = f"/{SCOPE}/{item.amount}/{item.multiples}/{item.GRANULARITY.name}"
+        self.amount = item.amount
+        self.window = item.get_expiry()
+        self.label = label
+
+    def of(self, identity):
+        return (f"{self.head}{identity}{self.tail}", self.amount, self.window)
+
+
+def _budgets(spec, label):
+    return tuple(_Budget(item, label) for item in parse_many(spec))
+
+
+class RequestLimits:
+    """Socket events counted against the same account and IP budgets as REST calls.
+
+    The limits are parsed once, here. Each check is one round trip to the
+    state (booking.state.backends admit): limits' sliding-window counter on
+    the keys Flask-Limiter's own strategy (sliding-window-counter) uses for
+    REST, all budgets at once, nothing counted when one is spent. The request
+    path (booking.intake) sends the same budgets together with its ledger
+    lookup and begin, in the same round trip.
+    """
+
+    def __init__(self, app, state):
         self.app = app
+        self.state = state
+        self._account = _budgets(app.config["USER_RATE_LIMIT"], "account")
+        self._ip = _budgets(app.config["IP_RATE_LIMIT"], "ip")
+        self._labels = (tuple(b.label for b in self._account),
+                        tuple(b.label for b in self._account + self._ip))
+        self._login = None  # parsed on first use: init_app sets their defaults
+
+    def budgets(self, user_id, ip=None):
+        """([(counter key, limit, window s)], labels) of one event of user_id from ip."""
+        account = f"account:{user_id}"
+        spent = [b.of(account) for b in self._account]
+        if not ip:
+            return spent, self._labels[0]
+        address = f"ip:{ip}"
+        spent += [b.of(address) for b in self._ip]
+        return spent, self._labels[1]
+
+    @staticmethod
+    def refusal(detail, labels):
+        """The RateLimited error of a state's ('limited', (index, seconds)) answer."""
+        index, seconds = detail
+        return RateLimited(retry_after_s=max(1, round(seconds)), limit=labels[index])
 
     def check(self, user_id, ip=None):
         """Count one event; raise RateLimited (with retry_after_s) if a budget is spent."""
-        budgets = [(self.app.config["USER_RATE_LIMIT"], account_key(user_id))]
-        if ip:
-            budgets.append((self.app.config["IP_RATE_LIMIT"], ip_key(ip)))
-        self._hit(budgets)
+        self._hit(*self.budgets(user_id, ip))
 
     def check_ip(self, ip):
         """Count a new connection against its IP only (a reconnect is not the buyer's doing)."""
-        self._hit([(self.app.config["IP_RATE_LIMIT"], ip_key(ip))])
+        self._hit([b.of(f"ip:{ip}") for b in self._ip], [b.label for b in self._ip])
 
     def check_sign_in(self, email, ip):
         """Count one sign-in or sign-up attempt against its email and its client IP.
@@ -150,10 +205,15 @@ class RequestLimits:
         either budget is spent. The email is kept only as a hash. Redis down:
         the attempt is let through (logged), like every other limit here.
         """
+        if self._login is None:
+            self._login = (_budgets(self.app.config["LOGIN_EMAIL_RATE_LIMIT"], "email"),
+                           _budgets(self.app.config["LOGIN_IP_RATE_LIMIT"], "ip"))
+        by_email, by_ip = self._login
         digest = hashlib.sha256(email.strip().lower().encode()).hexdigest()[:32]
+        budgets = ([b.of(f"login-email:{digest}") for b in by_email]
+                   + [b.of(f"login-ip:{ip}") for b in by_ip])
         try:
-            self._hit([(self.app.config["LOGIN_EMAIL_RATE_LIMIT"], f"login-email:{digest}"),
-                       (self.app.config["LOGIN_IP_RATE_LIMIT"], f"login-ip:{ip}")])
+            self._hit(budgets, [b.label for b in by_email + by_ip])
         except RateLimited as err:
             err.message = (f"Too many attempts. Try again in {err.details['retry_after_s']} "
                            "seconds.")
@@ -161,11 +221,7 @@ class RequestLimits:
         except redis.RedisError:
             log.warning("sign-in limits unavailable (Redis)")
 
-    def _hit(self, budgets):
-        strategy = limiter.limiter
-        for spec, key in budgets:
-            for item in parse_many(spec):
-                if not strategy.hit(item, key, SCOPE):
-                    reset = strategy.get_window_stats(item, key, SCOPE).reset_time
-                    raise RateLimited(retry_after_s=max(1, round(reset - time.time())),
-                                      limit=key.split(":", 1)[0].removeprefix("login-"))
+    def _hit(self, budgets, labels):
+        outcome, detail = self.state.admit(budgets)
+        if outcome == "limited":
+            raise self.refusal(detail, labels)

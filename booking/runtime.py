@@ -48,6 +48,7 @@ class Runtime:
     # Per web process: sockets connected here, by user and by sid.
     local_users: Counter[int] = field(default_factory=Counter)
     local_sids: dict[str, int] = field(default_factory=dict)
+    local_ips: dict[str, str | None] = field(default_factory=dict)  # sid -> client IP
     # event_id -> {seat_id: price_cents}; an event's seats never change.
     seat_maps: dict[int, dict[int, int]] = field(default_factory=dict)
     # Set once SIGTERM arrived (booking.lifecycle): readiness off, new sockets refused.

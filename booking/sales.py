@@ -105,6 +105,17 @@ def record_hold_answers(state, namespace, items, now=None):
     items: the requests just answered ({kind, event_id, received_at}). One
     shared-state write for the whole batch.
     """
+    counts = hold_answer_counts(namespace, items, now)
+    if counts:
+        state.incr(counts, COUNTS_TTL_S)
+
+
+COUNTS_TTL_S = 120
+
+
+def hold_answer_counts(namespace, items, now=None):
+    """{counter key: amount} that record_hold_answers adds (for a caller that writes them
+    together with its own, in one round trip: workers.tasks.send)."""
     now = time.time() if now is None else now
     second = int(now)
     counts = {}
@@ -116,8 +127,7 @@ def record_hold_answers(state, namespace, items, now=None):
                       len(LATENCY_BUCKETS_MS))
         key = _latency_key(namespace, item["event_id"], second, bucket)
         counts[key] = counts.get(key, 0) + 1
-    if counts:
-        state.incr(counts, 120)
+    return counts
 
 
 def latency_of(state, namespace, event_id, now=None, window_s=LATENCY_WINDOW_S):

@@ -80,6 +80,7 @@ def on_connect(auth=None):
     join_room(f"user:{uid}")
     rt.local_users[uid] += 1
     rt.local_sids[request.sid] = uid
+    rt.local_ips[request.sid] = ip
     SOCKETS.inc()
     try:
         rt.presence.touch([uid])
@@ -98,6 +99,7 @@ def on_disconnect(reason=None):
     if rt.local_users[uid] <= 0:
         del rt.local_users[uid]
     rt.local_sids.pop(request.sid, None)
+    rt.local_ips.pop(request.sid, None)
     SOCKETS.dec()
     try:
         rt.presence.touch([uid])
@@ -169,37 +171,54 @@ def on_leave_event(data=None):
     return reply(None, event_id=payload["event_id"])
 
 
-@socketio.on("hold")
-def on_hold(data=None):
-    """Ask to hold seats: acked at once; hold_result follows."""
-    return _request("hold", data, _hold_request)
+# ----------------------------------------------------------- the hot events
+# hold, release and pay are registered on python-socketio itself
+# (register_hot_events, after each socketio.init_app), so that each event
+# skips Flask-SocketIO's request context and session copy: an app context is
+# all they need. Authentication is unchanged: a socket's account and IP are
+# the ones on_connect accepted (bo_uid, bo_ip in its session), which it also
+# keeps for this process in rt.local_sids and rt.local_ips until disconnect.
+
+_HOT_EVENTS = {
+    "hold": _hold_request,        # hold seats: acked at once; hold_result follows
+    "release": _release_request,  # give a hold back: acked at once; release_result follows
+    "pay": _pay_request,          # pay for a hold: acked at once; payment_result follows
+}
 
 
-@socketio.on("release")
-def on_release(data=None):
-    """Give a hold back: acked at once; release_result follows."""
-    return _request("release", data, _release_request)
+def register_hot_events(app):
+    """Register hold, release and pay on this app's python-socketio server."""
+    for kind, schema in _HOT_EVENTS.items():
+        socketio.server.on(kind, _hot_handler(app, kind, schema), namespace="/")
 
 
-@socketio.on("pay")
-def on_pay(data=None):
-    """Pay for a hold: acked at once; payment_result follows."""
-    return _request("pay", data, _pay_request)
+def _hot_handler(app, kind, schema):
+    def handler(sid, data=None, *_extra):
+        with app.app_context():
+            return _request(kind, data, schema, sid)
+    handler.__name__ = f"on_{kind}"
+    return handler
 
 
-def _request(kind, data, schema):
+def _request(kind, data, schema, sid):
     """The shared path of every request that a worker performs: parse, authorize, submit, ack."""
     rt = runtime()
     received_at = time.time()
     rid = data.get("request_id") if isinstance(data, dict) else None
     rid = rid if isinstance(rid, str) and len(rid) <= 64 else None
-    uid = _user_id()
+    uid, ip = rt.local_sids.get(sid), rt.local_ips.get(sid)
     try:
-        _check_rate(uid)
-        payload = _load(schema, data)
-        receipt = intake.submit(kind, uid, rid, payload, received_at)
+        if uid is None:
+            raise Unauthorized("Sign in to connect.")
+        try:
+            payload = _load(schema, data)
+        except BookingError:
+            rt.rate_limit.check(uid, ip)  # a refused request counts too
+            raise
+        # The rate budgets are counted by intake, in its one round trip to Redis.
+        receipt = intake.submit(kind, uid, rid, payload, received_at, ip)
         if receipt.answer is not None:
-            socketio.emit(*receipt.answer, to=request.sid)
+            socketio.emit(*receipt.answer, to=sid)
         rt.metrics.request(kind, receipt.outcome)
         return reply(rid, queued=receipt.queued)
     except BookingError as err:

@@ -9,8 +9,13 @@ import uuid
 
 import pytest
 
+from limits import parse
+from limits.storage import RedisStorage
+from limits.strategies import SlidingWindowCounterRateLimiter
+
 from booking.state.backends import LocalState, RedisState
-from booking.state.ledger import PENDING, QueueFull, RequestLedger, TooManyHolds
+from booking.state.ledger import (PENDING, QueueFull, RequestLedger, TooManyHolds,
+                                  open_hold_changes, unix_time)
 from booking.state.presence import Presence, SocketSlots
 from booking.waiting_room import ADMITTED, PRE_QUEUE, QUEUED, LocalRoomStore, RedisRoomStore
 from tests.conftest import REDIS_URL
@@ -21,8 +26,8 @@ def backend(request):
     """(state, namespace): a fresh namespace per test, so that tests share no key."""
     if request.param == "memory":
         return LocalState(), "t"
-    namespace = request.getfixturevalue("redis_namespace")
-    return RedisState(REDIS_URL), f"{namespace}:{uuid.uuid4().hex[:8]}"
+    namespace = f"{request.getfixturevalue('redis_namespace')}:{uuid.uuid4().hex[:8]}"
+    return RedisState(REDIS_URL, rate_prefix=f"{namespace}:limits"), namespace
 
 
 @pytest.fixture
@@ -98,6 +103,113 @@ def test_finished_and_late_answers_are_counted_per_second(ledger):
     assert ledger.finished_per_second(window_s=10) == 2.0
     assert ledger.answer_shares() == (pytest.approx(0.1), pytest.approx(0.25))
     assert ledger.answer_shares(now=time.time() + 10) == (0.0, 0.0)
+
+
+def _budget(spec, identity):
+    """(counter key, limit, window s) of one limit, as booking.ratelimits builds it."""
+    item = parse(spec)
+    return item.key_for(identity, "global"), item.amount, item.get_expiry()
+
+
+def test_admit_counts_every_budget_or_none(backend):
+    state, _ns = backend
+    tight, loose = _budget("3/minute", "account:1"), _budget("4/minute", "ip:a")
+    for _ in range(3):
+        assert state.admit([tight, loose]) == ("new", None)
+    outcome, (index, seconds) = state.admit([loose, tight])
+    assert (outcome, index) == ("limited", 1)         # which budget is spent
+    assert 0 < seconds <= 60                          # when a slot frees
+    # Refused: nothing counted, so the loose budget has one left.
+    assert state.admit([loose]) == ("new", None)
+    assert state.admit([loose])[0] == "limited"
+    assert state.admit([_budget("3/minute", "account:2")]) == ("new", None)  # its own budget
+
+
+def test_admit_budgets_are_the_counters_flask_limiter_uses_for_rest(backend):
+    """One budget for REST (Flask-Limiter's sliding-window-counter strategy) and sockets."""
+    state, namespace = backend
+    if isinstance(state, RedisState):
+        storage = RedisStorage(REDIS_URL, key_prefix=f"{namespace}:limits")
+    else:
+        storage = state.rate_storage
+    strategy = SlidingWindowCounterRateLimiter(storage)
+    item = parse("4/minute")
+    budget = _budget("4/minute", "account:7")
+    assert strategy.hit(item, "account:7", "global")
+    assert strategy.hit(item, "account:7", "global")
+    assert state.admit([budget]) == ("new", None)
+    assert state.admit([budget]) == ("new", None)
+    assert state.admit([budget])[0] == "limited"       # 2 REST calls + 2 events
+    assert not strategy.hit(item, "account:7", "global")
+
+
+def test_admit_looks_up_and_begins_in_one_call(ledger):
+    budgets = [_budget("100/minute", "account:1")]
+    assert ledger.admit(budgets, 1, "a") == ("new", None)          # a lookup only
+    assert ledger.lookup(1, "a") is None
+    assert ledger.admit(budgets, 1, "a", _hold(1, "a"), holds_cap=2) == ("ok", None)
+    assert ledger.admit(budgets, 1, "a", _hold(1, "a"), holds_cap=2) == ("seen", PENDING)
+    ledger.finish_many([(1, "a", "hold_result", {"ok": True, "hold_id": 5,
+                                                  "expires_at": "2099-01-01T00:00:00Z"})],
+                       opened=[(1, 5, time.time() + 300)])
+    assert ledger.admit(budgets, 1, "a") == ("seen", ("hold_result", {
+        "ok": True, "hold_id": 5, "expires_at": "2099-01-01T00:00:00Z"}))
+    tight = [_budget("1/minute", "account:9")]
+    assert ledger.admit(tight, 9, "x", _hold(9, "x"))[0] == "ok"
+    outcome, _ = ledger.admit(tight, 9, "y", _hold(9, "y"))
+    assert outcome == "limited" and ledger.lookup(9, "y") is None   # limited: not begun
+
+
+def test_open_holds_recorded_by_the_workers_count_against_the_cap(ledger):
+    now = time.time()
+    ledger.finish_many([], opened=[(1, 10, now + 300), (1, 11, now + 300), (2, 12, now + 300)])
+    with pytest.raises(TooManyHolds) as refused:
+        ledger.begin(_hold(1, "a"), holds_cap=2)
+    assert refused.value.open_holds == 2
+    assert ledger.lookup(1, "a") is None
+    assert ledger.begin(_hold(2, "b"), holds_cap=2)     # one open + this one in flight
+    with pytest.raises(TooManyHolds) as refused:
+        ledger.begin(_hold(2, "c"), holds_cap=2)
+    assert refused.value.open_holds == 1
+    ledger.finish_many([], closed=[(1, 10)])            # released, paid, closed
+    assert ledger.begin(_hold(1, "a"), holds_cap=2)
+
+
+def test_an_open_hold_stops_counting_at_its_expiry(ledger):
+    """A lost 'ended' update never locks a buyer out beyond the hold's own expiry."""
+    now = time.time()
+    ledger.finish_many([], opened=[(1, 10, now + 0.3), (1, 11, now + 300)])
+    with pytest.raises(TooManyHolds):
+        ledger.begin(_hold(1, "a"), holds_cap=2)
+    time.sleep(0.4)
+    assert ledger.begin(_hold(1, "a"), holds_cap=2)
+
+
+def test_open_holds_re_derived_replace_what_the_ledger_had(ledger):
+    now = time.time()
+    ledger.finish_many([], opened=[(1, 10, now + 300), (1, 11, now + 300)])
+    ledger.reset_open_holds(1, {12: now + 300, 13: now - 1})   # 13 expired: not counted
+    assert ledger.begin(_hold(1, "a"), holds_cap=2)
+    with pytest.raises(TooManyHolds):
+        ledger.begin(_hold(1, "b"), holds_cap=2)
+    ledger.reset_open_holds(1, {})
+    assert ledger.begin(_hold(1, "b"), holds_cap=2)
+
+
+def test_open_hold_changes_read_answers_and_notices():
+    results = [
+        (1, "h1", "hold_result", {"ok": True, "hold_id": 5, "expires_at": "2030-01-01T00:00:00Z"}),
+        (1, "h2", "hold_result", {"ok": False, "error": {"code": "seat_unavailable"}}),
+        (2, "r1", "release_result", {"ok": True, "hold_id": 6}),
+        (3, "p1", "payment_result", {"ok": True, "hold_id": 7, "order_id": 1}),
+        (3, "p2", "payment_result", {"ok": False, "error": {"code": "payment_declined"}}),
+    ]
+    notices = [(4, "hold_closed", {"hold_id": 8, "event_id": 1, "reason": "expired"}),
+               (4, "seats_changed", {})]
+    opened, closed = open_hold_changes(results, notices)
+    assert opened == [(1, 5, unix_time("2030-01-01T00:00:00Z"))]
+    assert unix_time("2030-01-01T00:00:00Z") == 1893456000.0
+    assert closed == [(2, 6), (3, 7), (4, 8)]
 
 
 # ------------------------------------------------------- presence and sockets

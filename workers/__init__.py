@@ -3,7 +3,9 @@
 The worker-side app is built on first use (when Celery asks for `workers.app`),
 so that the web tier can import `workers.tasks` to enqueue without building one.
 """
-from booking import create_app
+from celery import signals
+
+from booking import create_app, gc_tuning
 
 
 def __getattr__(name):
@@ -12,3 +14,16 @@ def __getattr__(name):
         globals().update(app=app, celery=app)
         return app
     raise AttributeError(name)
+
+
+@signals.worker_init.connect
+def _settle_main(**_):
+    """The worker's main process, before its prefork children fork: freeze start-up's
+    objects (see booking/gc_tuning.py), which the children then share, unwalked."""
+    gc_tuning.settle()
+
+
+@signals.worker_process_init.connect
+def _settle_child(**_):
+    """A prefork child, started: freeze what its own start-up made too."""
+    gc_tuning.settle()

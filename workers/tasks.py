@@ -15,6 +15,7 @@ from booking.errors import BookingError, Busy
 from booking.payloads import reply
 from booking.records import RESULT_EVENTS
 from booking.runtime import runtime
+from booking.state.ledger import open_hold_changes
 from booking.extensions import db
 from booking.payments import ProcessorUnavailable, TokenInvalid
 from booking.transactions import DatabaseUnavailable, run_transaction
@@ -33,10 +34,15 @@ def send(outcome, items=()):
     now = time.time()
     waits = [now - i["received_at"] for i in items
              if i.get("kind") == "hold" and i.get("received_at")]
+    # One round trip: the answers, the buyers' open holds gained and ended (what
+    # the web's open-hold pre-check reads), the per-second counters, and the
+    # per-event latency counts of the organizer's live dashboard (booking.sales).
+    opened, closed = open_hold_changes(outcome.results, outcome.notices)
     rt.ledger.finish_many(outcome.results, late=sum(1 for w in waits if w > target),
-                          slow=sum(1 for w in waits if w > target / 2))
-    # Per event, for the organizer's live dashboard (booking.sales).
-    sales.record_hold_answers(rt.state, current_app.config["REDIS_NAMESPACE"], items, now)
+                          slow=sum(1 for w in waits if w > target / 2),
+                          opened=opened, closed=closed,
+                          counts=sales.hold_answer_counts(
+                              current_app.config["REDIS_NAMESPACE"], items, now))
     rt.broadcaster.results(outcome.results)
     rt.broadcaster.seats(outcome.seat_changes())
     for user_id, event, payload in outcome.notices:

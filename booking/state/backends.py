@@ -5,10 +5,43 @@ counters), so that the ledger, presence and socket slots are written once.
 Each Redis script has its in-process twin here; tests/test_state_backends.py
 runs the same behaviour tests against both, so they cannot drift apart.
 """
+import math
 import threading
 import time
+from dataclasses import dataclass, field
 
 import redis
+from limits.storage import MemoryStorage
+
+@dataclass(frozen=True, slots=True)
+class Begin:
+    """What admit() records for a request taken in flight (see RequestLedger.admit)."""
+    value: str            # the ledger record
+    ttl: int
+    index: str            # requests in flight, scored by acceptance time
+    member: str
+    score: float
+    now: float            # unix time: open holds expiring after it count
+    bound: int = 0        # refuse 'full' at this many in flight (0: no bound)
+    group: str | None = None     # the buyer's hold requests in flight
+    open_key: str | None = None  # the buyer's open holds, scored by expiry
+    cap: int = 0          # refuse 'group_full' at this many open + in flight
+
+
+@dataclass(slots=True)
+class Finish:
+    """What answered requests change, applied at once by finish()."""
+    now: float
+    ttl: int
+    index: str
+    records: dict = field(default_factory=dict)        # ledger key -> answer
+    index_members: list = field(default_factory=list)  # leave the in-flight index
+    group_members: list = field(default_factory=list)  # (group, member): leave the group
+    opened: list = field(default_factory=list)         # (open key, hold id, expiry)
+    closed: list = field(default_factory=list)         # (open key, hold id)
+    counts: dict = field(default_factory=dict)         # per-second counters
+    counts_ttl: int = 120
+
 
 # Redis connections per process; beyond it, callers queue (up to 5 s). The
 # state, the rate limiter and the broadcaster share the one pool. 256: the
@@ -45,8 +78,10 @@ def redis_client(url):
 class RedisState:
     """Key-value state with expiry, in Redis."""
 
-    def __init__(self, url):
+    def __init__(self, url, rate_prefix="limits"):
         self.redis = redis_client(url)
+        # Where Flask-Limiter's Redis storage keeps its counters (its key_prefix).
+        self.rate_prefix = rate_prefix
 
     def put_many(self, mapping, ttl):
         if not mapping:
@@ -81,35 +116,142 @@ class RedisState:
     def ping(self):
         return self.redis.ping()
 
-    # Accepting a request: one script, so that the depth bound and the
-    # per-account cap hold exactly however many web instances accept at once.
-    _BEGIN = """
-    if tonumber(ARGV[5]) > 0 and redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[5]) then
-      return 'full'
+    # A socket request's whole admission, in one round trip: its rate budgets
+    # (limits' sliding-window counter, on the very keys Flask-Limiter's
+    # sliding-window-counter strategy uses for REST, so both draw on one
+    # budget), the repeat lookup, and (mode 'begin') the in-flight begin with
+    # the depth bound and the buyer's open-hold cap (open holds recorded by
+    # the workers, scored by expiry, plus hold requests in flight).
+    # Budgets: KEYS[2i-1], KEYS[2i] (previous, current window); ARGV[2i],
+    # ARGV[2i+1] (limit, window in ms). Nothing is counted unless every
+    # budget has room.
+    _ADMIT = """
+    local n = tonumber(ARGV[1])
+    local windows = {}
+    for i = 1, n do
+      local prev, cur = KEYS[2 * i - 1], KEYS[2 * i]
+      local limit, expiry = tonumber(ARGV[2 * i]), tonumber(ARGV[2 * i + 1])
+      local ct = redis.call('PTTL', cur)
+      if ct > 0 and ct < expiry then
+        redis.call('RENAME', cur, prev)
+        redis.call('SET', cur, 0, 'PX', ct + expiry)
+      end
+      local pc = tonumber(redis.call('GET', prev)) or 0
+      local pt = redis.call('PTTL', prev)
+      local cc = tonumber(redis.call('GET', cur)) or 0
+      ct = redis.call('PTTL', cur)
+      if pt < 0 then pt = 0 end
+      if ct < 0 then ct = 0 end
+      if math.floor(pc * pt / expiry) + cc + 1 > limit then
+        local reset = expiry
+        if pc > 0 then reset = math.min(reset, math.fmod(pt, expiry / pc)) end
+        if cc > 0 then reset = math.min(reset, math.fmod(ct, expiry)) end
+        return {'limited', i, math.floor(reset)}
+      end
     end
-    if KEYS[3] ~= '' and redis.call('SCARD', KEYS[3]) >= tonumber(ARGV[6]) then
-      return 'group_full'
+    for i = 1, n do
+      local cur = KEYS[2 * i]
+      if redis.call('EXISTS', cur) == 1 then
+        redis.call('INCRBY', cur, 1)
+      else
+        redis.call('SET', cur, 1, 'PX', 2 * tonumber(ARGV[2 * i + 1]))
+      end
     end
-    if not redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2], 'NX') then return 'repeat' end
-    redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
-    if KEYS[3] ~= '' then
-      redis.call('SADD', KEYS[3], ARGV[3])
-      redis.call('EXPIRE', KEYS[3], ARGV[2])
+    local mode = ARGV[2 * n + 2]
+    if mode == 'rate' then return {'new'} end
+    local k = 2 * n
+    local seen = redis.call('GET', KEYS[k + 1])
+    if seen then return {'seen', seen} end
+    if mode ~= 'begin' then return {'new'} end
+    local a = 2 * n + 2
+    local bound = tonumber(ARGV[a + 5])
+    if bound > 0 and redis.call('ZCARD', KEYS[k + 2]) >= bound then return {'full'} end
+    local group = KEYS[k + 3]
+    if group ~= '' then
+      local open = redis.call('ZCOUNT', KEYS[k + 4], '(' .. ARGV[a + 7], '+inf')
+      if open + redis.call('SCARD', group) >= tonumber(ARGV[a + 6]) then
+        return {'group_full', open}
+      end
     end
-    return 'ok'
+    redis.call('SET', KEYS[k + 1], ARGV[a + 1], 'EX', ARGV[a + 2])
+    redis.call('ZADD', KEYS[k + 2], ARGV[a + 4], ARGV[a + 3])
+    if group ~= '' then
+      redis.call('SADD', group, ARGV[a + 3])
+      redis.call('EXPIRE', group, ARGV[a + 2])
+    end
+    return {'ok'}
     """
 
-    def begin(self, key, value, ttl, index, member, score, bound=0, group=None, group_cap=0):
-        """Set key (if absent) and index it, unless the index or the group is full.
+    def admit(self, budgets, key=None, begin=None):
+        """Count rate budgets, then look key up, then (begin given) mark it in flight.
 
-        Returns 'ok', 'repeat' (key present), 'full' (index has bound members)
-        or 'group_full' (group has group_cap members).
+        budgets: [(counter key, limit, window seconds)], counted only if all have
+        room. begin: Begin(...) or None. Returns (outcome, detail): ('limited',
+        (budget index, seconds until a slot frees)), ('seen', value), ('new',
+        None: key absent, or no key), ('ok', None), ('full', None) or
+        ('group_full', open holds counted).
         """
-        if not hasattr(self, "_begin"):
-            self._begin = self.redis.register_script(self._BEGIN)
-        result = self._begin(keys=[key, index, group or ""],
-                             args=[value, ttl, member, repr(score), bound or 0, group_cap])
-        return result.decode() if isinstance(result, bytes) else result
+        if not hasattr(self, "_admit"):
+            self._admit = self.redis.register_script(self._ADMIT)
+        keys, args = [], [len(budgets)]
+        prefix = self.rate_prefix
+        for counter, limit, window in budgets:
+            current = f"{prefix}:{{{counter}}}"
+            keys += (current + "/-1", current)
+            args += (limit, window * 1000)
+        if key is None:
+            args.append("rate")
+        else:
+            keys.append(key)
+            if begin is None:
+                args.append("lookup")
+            else:
+                keys += (begin.index, begin.group or "", begin.open_key or "")
+                args += ("begin", begin.value, begin.ttl, begin.member, repr(begin.score),
+                         begin.bound or 0, begin.cap, repr(begin.now))
+        reply = self._admit(keys=keys, args=args)
+        outcome = reply[0].decode()
+        if outcome == "limited":
+            return outcome, (int(reply[1]) - 1, int(reply[2]) / 1000)
+        if outcome == "seen":
+            return outcome, reply[1].decode()
+        if outcome == "group_full":
+            return outcome, int(reply[1])
+        return outcome, None
+
+    def finish(self, done):
+        """Apply a Finish (answered requests, open holds gained and lost, counters) at once:
+        one MULTI/EXEC round trip."""
+        pipe = self.redis.pipeline(transaction=True)
+        for key, value in done.records.items():
+            pipe.set(key, value, ex=done.ttl)
+        if done.index_members:
+            pipe.zrem(done.index, *done.index_members)
+        for group, member in done.group_members:
+            pipe.srem(group, member)
+        for key, member, expires in done.opened:
+            pipe.zadd(key, {member: expires})
+            ttl = max(60, int(expires - done.now) + 60)
+            pipe.expire(key, ttl, nx=True)
+            pipe.expire(key, ttl, gt=True)
+        for key, member in done.closed:
+            pipe.zrem(key, member)
+        for key in {k for k, _m, _e in done.opened} | {k for k, _m in done.closed}:
+            pipe.zremrangebyscore(key, "-inf", done.now)
+        for key, amount in done.counts.items():
+            pipe.incrby(key, amount)
+            pipe.expire(key, done.counts_ttl)
+        pipe.execute()
+
+    def open_reset(self, key, members, now):
+        """Replace the open-hold set key with members ({member: expiry}), re-derived."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.delete(key)
+        live = {m: e for m, e in members.items() if e > now}
+        if live:
+            pipe.zadd(key, live)
+            pipe.expire(key, max(60, int(max(live.values()) - now) + 60))
+        pipe.execute()
 
     def group_remove(self, pairs):
         """Remove members from sets: [(group key, member)]."""
@@ -169,7 +311,11 @@ class RedisState:
 class LocalState:
     """The same interface in process memory, for the one-process embedded mode."""
 
-    def __init__(self):
+    def __init__(self, rate_storage=None):
+        # Rate counters: limits' memory storage; the app hands it Flask-Limiter's,
+        # so that REST calls and socket events draw on one budget here too.
+        self.rate_storage = rate_storage or MemoryStorage()
+        self._open = {}
         self._data = {}
         self._indexes = {}
         self._groups = {}
@@ -217,19 +363,80 @@ class LocalState:
     def ping(self):
         return True
 
-    def begin(self, key, value, ttl, index, member, score, bound=0, group=None, group_cap=0):
+    def admit(self, budgets, key=None, begin=None):
         with self._lock:
-            if bound and len(self._indexes.get(index, {})) >= bound:
-                return "full"
-            if group and len(self._groups.get(group, ())) >= group_cap:
-                return "group_full"
-            if self._live(key):
-                return "repeat"
-            self._data[key] = (str(value), time.monotonic() + ttl)
-            self._indexes.setdefault(index, {})[member] = score
-            if group:
-                self._groups.setdefault(group, set()).add(member)
-            return "ok"
+            limited = self._rate_hit(budgets)
+            if limited is not None:
+                return "limited", limited
+            if key is None:
+                return "new", None
+            item = self._live(key)
+            if item:
+                return "seen", item[0]
+            if begin is None:
+                return "new", None
+            b = begin
+            if b.bound and len(self._indexes.get(b.index, {})) >= b.bound:
+                return "full", None
+            if b.group:
+                open_holds = sum(1 for e in self._open.get(b.open_key, {}).values() if e > b.now)
+                if open_holds + len(self._groups.get(b.group, ())) >= b.cap:
+                    return "group_full", open_holds
+            self._data[key] = (str(b.value), time.monotonic() + b.ttl)
+            self._indexes.setdefault(b.index, {})[b.member] = b.score
+            if b.group:
+                self._groups.setdefault(b.group, set()).add(b.member)
+            return "ok", None
+
+    def _rate_hit(self, budgets):
+        """limits' sliding-window counter on rate_storage (Flask-Limiter's own, in the
+        app), all or nothing: None, or (budget index, seconds until a slot frees)."""
+        storage = self.rate_storage
+        for i, (counter, limit, window) in enumerate(budgets):
+            pc, pt, cc, ct = storage.get_sliding_window(counter, window)
+            if math.floor(pc * pt / window) + cc + 1 > limit:
+                reset = window
+                if pc:
+                    reset = min(reset, pt % (window / pc))
+                if cc:
+                    reset = min(reset, ct % window)
+                return i, reset
+        for counter, limit, window in budgets:
+            storage.acquire_sliding_window_entry(counter, limit, window)
+        return None
+
+    def finish(self, done):
+        with self._lock:
+            expires = time.monotonic() + done.ttl
+            for key, value in done.records.items():
+                self._data[key] = (str(value), expires)
+            index = self._indexes.get(done.index, {})
+            for member in done.index_members:
+                index.pop(member, None)
+            for group, member in done.group_members:
+                self._groups.get(group, set()).discard(member)
+            for key, member, expiry in done.opened:
+                self._open.setdefault(key, {})[member] = expiry
+            for key, member in done.closed:
+                self._open.get(key, {}).pop(member, None)
+            for key in {k for k, _m, _e in done.opened} | {k for k, _m in done.closed}:
+                live = {m: e for m, e in self._open.get(key, {}).items() if e > done.now}
+                if live:
+                    self._open[key] = live
+                else:
+                    self._open.pop(key, None)
+            for key, amount in done.counts.items():
+                item = self._live(key)
+                total = int(item[0]) + amount if item else amount
+                self._data[key] = (str(total), time.monotonic() + done.counts_ttl)
+
+    def open_reset(self, key, members, now):
+        with self._lock:
+            live = {m: e for m, e in members.items() if e > now}
+            if live:
+                self._open[key] = live
+            else:
+                self._open.pop(key, None)
 
     def group_remove(self, pairs):
         with self._lock:
@@ -274,4 +481,6 @@ class LocalState:
 
 def make_state(app):
     url = app.config["REDIS_URL"]
-    return RedisState(url) if url else LocalState()
+    if url:
+        return RedisState(url, rate_prefix=f"{app.config['REDIS_NAMESPACE']}:limits")
+    return LocalState()

@@ -1,0 +1,195 @@
+"""The web's cost per hold request, counted (issue #13), and the open-hold count it reads
+instead of the database: kept by the workers after commit, never trusted to refuse a
+buyer for long, never able to let one past MAX_OPEN_HOLDS (the worker decides).
+"""
+import json
+import os
+import signal
+import time
+import uuid
+
+import pytest
+
+from booking.extensions import socketio
+from tests.conftest import create_event
+from tests.harness import ROOT, Buyer, wait_until
+from tests.test_holds_idempotency import _event
+
+COUNTER = ROOT / "tests" / "roundtrips"
+
+
+def _dump(pid, path, proc=None):
+    """What the process counted so far, and its collector's state
+    (tests/roundtrips/sitecustomize.py)."""
+    before = json.loads(path.read_text())["seq"] if path.exists() else 0
+    os.kill(pid, signal.SIGRTMIN + 3)
+    wait_until(lambda: path.exists() and json.loads(path.read_text())["seq"] > before, 10,
+               "round-trip counts written", proc)
+    return json.loads(path.read_text())
+
+
+def _snapshot(proc, path):
+    return _dump(proc.pid, path, proc)["counts"]
+
+
+def _counted_env(path):
+    pythonpath = os.pathsep.join(p for p in (str(COUNTER), os.environ.get("PYTHONPATH")) if p)
+    return {"PYTHONPATH": pythonpath, "BO_COUNT_FILE": str(path)}
+
+
+@pytest.mark.timeout(240)
+def test_a_hold_request_costs_the_web_one_redis_round_trip_and_no_database_read(
+        cluster, clean_db, make_users, tmp_path):
+    """Counted in a real web process: per hold request, one Redis round trip (the
+    admission script: rate budgets, repeat lookup, in-flight begin, open-hold cap)
+    besides handing the batch to the broker, and no SQL at all once the event's
+    seat map and gate are cached. (Before #13: 4 SQL and 6-7 Redis round trips.)"""
+    event_id = create_event(clean_db, rows=10, per_row=10)
+    counts = tmp_path / "web-counts.json"
+    web = cluster.web(extra_env={**_counted_env(counts),
+                                 "MAX_OPEN_HOLDS": "1000", "USER_RATE_LIMIT": "1000/second"})
+    (uid, tok), = make_users(1)
+    buyer = Buyer(web.url, tok, uid).connect()
+    try:
+        seats = [s["id"] for s in buyer.join(event_id)["seats"]]
+
+        def hold(seat):
+            rid = uuid.uuid4().hex
+            ack = buyer.call("hold", {"request_id": rid, "event_id": event_id,
+                                      "seat_ids": [seat]})
+            assert ack == {"ok": True, "request_id": rid, "queued": True}, ack
+        for seat in seats[:3]:
+            hold(seat)  # warm: the seat map, the script loaded, the broker connection
+        n = 80
+        first = _snapshot(web, counts)
+        for seat in seats[3:3 + n]:
+            hold(seat)
+        last = _snapshot(web, counts)
+    finally:
+        buyer.close()
+    per_hold = {k: (last.get(k, 0) - first.get(k, 0)) / n for k in set(first) | set(last)}
+    print("round trips per hold request:", sorted(per_hold.items()))
+    assert per_hold.get("mysql", 0) <= 0.1, per_hold   # a gate refresh a second at most
+    assert 1.0 <= per_hold.get("redis:EVALSHA", 0) <= 1.05, per_hold
+    broker = sum(v for k, v in per_hold.items() if k in ("redis:LPUSH", "redis:MULTI"))
+    others = per_hold.get("redis", 0) - per_hold.get("redis:EVALSHA", 0) - broker
+    assert others <= 0.1, per_hold
+
+
+@pytest.mark.timeout(240)
+def test_web_and_worker_processes_freeze_start_up_for_the_collector(cluster, tmp_path):
+    """After start-up, a web process, a worker and each of its prefork children have
+    frozen what start-up made (full collections no longer walk it) and collect the
+    young generation every YOUNG_THRESHOLD allocations (booking/gc_tuning.py)."""
+    import psutil
+
+    from booking.gc_tuning import YOUNG_THRESHOLD
+    web = cluster.web(extra_env=_counted_env(tmp_path / "web.json"))
+    worker = cluster.worker(concurrency=2,
+                            extra_env=_counted_env(tmp_path / "worker-{pid}.json"))
+    pids = [(web.pid, tmp_path / "web.json")] + [
+        (p.pid, tmp_path / f"worker-{p.pid}.json")
+        for p in [psutil.Process(worker.pid), *psutil.Process(worker.pid).children()]]
+    assert len(pids) == 4
+    for pid, path in pids:
+        state = _dump(pid, path)
+        assert state["gc_frozen"] > 10_000, (pid, state["gc_frozen"])
+        assert state["gc_threshold"][0] == YOUNG_THRESHOLD, (pid, state["gc_threshold"])
+
+
+def test_hot_socket_events_skip_the_flask_request_context(app, make_users):
+    """hold, release and pay run with an app context only (Flask-SocketIO would push a
+    request context and copy the session for each); other events keep theirs."""
+    import flask
+    event_id, seats = _event(app, seats=4)
+    (uid, tok), = make_users(1)
+    client = socketio.test_client(app, auth={"token": tok})
+    pushed = []
+    original = app.request_context
+
+    def counting(environ):
+        pushed.append(environ.get("PATH_INFO"))
+        return original(environ)
+    app.request_context = counting
+    try:
+        ack = client.emit("hold", {"request_id": "h0", "event_id": event_id,
+                                   "seat_ids": [seats[0]]}, callback=True)
+        assert ack == {"ok": True, "request_id": "h0", "queued": True}
+        assert client.emit("release", {"request_id": "r0", "hold_id": 999_999},
+                           callback=True)["error"]["code"] == "not_found"
+        assert pushed == []
+        assert client.emit("join_event", {"event_id": event_id}, callback=True)["ok"]
+        assert len(pushed) == 1
+    finally:
+        app.request_context = original
+        client.disconnect()
+    assert not flask.has_request_context()
+
+
+def _results(client, received):
+    received.extend(m["args"][0] for m in client.get_received() if m["name"] == "hold_result")
+    return received
+
+
+def _hold(client, received, rid, event_id, seat):
+    ack = client.emit("hold", {"request_id": rid, "event_id": event_id, "seat_ids": [seat]},
+                      callback=True)
+    if not ack["ok"]:
+        return ack
+    wait_until(lambda: any(r["request_id"] == rid for r in _results(client, received)), 30,
+               f"hold_result {rid}")
+    return next(r for r in received if r["request_id"] == rid)
+
+
+def test_open_holds_are_counted_from_the_workers_answers(app, make_users):
+    """No database read: the third hold is refused in the ack from the ledger's count,
+    and a release answered by the worker gives the slot back at once."""
+    event_id, seats = _event(app, seats=4)
+    (uid, tok), = make_users(1)
+    client = socketio.test_client(app, auth={"token": tok})
+    received = []
+    first = _hold(client, received, "h0", event_id, seats[0])
+    assert first["ok"] and _hold(client, received, "h1", event_id, seats[1])["ok"]
+    third = client.emit("hold", {"request_id": "h2", "event_id": event_id,
+                                 "seat_ids": [seats[2]]}, callback=True)
+    assert third["error"]["details"]["limit"] == "open_holds"
+    ack = client.emit("release", {"request_id": "r0", "hold_id": first["hold_id"]},
+                      callback=True)
+    assert ack["ok"]
+    wait_until(lambda: _hold(client, received, "h3", event_id, seats[2]).get("ok"), 30,
+               "a hold once the release is answered")
+    client.disconnect()
+
+
+def test_a_lost_ledger_update_never_lets_a_buyer_past_the_cap(app, make_users):
+    """The ledger forgot both open holds (Redis lost the update): the edge lets the
+    third request through, and the worker, counting under lock, refuses it."""
+    event_id, seats = _event(app, seats=4)
+    (uid, tok), = make_users(1)
+    client = socketio.test_client(app, auth={"token": tok})
+    received = []
+    assert _hold(client, received, "h0", event_id, seats[0])["ok"]
+    assert _hold(client, received, "h1", event_id, seats[1])["ok"]
+    with app.app_context():
+        app.extensions["boxoffice"].ledger.reset_open_holds(uid, {})
+    third = _hold(client, received, "h2", event_id, seats[2])
+    assert third["ok"] is False and third["error"]["details"]["limit"] == "open_holds"
+    client.disconnect()
+
+
+def test_a_lost_ledger_update_never_locks_a_buyer_out(app, make_users):
+    """The ledger still counts two holds that ended (their 'ended' update lost): before
+    refusing, the edge counts the buyer's open holds again in the database."""
+    event_id, seats = _event(app, seats=4)
+    (uid, tok), = make_users(1)
+    with app.app_context():
+        ledger = app.extensions["boxoffice"].ledger
+        ledger.reset_open_holds(uid, {991: time.time() + 300, 992: time.time() + 300})
+    client = socketio.test_client(app, auth={"token": tok})
+    received = []
+    assert _hold(client, received, "h0", event_id, seats[0])["ok"]
+    assert _hold(client, received, "h1", event_id, seats[1])["ok"]
+    third = client.emit("hold", {"request_id": "h2", "event_id": event_id,
+                                 "seat_ids": [seats[2]]}, callback=True)
+    assert third["error"]["details"]["limit"] == "open_holds"   # two real ones now
+    client.disconnect()
