@@ -26,6 +26,7 @@ from urllib.parse import parse_qs
 
 from . import catalog, metrics, waiting_room
 from .broadcast import subscribe_forever
+from .delivery import ResultsManager
 from .errors import Busy
 from .payloads import error_body
 from .extensions import db, socketio
@@ -89,12 +90,27 @@ def start_background(app):
     rt = runtime(app)
     socketio.start_background_task(rt.coalescer.run_forever)
     socketio.start_background_task(_refresh_presence, app)
+    manager = socketio.server.manager
+    if isinstance(manager, ResultsManager):
+        # Results published while this process's subscription was down are
+        # lost: its sockets re-send what has no answer (docs/API.md, "Recovery").
+        manager.on_restored = lambda: socketio.start_background_task(
+            ask_to_resend, "subscription_restored")
     if app.config["REDIS_URL"]:
         socketio.start_background_task(subscribe_forever, socketio, app.config["REDIS_URL"],
                                        app.config["REDIS_NAMESPACE"], rt.coalescer,
                                        lambda: _resync(app), lambda m: _tell_positions(app, m))
     else:
         socketio.start_background_task(_sweep_inline, app)
+
+
+def ask_to_resend(reason):
+    """Tell every socket of this process to re-send the requests it has no result for."""
+    count = len(socketio.server.eio.sockets)
+    log.warning("%s: asking %d sockets to re-send unanswered requests", reason, count)
+    metrics.RESEND_NOTICES.labels(reason).inc()
+    # ignore_queue: this process's own sockets only (the others' subscriptions are fine).
+    socketio.emit("resend", {"reason": reason}, namespace="/", ignore_queue=True)
 
 
 def _refresh_presence(app):

@@ -15,6 +15,7 @@ from booking.errors import BookingError, Busy
 from booking.payloads import reply
 from booking.records import RESULT_EVENTS
 from booking.runtime import runtime
+from booking.delivery import PublishFailed
 from booking.extensions import db
 from booking.payments import ProcessorUnavailable, TokenInvalid
 from booking.transactions import DatabaseUnavailable, run_transaction
@@ -37,15 +38,28 @@ def send(outcome, items=()):
                           slow=sum(1 for w in waits if w > target / 2))
     # Per event, for the organizer's live dashboard (booking.sales).
     sales.record_hold_answers(rt.state, current_app.config["REDIS_NAMESPACE"], items, now)
-    rt.broadcaster.results(outcome.results)
+    # The answers are recorded (ledger and durable record) before they are
+    # published: a re-sent request is answered from them. A failed publish is
+    # raised after the rest went out, so that the task runs again and re-sends
+    # them (booking.delivery); the client's re-send covers the rest.
+    unsent = None
+    try:
+        rt.broadcaster.results(outcome.results)
+    except PublishFailed as err:
+        unsent = err
     rt.broadcaster.seats(outcome.seat_changes())
-    for user_id, event, payload in outcome.notices:
-        rt.broadcaster.to_user(user_id, event, payload)
+    try:
+        for user_id, event, payload in outcome.notices:
+            rt.broadcaster.to_user(user_id, event, payload)
+    except PublishFailed as err:
+        unsent = unsent or err
     if outcome.mails:
         from workers.after_sale import dispatch
         dispatch(outcome.mails)
     rt.metrics.results(outcome.results, {
         (i["user_id"], i["request_id"]): i.get("received_at") for i in items})
+    if unsent is not None:
+        raise unsent
 
 
 def _answer_unrecorded(items, err):
@@ -145,7 +159,17 @@ def requeue_overdue_requests():
 def pay(self, item):
     """Charge a hold under the buyer's idempotency key, then sell its seats (or give it back)."""
     rt = runtime()
-    start = _decide(self, [item], lambda s: checkout.begin_payment(s, item, rt.processor.name))
+    try:
+        _pay(self, rt, item)
+    except PublishFailed as exc:
+        # Decided and recorded, but its answer not published: run again; the
+        # record answers it (the same key never charges twice).
+        log.warning("could not send a payment's result; retrying", exc_info=True)
+        raise self.retry(countdown=1, exc=exc)
+
+
+def _pay(task, rt, item):
+    start = _decide(task, [item], lambda s: checkout.begin_payment(s, item, rt.processor.name))
     if start is None:
         return
     if start.payment_id is None:
@@ -173,7 +197,7 @@ def pay(self, item):
         _finish_payment(start.payment_id, charge, [item], item["request_id"])
     except DatabaseUnavailable as exc:
         # Charged but not recorded: run again; the same key will not charge twice.
-        raise self.retry(countdown=1, exc=exc)
+        raise task.retry(countdown=1, exc=exc)
 
 
 def _finish_payment(payment_id, charge, items=(), request_id=None):
