@@ -25,6 +25,8 @@ import time
 import redis
 import redis.client
 import socketio
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +63,14 @@ class ResultsManager(socketio.RedisManager):
     """
 
     def __init__(self, url, channel, write_only=False):
-        # A worker's publish must fail fast rather than stall a task (redis-py's
-        # default retries back off for seconds); the listener blocks on purpose.
-        options = {"socket_connect_timeout": 3, "socket_timeout": 5} if write_only else {}
-        super().__init__(url, channel=channel, write_only=write_only, redis_options=options)
+        # A publish fails fast rather than stall a task or a handler; the
+        # listener's blocking read is not bounded by socket_timeout (redis-py
+        # reads pub/sub messages without it).
+        # One immediate retry (a reconnect: after CLIENT KILL it re-subscribes at
+        # once); redis-py's default backs off for seconds on every attempt.
+        super().__init__(url, channel=channel, write_only=write_only,
+                         redis_options={"socket_connect_timeout": 3, "socket_timeout": 5,
+                                        "retry": Retry(NoBackoff(), 1)})
         self.on_restored = None
 
     def _restored(self):

@@ -17,8 +17,11 @@ process. route() says which task performs which request, for the broker and
 for the embedded mode alike.
 """
 import logging
+import time
 from collections import deque
 from dataclasses import dataclass
+
+from flask import current_app
 
 from . import catalog, checkout, holds, records, waiting_room
 from .errors import BookingError, Busy, InvalidRequest
@@ -69,6 +72,7 @@ def submit(kind, user_id, request_id, payload, received_at):
     db.session.remove()
     holds_cap = item.pop("_holds_cap", None)
     item.update(kind=kind, user_id=user_id, request_id=request_id, received_at=received_at)
+    _check_deadline(received_at)
     if not _begin(rt, item, holds_cap):
         return Receipt("repeat", queued=True)
     try:
@@ -77,6 +81,13 @@ def submit(kind, user_id, request_id, payload, received_at):
         rt.ledger.forget(user_id, request_id)
         raise
     return Receipt("accepted", queued=True)
+
+
+def _check_deadline(received_at):
+    """Busy (nothing done) once the ack has waited ACK_DEADLINE_SECONDS: an ack never
+    waits on slow Redis, database or CPU for long; the buyer may send it again."""
+    if time.time() - received_at > current_app.config["ACK_DEADLINE_SECONDS"]:
+        raise Busy("The box office is very busy; please retry shortly.", retry_after_s=1)
 
 
 def _begin(rt, item, holds_cap):

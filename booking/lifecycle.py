@@ -171,9 +171,29 @@ def _resync(app):
         db.session.remove()
 
 
+def bound_database_waits(app):
+    """A serving web process's database round trips give up after WEB_DB_TIMEOUT_SECONDS
+    (PyMySQL's connect, read and write timeouts), so that no handler, and no ack,
+    waits on a stalled database connection: the error answers `busy`."""
+    if not app.config["SQLALCHEMY_DATABASE_URI"].startswith("mysql"):
+        return
+    from sqlalchemy import event
+    seconds = app.config["WEB_DB_TIMEOUT_SECONDS"]
+    with app.app_context():
+        engine = db.engine
+
+        @event.listens_for(engine, "do_connect")
+        def _bounded(dialect, conn_rec, cargs, cparams):
+            for name in ("connect_timeout", "read_timeout", "write_timeout"):
+                cparams[name] = seconds
+
+        engine.dispose()   # connections made before this point have no bound
+
+
 def serve(app, host, port):
     """Run the eventlet server until SIGTERM or SIGINT, then drain and exit."""
     install_drain_gate(app)
+    bound_database_waits(app)
 
     def on_signal(signum, frame):
         begin_drain(app)

@@ -199,7 +199,9 @@ def _request(kind, data, schema):
         payload = _load(schema, data)
         receipt = intake.submit(kind, uid, rid, payload, received_at)
         if receipt.answer is not None:
-            socketio.emit(*receipt.answer, to=request.sid)
+            # The asking socket is on this process: no detour through the message
+            # queue, whose publish could stall the ack while Redis is unwell.
+            socketio.emit(*receipt.answer, to=request.sid, ignore_queue=True)
         rt.metrics.request(kind, receipt.outcome)
         return reply(rid, queued=receipt.queued)
     except BookingError as err:
