@@ -7,8 +7,7 @@ from playwright.sync_api import expect
 
 from tests.browser.support import PHONE, BuyerTab, expect_state
 from tests.conftest import REDIS_URL, create_event
-from tests.netcut import Proxy
-from tests.test_outages import _through
+from tests.test_outages import _through, redis_proxy  # noqa: F401
 
 SLOW = "4000 0000 0000 3220"   # charged at once, answered after 5 s (docs/API.md)
 DESKTOP_800 = {"viewport": {"width": 1280, "height": 800}}
@@ -32,30 +31,26 @@ def tabs(browser):
         tab.close()
 
 
-def test_page_resends_a_request_whose_result_was_lost(cluster, event_id, tabs):
+def test_page_resends_a_request_whose_result_was_lost(cluster, event_id, tabs, redis_proxy):
     """The worker's results never reach Redis (its path is cut): the page's hold is
     decided all the same, and the page gets the answer by sending the request again
     after a few seconds (the server answers it from its ledger)."""
-    proxy = Proxy("127.0.0.1", int(REDIS_URL.rsplit(":", 1)[1].split("/")[0]))
-    try:
-        cluster.worker(concurrency=1, extra_env={
-            "SOCKETIO_MESSAGE_QUEUE_URL": _through(proxy, REDIS_URL)})
-        web = cluster.web()
-        proxy.cut()
-        a = tabs(web.url, "Ann").open_event(event_id)
-        a.seat("A", 1).click()
-        a.page.get_by_role("button", name="Hold seats").click()
-        # No answer at first: the result was published to nobody.
-        a.page.wait_for_timeout(2000)
-        expect(a.page.locator("#payment-modal")).to_be_hidden()
-        # Re-sent after 5 s, answered from the ledger: the payment window opens.
-        modal = a.page.locator("#payment-modal")
-        expect(modal).to_be_visible(timeout=15000)
-        expect(modal.locator("#held-seats li")).to_have_count(1)
-        expect_state(a.seat("A", 1), "held by you")
-        a.assert_no_console_errors()
-    finally:
-        proxy.cut()
+    cluster.worker(concurrency=1, extra_env={
+        "SOCKETIO_MESSAGE_QUEUE_URL": _through(redis_proxy, REDIS_URL)})
+    web = cluster.web()
+    redis_proxy.cut()
+    a = tabs(web.url, "Ann").open_event(event_id)
+    a.seat("A", 1).click()
+    a.page.get_by_role("button", name="Hold seats").click()
+    # No answer at first: the result was published to nobody.
+    a.page.wait_for_timeout(2000)
+    modal = a.page.locator("#payment-modal")
+    expect(modal).to_be_hidden()
+    # Re-sent after 5 s, answered from the ledger: the payment window opens.
+    expect(modal).to_be_visible(timeout=15000)
+    expect(modal.locator("#held-seats li")).to_have_count(1)
+    expect_state(a.seat("A", 1), "held by you")
+    a.assert_no_console_errors()
 
 
 @pytest.mark.parametrize("device,label", [(PHONE, "phone"), (DESKTOP_800, "desktop")])
