@@ -199,7 +199,7 @@ def from_environment():
         # A hold, release or pay request not yet recorded in flight this long
         # after the web process received it is answered `busy` (nothing done):
         # its ack has waited too long on Redis, the database or the process's CPU.
-        "ACK_DEADLINE_SECONDS": _float("ACK_DEADLINE_SECONDS", 3.0),
+        "ACK_DEADLINE_SECONDS": _float("ACK_DEADLINE_SECONDS", 5.0),
         # Connections one web process serves at most (eventlet's pool size).
         "WEB_MAX_CONNECTIONS": _int("WEB_MAX_CONNECTIONS", 10000),
         "LOG_LEVEL": os.environ.get("LOG_LEVEL", "INFO"),
