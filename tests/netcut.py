@@ -4,6 +4,7 @@ stall: connections stay open and nothing gets through (a hung server or a
 network that drops packets), which only a timeout ends."""
 import socket
 import threading
+import time
 
 
 class Proxy:
@@ -15,6 +16,7 @@ class Proxy:
         self.conns = []
         self.listener = None
         self.stalled = False
+        self.delay_s = 0.0     # added to every chunk forwarded either way: a slow network
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]
@@ -83,6 +85,8 @@ class Proxy:
                 data = src.recv(65536)
                 if not data:
                     break
+                if self.delay_s:
+                    time.sleep(self.delay_s)
                 if not self.stalled:
                     dst.sendall(data)
         except OSError:
