@@ -40,8 +40,9 @@ def send(outcome, items=()):
     sales.record_hold_answers(rt.state, current_app.config["REDIS_NAMESPACE"], items, now)
     # The answers are recorded (ledger and durable record) before they are
     # published: a re-sent request is answered from them. A failed publish is
-    # raised after the rest went out, so that the task runs again and re-sends
-    # them (booking.delivery); the client's re-send covers the rest.
+    # raised after the rest went out (booking.delivery): a batch of holds and
+    # releases runs again and re-sends them; the client's re-send covers the
+    # rest (a payment's answer among them).
     unsent = None
     try:
         rt.broadcaster.results(outcome.results)
@@ -159,17 +160,7 @@ def requeue_overdue_requests():
 def pay(self, item):
     """Charge a hold under the buyer's idempotency key, then sell its seats (or give it back)."""
     rt = runtime()
-    try:
-        _pay(self, rt, item)
-    except PublishFailed as exc:
-        # Decided and recorded, but its answer not published: run again; the
-        # record answers it (the same key never charges twice).
-        log.warning("could not send a payment's result; retrying", exc_info=True)
-        raise self.retry(countdown=1, exc=exc)
-
-
-def _pay(task, rt, item):
-    start = _decide(task, [item], lambda s: checkout.begin_payment(s, item, rt.processor.name))
+    start = _decide(self, [item], lambda s: checkout.begin_payment(s, item, rt.processor.name))
     if start is None:
         return
     if start.payment_id is None:
@@ -197,7 +188,7 @@ def _pay(task, rt, item):
         _finish_payment(start.payment_id, charge, [item], item["request_id"])
     except DatabaseUnavailable as exc:
         # Charged but not recorded: run again; the same key will not charge twice.
-        raise task.retry(countdown=1, exc=exc)
+        raise self.retry(countdown=1, exc=exc)
 
 
 def _finish_payment(payment_id, charge, items=(), request_id=None):
