@@ -129,7 +129,7 @@ def _init_runtime(app, role):
     namespace = app.config["REDIS_NAMESPACE"]
     # Results and other socket events travel through Flask-SocketIO's message
     # queue (booking.delivery: a lost subscription or publish is made visible).
-    queue_url = app.config["SOCKETIO_MESSAGE_QUEUE_URL"]
+    queue_url = (app.config["SOCKETIO_MESSAGE_QUEUE_URL"] or redis_url) if redis_url else None
     queue_options = {"client_manager": ResultsManager(
         queue_url, channel=f"{namespace}-socketio", write_only=role == "worker")
         if queue_url else None}

@@ -86,8 +86,9 @@ def from_environment():
             "DATABASE_URL", f"sqlite:///{INSTANCE_DIR / 'booking.db'}"),
         "REDIS_URL": redis_url,
         # Flask-SocketIO's message queue (results and events to sockets, Redis
-        # pub/sub: nothing kept, so no persistence needed); REDIS_URL unless set.
-        "SOCKETIO_MESSAGE_QUEUE_URL": os.environ.get("SOCKETIO_MESSAGE_QUEUE_URL") or redis_url,
+        # pub/sub: nothing kept, so no persistence needed); unset: REDIS_URL.
+        # Without REDIS_URL (the embedded mode) there is none.
+        "SOCKETIO_MESSAGE_QUEUE_URL": os.environ.get("SOCKETIO_MESSAGE_QUEUE_URL") or None,
         # Prefix of every Redis key and pub/sub channel, so that several
         # deployments (or test runs) can share one Redis server.
         "REDIS_NAMESPACE": os.environ.get("REDIS_NAMESPACE", "boxoffice"),
