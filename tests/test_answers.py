@@ -209,17 +209,17 @@ def test_ack_answers_busy_instead_of_waiting_on_a_stalled_database(cluster, clea
 
 def test_ack_past_its_deadline_answers_busy_and_does_nothing(cluster, clean_db, buyers,
                                                              db_proxy):
-    """Every database round trip of the web process takes 2 s (a slow network): the
+    """Every database round trip of the web process takes 1 s (a slow network): the
     request's checks outlast ACK_DEADLINE_SECONDS, so the ack answers `busy` at once
     instead of accepting it late, and nothing is recorded or performed."""
     event_id = create_event(clean_db, rows=1, per_row=4)
     cluster.worker()
     web = cluster.web(extra_env={"DATABASE_URL": _through(db_proxy, clean_db),
-                                 "ACK_DEADLINE_SECONDS": "3"})
+                                 "ACK_DEADLINE_SECONDS": "2"})
     buyer = buyers(web.url)
     seats = [s["id"] for s in buyer.join(event_id)["seats"]]
 
-    db_proxy.delay_s = 1.0
+    db_proxy.delay_s = 0.5
     time.sleep(1.5)   # the seat gates cached by the join are stale now
     payload = _hold(seats[0], event_id)
     started = time.monotonic()
