@@ -42,15 +42,26 @@ _SENT = re.compile(rb'"sent_at": ?"([^"]+)"')
 RESULT_EVENTS = {"hold": "hold_result", "release": "release_result", "pay": "payment_result"}
 
 
+# The recovery rule of docs/API.md ("Recovery"), as the browser (static/js/live.js)
+# and the test clients (tests/harness.py) follow it: an accepted request with no
+# result this long after it was last sent is sent again with the same request_id
+# (then twice as long each time, up to RESEND_MAX_S); at once on `resend` and
+# after a reconnect.
+RESEND_AFTER_S = 5.0
+RESEND_MAX_S = 30.0
+
+
 class Request:
     __slots__ = ("rid", "kind", "payload", "sent", "accepted", "result", "done", "resends",
-                 "counted")
+                 "counted", "buyer", "last_sent", "wait")
 
-    def __init__(self, kind, payload):
+    def __init__(self, kind, payload, buyer=None):
         self.rid = uuid.uuid4().hex
         self.kind, self.payload = kind, dict(payload, request_id=self.rid)
         self.sent, self.accepted, self.result, self.resends = None, False, None, 0
         self.counted = False
+        self.buyer = buyer
+        self.last_sent, self.wait = 0.0, RESEND_AFTER_S
         self.done = asyncio.get_running_loop().create_future()
 
 
@@ -95,11 +106,7 @@ class Buyer:
                     c.stats.inc("reconnects")
                 self.ready.set()
                 asyncio.ensure_future(self._watch(sio))
-                for req in list(self.pending.values()):
-                    if req.accepted:
-                        req.resends += 1
-                        c.stats.inc("resent")
-                        asyncio.ensure_future(self._send(req))
+                self.resend_accepted()
                 return True
             except (OSError, ConnectionError, asyncio.TimeoutError, Disconnected) as err:
                 sio.close()
@@ -136,12 +143,22 @@ class Buyer:
             c.answered(req, payload, now)
             if not req.done.done():
                 req.done.set_result(payload)
+        elif name == "resend":
+            # This socket's web process lost results (its subscription dropped).
+            c.stats.inc("resend_notices")
+            self.resend_accepted()
         elif name == "hold_closed":
             c.stats.inc("hold_closed")
         elif name == "draining":
             c.stats.inc("draining_notices")
         elif c.on_other is not None:
             c.on_other(self, name, raw, now)
+
+    def resend_accepted(self):
+        """Send again every accepted request of this buyer that has no result yet."""
+        for req in list(self.pending.values()):
+            if req.accepted and req.result is None:
+                self.client.resend(req)
 
     async def _send(self, req):
         """Emit until acked (reconnects re-send); returns the ack or None if we gave up."""
@@ -158,6 +175,7 @@ class Buyer:
                 self.pending[req.rid] = req
                 if req.sent is None:
                     req.sent = time.time()
+                req.last_sent = time.monotonic()
                 ack = await asyncio.wait_for(self.sio.emit(req.kind, req.payload), 60)
             except (Disconnected, asyncio.TimeoutError):
                 await asyncio.sleep(0.05)
@@ -178,7 +196,7 @@ class Buyer:
 
     async def request(self, kind, payload, result_timeout):
         """('refused', ack) | ('result', payload) | ('timeout', None) | ('lost', None)."""
-        req = Request(kind, payload)
+        req = Request(kind, payload, self)
         ack = await self._send(req)
         if ack is None:
             return "lost", None
@@ -233,6 +251,23 @@ class ClientProcess:
         self.map_buyer = None
         self.on_change = None     # callback(seat_id, old_status, new_status)
         self.on_other = None      # callback(buyer, event name, raw frame, time) for other events
+
+    # the recovery rule -------------------------------------------------------
+    def resend(self, req):
+        req.resends += 1
+        req.wait = min(req.wait * 2, RESEND_MAX_S)
+        self.stats.inc("resent")
+        asyncio.ensure_future(req.buyer._send(req))
+
+    async def resend_overdue(self):
+        """Re-send accepted requests that have had no result for their wait (RESEND_AFTER_S...)."""
+        while not self.quit:
+            await asyncio.sleep(0.5)
+            now = time.monotonic()
+            for req in list(self.inflight.values()):
+                if (req.result is None and req.buyer is not None and req.buyer.ready.is_set()
+                        and now - req.last_sent >= req.wait):
+                    self.resend(req)
 
     # counters -----------------------------------------------------------------
     def accepted(self, req):
@@ -347,6 +382,7 @@ async def _client_main(cfg, users, body, ready_q, go_evt, stop_evt):
             break
         await asyncio.sleep(0.05)
     run = asyncio.ensure_future(scenario.run())
+    resender = asyncio.ensure_future(c.resend_overdue())
     while not stop_evt.is_set() and not run.done():
         await asyncio.sleep(0.1)
     scenario.stopping = True
@@ -355,6 +391,7 @@ async def _client_main(cfg, users, body, ready_q, go_evt, stop_evt):
     while c.inflight and time.monotonic() < drain_until:
         await asyncio.sleep(0.2)
     run.cancel()
+    resender.cancel()
     with contextlib.suppress(BaseException):
         await run
     unanswered = [{"kind": r.kind, "uid": next((b.uid for b in c.buyers if r.rid in b.pending),

@@ -112,6 +112,7 @@ def _init_runtime(app, role):
     # existed when they were declared.
     from . import dashboard, sockets  # noqa: F401
     from .broadcast import Broadcaster, SeatsCoalescer
+    from .delivery import ResultsManager
     from .holds import Settings
     from .intake import make_dispatcher
     from .metrics import Metrics
@@ -126,7 +127,12 @@ def _init_runtime(app, role):
 
     redis_url = app.config["REDIS_URL"]
     namespace = app.config["REDIS_NAMESPACE"]
-    queue_options = {"message_queue": redis_url, "channel": f"{namespace}-socketio"}
+    # Results and other socket events travel through Flask-SocketIO's message
+    # queue (booking.delivery: a lost subscription or publish is made visible).
+    queue_url = (app.config["SOCKETIO_MESSAGE_QUEUE_URL"] or redis_url) if redis_url else None
+    queue_options = {"client_manager": ResultsManager(
+        queue_url, channel=f"{namespace}-socketio", write_only=role == "worker")
+        if queue_url else None}
     if role == "worker":
         # A write-only emitter: workers only publish to the message queue.
         # async_mode='threading' keeps eventlet out of the prefork worker.

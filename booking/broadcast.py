@@ -10,8 +10,9 @@ keeps the newest version of each changed seat per event, and every
 SEATS_CHANGED_INTERVAL_MS emits one `seats_changed` per event to its own
 sockets only (`ignore_queue`), so a thousand watchers cost a thousand sends per
 interval, not per change. Redis pub/sub drops messages while a subscriber is
-disconnected, so after reconnecting a web instance re-sends full snapshots of
-the events its sockets watch; per-seat versions make repeats harmless.
+disconnected, so after reconnecting (also when redis-py re-subscribed by itself:
+booking.delivery.WatchedPubSub) a web instance re-sends full snapshots of the
+events its sockets watch; per-seat versions make repeats harmless.
 """
 import json
 import logging
@@ -22,6 +23,7 @@ from datetime import datetime, timezone
 import redis
 
 from . import payloads
+from .delivery import WatchedPubSub
 from .state.backends import redis_client
 
 log = logging.getLogger(__name__)
@@ -179,9 +181,11 @@ def subscribe_forever(socketio, redis_url, namespace, coalescer, resync, on_posi
     """
     client = redis.Redis.from_url(redis_url, socket_connect_timeout=3, health_check_interval=10)
     failures = 0
+    restored = []   # set by WatchedPubSub when redis-py re-subscribed by itself
     while True:
         try:
-            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            pubsub = WatchedPubSub(client.connection_pool, lambda: restored.append(True),
+                                   ignore_subscribe_messages=True)
             pubsub.subscribe(seats_channel(namespace), positions_channel(namespace))
             positions = positions_channel(namespace).encode()
             if failures:
@@ -189,6 +193,12 @@ def subscribe_forever(socketio, redis_url, namespace, coalescer, resync, on_posi
                 resync()
             failures = 0
             while True:
+                if restored:
+                    # Re-subscribed without an error reaching us (redis-py's
+                    # own reconnect): changes in the gap are lost all the same.
+                    restored.clear()
+                    log.warning("seat-change subscription restored; resyncing watchers")
+                    resync()
                 message = pubsub.get_message(timeout=1.0)
                 if message is None:
                     continue

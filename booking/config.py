@@ -85,6 +85,10 @@ def from_environment():
         "SQLALCHEMY_DATABASE_URI": os.environ.get(
             "DATABASE_URL", f"sqlite:///{INSTANCE_DIR / 'booking.db'}"),
         "REDIS_URL": redis_url,
+        # Flask-SocketIO's message queue (results and events to sockets, Redis
+        # pub/sub: nothing kept, so no persistence needed); unset: REDIS_URL.
+        # Without REDIS_URL (the embedded mode) there is none.
+        "SOCKETIO_MESSAGE_QUEUE_URL": os.environ.get("SOCKETIO_MESSAGE_QUEUE_URL") or None,
         # Prefix of every Redis key and pub/sub channel, so that several
         # deployments (or test runs) can share one Redis server.
         "REDIS_NAMESPACE": os.environ.get("REDIS_NAMESPACE", "boxoffice"),
@@ -193,6 +197,15 @@ def from_environment():
         "DRAIN_NOTICE_SECONDS": _float("DRAIN_NOTICE_SECONDS", 1.0),
         "DRAIN_GRACE_SECONDS": _float("DRAIN_GRACE_SECONDS", 1.0),
         "DRAIN_TIMEOUT_SECONDS": _float("DRAIN_TIMEOUT_SECONDS", 30.0),
+        # What a serving web process waits for one database round trip (connect,
+        # read or write) before it gives up: a socket's ack then answers `busy`
+        # instead of waiting on a stalled database (the pool checkout is
+        # bounded at 3 s on its own). Workers and the CLI are not bounded by it.
+        "WEB_DB_TIMEOUT_SECONDS": _float("WEB_DB_TIMEOUT_SECONDS", 5.0),
+        # A hold, release or pay request not yet recorded in flight this long
+        # after the web process received it is answered `busy` (nothing done):
+        # its ack has waited too long on Redis, the database or the process's CPU.
+        "ACK_DEADLINE_SECONDS": _float("ACK_DEADLINE_SECONDS", 5.0),
         # Connections one web process serves at most (eventlet's pool size).
         "WEB_MAX_CONNECTIONS": _int("WEB_MAX_CONNECTIONS", 10000),
         "LOG_LEVEL": os.environ.get("LOG_LEVEL", "INFO"),

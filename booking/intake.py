@@ -21,8 +21,11 @@ process. route() says which task performs which request, for the broker and
 for the embedded mode alike.
 """
 import logging
+import time
 from collections import deque
 from dataclasses import dataclass
+
+from flask import current_app
 
 from . import catalog, checkout, holds, records, waiting_room
 from .errors import BookingError, Busy, InvalidRequest
@@ -128,6 +131,7 @@ def _recorded(err, user_id, request_id):
 def _take(rt, item, budgets, labels):
     """Count the budgets, answer a repeat, or record the request in flight and hand it over."""
     user_id, request_id = item["user_id"], item["request_id"]
+    _check_deadline(item["received_at"])
     outcome, seen = _begin(rt, item, budgets)
     if outcome == "limited":
         raise rt.rate_limit.refusal(seen, labels)
@@ -139,6 +143,13 @@ def _take(rt, item, budgets, labels):
         rt.ledger.forget(user_id, request_id)
         raise
     return Receipt("accepted", queued=True)
+
+
+def _check_deadline(received_at):
+    """Busy (nothing done) once the ack has waited ACK_DEADLINE_SECONDS: an ack never
+    waits on slow Redis, database or CPU for long; the buyer may send it again."""
+    if time.time() - received_at > current_app.config["ACK_DEADLINE_SECONDS"]:
+        raise Busy("The box office is very busy; please retry shortly.", retry_after_s=1)
 
 
 def _begin(rt, item, budgets):

@@ -26,6 +26,7 @@ from urllib.parse import parse_qs
 
 from . import catalog, metrics, waiting_room
 from .broadcast import subscribe_forever
+from .delivery import ResultsManager
 from .errors import Busy
 from .payloads import error_body
 from .extensions import db, socketio
@@ -89,12 +90,27 @@ def start_background(app):
     rt = runtime(app)
     socketio.start_background_task(rt.coalescer.run_forever)
     socketio.start_background_task(_refresh_presence, app)
+    manager = socketio.server.manager
+    if isinstance(manager, ResultsManager):
+        # Results published while this process's subscription was down are
+        # lost: its sockets re-send what has no answer (docs/API.md, "Recovery").
+        manager.on_restored = lambda: socketio.start_background_task(
+            ask_to_resend, "subscription_restored")
     if app.config["REDIS_URL"]:
         socketio.start_background_task(subscribe_forever, socketio, app.config["REDIS_URL"],
                                        app.config["REDIS_NAMESPACE"], rt.coalescer,
                                        lambda: _resync(app), lambda m: _tell_positions(app, m))
     else:
         socketio.start_background_task(_sweep_inline, app)
+
+
+def ask_to_resend(reason):
+    """Tell every socket of this process to re-send the requests it has no result for."""
+    count = len(socketio.server.eio.sockets)
+    log.warning("%s: asking %d sockets to re-send unanswered requests", reason, count)
+    metrics.RESEND_NOTICES.labels(reason).inc()
+    # ignore_queue: this process's own sockets only (the others' subscriptions are fine).
+    socketio.emit("resend", {"reason": reason}, namespace="/", ignore_queue=True)
 
 
 def _refresh_presence(app):
@@ -155,9 +171,29 @@ def _resync(app):
         db.session.remove()
 
 
+def bound_database_waits(app):
+    """A serving web process's database round trips give up after WEB_DB_TIMEOUT_SECONDS
+    (PyMySQL's connect, read and write timeouts), so that no handler, and no ack,
+    waits on a stalled database connection: the error answers `busy`."""
+    if not app.config["SQLALCHEMY_DATABASE_URI"].startswith("mysql"):
+        return
+    from sqlalchemy import event
+    seconds = app.config["WEB_DB_TIMEOUT_SECONDS"]
+    with app.app_context():
+        engine = db.engine
+
+        @event.listens_for(engine, "do_connect")
+        def _bounded(dialect, conn_rec, cargs, cparams):
+            for name in ("connect_timeout", "read_timeout", "write_timeout"):
+                cparams[name] = seconds
+
+        engine.dispose()   # connections made before this point have no bound
+
+
 def serve(app, host, port):
     """Run the eventlet server until SIGTERM or SIGINT, then drain and exit."""
     install_drain_gate(app)
+    bound_database_waits(app)
 
     def on_signal(signum, frame):
         begin_drain(app)

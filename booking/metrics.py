@@ -49,6 +49,9 @@ SEATS_CHANGED_RECIPIENTS = Counter("boxoffice_seats_changed_recipients_total",
                                    "Sockets that seats_changed messages were sent to "
                                    "(one message to 100 watchers counts 100)")
 DRAINS = Counter("boxoffice_web_drains_total", "Web processes that started draining (SIGTERM)")
+RESEND_NOTICES = Counter("boxoffice_resend_notices_total",
+                        "Times a web process told its sockets to re-send unanswered requests "
+                        "(its message-queue subscription came back after a loss)", ["reason"])
 CONNECTS_REFUSED = Counter("boxoffice_socket_connects_refused_total",
                            "New Socket.IO sessions refused by a web process, by reason",
                            ["reason"])

@@ -218,7 +218,9 @@ def _request(kind, data, schema, sid):
         # The rate budgets are counted by intake, in its one round trip to Redis.
         receipt = intake.submit(kind, uid, rid, payload, received_at, ip)
         if receipt.answer is not None:
-            socketio.emit(*receipt.answer, to=sid)
+            # The asking socket is on this process: no detour through the message
+            # queue, whose publish could stall the ack while Redis is unwell.
+            socketio.emit(*receipt.answer, to=sid, ignore_queue=True)
         rt.metrics.request(kind, receipt.outcome)
         return reply(rid, queued=receipt.queued)
     except BookingError as err:

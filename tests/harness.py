@@ -6,6 +6,7 @@ failing test prints the tails of those logs.
 """
 import sys
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -99,11 +100,24 @@ def sign_up(base_url, email=None, password="correct-horse-battery"):
     return body["id"], body["token"]
 
 
-class Buyer:
-    """A real python-socketio client that records every event it receives."""
+# The recovery rule of docs/API.md ("Recovery"), as the browser (static/js/live.js)
+# and the bench (bench/buyers.py) follow it: a request with no result this long
+# after it was last sent is sent again with the same request_id (then twice as
+# long each time, up to RESEND_MAX_S); at once on `resend` and after a reconnect.
+RESEND_AFTER_S = 5.0
+RESEND_MAX_S = 30.0
+RESULT_EVENTS = ("hold_result", "release_result", "payment_result")
+NOT_NOW = ("busy", "rate_limited")
 
-    EVENTS = ("hold_result", "release_result", "payment_result", "seats_changed",
-              "hold_closed", "queue_update", "admitted")
+
+class Buyer:
+    """A real python-socketio client that records every event it receives.
+
+    call() sends once; request() follows the recovery rule until the result comes.
+    """
+
+    EVENTS = RESULT_EVENTS + ("seats_changed", "hold_closed", "queue_update", "admitted",
+                              "resend")
 
     def __init__(self, base_url, token, user_id=None):
         self.base_url = base_url
@@ -114,8 +128,14 @@ class Buyer:
         self.lock = threading.Lock()
         self.received = {e: [] for e in self.EVENTS}
         self.seat_versions = {}  # seat id -> (version, status), newest seen
+        self.pending = {}        # request_id -> entry, requests sent by request() without result
+        self.resends = 0
+        self._connects = 0
+        self._resender = None
+        self._closed = False
         for event in self.EVENTS:
             self.sio.on(event, self._recorder(event))
+        self.sio.on("connect", self._on_connect)
 
     def _recorder(self, event):
         def record(data):
@@ -123,7 +143,66 @@ class Buyer:
                 self.received[event].append(data)
                 if event == "seats_changed":
                     self._apply(data["seats"])
+                elif event in RESULT_EVENTS:
+                    self.pending.pop(data.get("request_id"), None)
+                elif event == "resend":
+                    self._all_due()
         return record
+
+    def _on_connect(self):
+        with self.lock:
+            self._connects += 1
+            if self._connects > 1:
+                self._all_due()
+
+    def _all_due(self):
+        for entry in self.pending.values():
+            entry["due"] = 0.0
+
+    def request(self, event, data, timeout=30):
+        """Send a request and keep re-sending it (same request_id) until its result
+        comes: returns the first ack. A refused first ack ends it."""
+        rid = data["request_id"]
+        with self.lock:
+            self.pending[rid] = {"event": event, "data": data, "due": 0.0,
+                                 "wait": RESEND_AFTER_S, "accepted": False}
+            if self._resender is None:
+                self._resender = threading.Thread(target=self._resend_loop, daemon=True)
+                self._resender.start()
+        return self._send(rid, timeout)
+
+    def _send(self, rid, timeout=15):
+        with self.lock:
+            entry = self.pending.get(rid)
+            if entry is None:
+                return None
+            entry["due"] = time.monotonic() + entry["wait"]
+            entry["wait"] = min(entry["wait"] * 2, RESEND_MAX_S)
+        try:
+            ack = self.sio.call(entry["event"], entry["data"], timeout=timeout)
+        except (socketio.exceptions.TimeoutError, socketio.exceptions.SocketIOError):
+            return None   # no ack: still pending, sent again when due
+        with self.lock:
+            if self.pending.get(rid) is not entry:
+                return ack
+            if ack.get("ok"):
+                entry["accepted"] = True
+            elif not (entry["accepted"] and (ack.get("error") or {}).get("code") in NOT_NOW):
+                self.pending.pop(rid, None)
+        return ack
+
+    def _resend_loop(self):
+        while not self._closed:
+            time.sleep(0.2)
+            if not self.sio.connected:
+                continue
+            now = time.monotonic()
+            with self.lock:
+                due = [rid for rid, e in self.pending.items() if e["due"] <= now]
+            for rid in due:
+                with self.lock:
+                    self.resends += 1
+                self._send(rid)
 
     def _apply(self, seats):
         for seat in seats:
@@ -161,6 +240,7 @@ class Buyer:
         return found[0]
 
     def close(self):
+        self._closed = True
         try:
             self.sio.disconnect()
         except Exception:

@@ -28,7 +28,9 @@ class Tracker:
     def send(self, buyer, kind, payload):
         rid = uuid.uuid4().hex
         payload = dict(payload, request_id=rid)
-        ack = buyer.call(kind, payload, timeout=60)
+        # The recovery rule (docs/API.md): re-sent until its result comes.
+        ack = buyer.request(kind, payload, timeout=60)
+        assert ack is not None, f"no ack in 60 s for {kind} {rid}"
         with self.lock:
             if ack.get("ok"):
                 self.accepted[rid] = (buyer, kind, payload)

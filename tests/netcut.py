@@ -1,7 +1,10 @@
 """A TCP proxy a test can cut and restore: a database or Redis outage, as the
-processes behind it see one (connections reset, new connections refused)."""
+processes behind it see one (connections reset, new connections refused); or
+stall: connections stay open and nothing gets through (a hung server or a
+network that drops packets), which only a timeout ends."""
 import socket
 import threading
+import time
 
 
 class Proxy:
@@ -12,6 +15,8 @@ class Proxy:
         self.lock = threading.Lock()
         self.conns = []
         self.listener = None
+        self.stalled = False
+        self.delay_s = 0.0     # added to every chunk forwarded either way: a slow network
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]
@@ -49,6 +54,10 @@ class Proxy:
 
     close = cut
 
+    def stall(self):
+        """Keep every connection open (and accept new ones) but forward nothing."""
+        self.stalled = True
+
     def _accept(self, listener):
         while True:
             try:
@@ -70,14 +79,16 @@ class Proxy:
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
-    @staticmethod
-    def _pipe(src, dst):
+    def _pipe(self, src, dst):
         try:
             while True:
                 data = src.recv(65536)
                 if not data:
                     break
-                dst.sendall(data)
+                if self.delay_s:
+                    time.sleep(self.delay_s)
+                if not self.stalled:
+                    dst.sendall(data)
         except OSError:
             pass
         finally:

@@ -16,6 +16,7 @@ from booking.payloads import reply
 from booking.records import RESULT_EVENTS
 from booking.runtime import runtime
 from booking.state.ledger import open_hold_changes
+from booking.delivery import PublishFailed
 from booking.extensions import db
 from booking.payments import ProcessorUnavailable, TokenInvalid
 from booking.transactions import DatabaseUnavailable, run_transaction
@@ -43,15 +44,29 @@ def send(outcome, items=()):
                           opened=opened, closed=closed,
                           counts=sales.hold_answer_counts(
                               current_app.config["REDIS_NAMESPACE"], items, now))
-    rt.broadcaster.results(outcome.results)
+    # The answers are recorded (ledger and durable record) before they are
+    # published: a re-sent request is answered from them. A failed publish is
+    # raised after the rest went out (booking.delivery): a batch of holds and
+    # releases runs again and re-sends them; the client's re-send covers the
+    # rest (a payment's answer among them).
+    unsent = None
+    try:
+        rt.broadcaster.results(outcome.results)
+    except PublishFailed as err:
+        unsent = err
     rt.broadcaster.seats(outcome.seat_changes())
-    for user_id, event, payload in outcome.notices:
-        rt.broadcaster.to_user(user_id, event, payload)
+    try:
+        for user_id, event, payload in outcome.notices:
+            rt.broadcaster.to_user(user_id, event, payload)
+    except PublishFailed as err:
+        unsent = unsent or err
     if outcome.mails:
         from workers.after_sale import dispatch
         dispatch(outcome.mails)
     rt.metrics.results(outcome.results, {
         (i["user_id"], i["request_id"]): i.get("received_at") for i in items})
+    if unsent is not None:
+        raise unsent
 
 
 def _answer_unrecorded(items, err):

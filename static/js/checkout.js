@@ -32,6 +32,13 @@ export class Checkout {
     this.attempt = null; // {request_id, idempotency_key} of the payment in flight
     this.closeReason = null;
     this.touched = new Set();
+    this.connectionBox = document.getElementById("payment-connection");
+    this.online = requests.socket.connected;
+    // The page's connection banner is hidden behind this window: say it here.
+    // A payment sent (or about to be) is re-sent once the connection is back
+    // (app/live's Requests); the same idempotency key never charges twice.
+    requests.socket.on("disconnect", () => this._setOnline(false));
+    requests.socket.on("connect", () => this._setOnline(true));
 
     this.form.addEventListener("submit", (e) => {
       e.preventDefault();
@@ -91,6 +98,7 @@ export class Checkout {
     this.payButton.querySelector(".label").textContent = `Proceed: pay ${money(hold.amount_cents, hold.currency)}`;
     this._setBusy(false);
     this._hideError();
+    this._showConnection();
     this._tick();
     this.timer = setInterval(() => this._tick(), 250);
     this.modal.show();
@@ -237,7 +245,7 @@ export class Checkout {
   _failed(attempt, error) {
     if (this.attempt !== attempt) return;
     this.attempt = null;
-    this._setBusy(false);
+    this._showConnection();
     if (error.code === "hold_expired" || error.code === "not_found") {
       this.close("expired");
       return;
@@ -269,6 +277,30 @@ export class Checkout {
     this._showProblems(problems);
   }
 
+  _setOnline(online) {
+    const wasOnline = this.online;
+    this.online = online;
+    this._showConnection(online && !wasOnline);
+  }
+
+  // The window's connection notice and what Pay can do meanwhile.
+  _showConnection(justBack = false) {
+    if (!this.hold) return;
+    let text = "";
+    if (!this.online) {
+      text = this.attempt
+        ? "Connection lost. Reconnecting… Your payment is kept and is sent again as soon as "
+          + "the connection is back; your card is charged at most once."
+        : "Connection lost. Reconnecting… You can pay once the connection is back; "
+          + "your seats stay held until the timer runs out.";
+    } else if (justBack && this.attempt) {
+      text = "Connected again. Checking your payment…";
+    }
+    this.connectionBox.textContent = text;
+    this.connectionBox.classList.toggle("d-none", !text);
+    this._setBusy(Boolean(this.attempt));
+  }
+
   _showError(text) {
     this.errorBox.textContent = text;
     this.errorBox.classList.remove("d-none");
@@ -280,10 +312,13 @@ export class Checkout {
   }
 
   _setBusy(busy) {
-    this.payButton.disabled = busy;
+    const offline = !this.online;
+    this.payButton.disabled = busy || offline;
     this.payButton.querySelector(".spinner-border").classList.toggle("d-none", !busy);
-    if (busy) this.payButton.querySelector(".label").textContent = "Paying…";
-    else if (this.hold) this.payButton.querySelector(".label").textContent = `Proceed: pay ${money(this.hold.amount_cents, this.hold.currency)}`;
+    const label = this.payButton.querySelector(".label");
+    if (busy) label.textContent = offline ? "Paying… waiting for the connection" : "Paying…";
+    else if (offline) label.textContent = "Waiting for the connection…";
+    else if (this.hold) label.textContent = `Proceed: pay ${money(this.hold.amount_cents, this.hold.currency)}`;
     this.cancelButton.disabled = busy;
     this.closeButton.disabled = busy;
     for (const input of Object.values(this.inputs)) input.readOnly = busy;
@@ -303,6 +338,8 @@ export class Checkout {
     this._showProblems({});
     this._hideError();
     this._setBusy(false);
+    this.connectionBox.textContent = "";
+    this.connectionBox.classList.add("d-none");
     this.announce.textContent = "";
   }
 }

@@ -50,31 +50,59 @@ export function openLive({ onConnect, onDown } = {}) {
   return socket;
 }
 
-// Requests whose results come later as events. A request without a result is
-// re-sent with the same request_id after a reconnect: the server performs it
-// at most once and repeats the recorded result if it already finished.
+// The recovery rule (docs/API.md, "Recovery"): a request is sent again, with the
+// same request_id, when it has had no result RESEND_AFTER_MS after it was last
+// sent (then twice as long each time, up to RESEND_MAX_MS), at once when the
+// server says `resend` (its message queue lost results), and after every
+// reconnect. The server performs a request at most once and repeats the
+// recorded result if it already finished, so a re-send is always safe.
+export const RESEND_AFTER_MS = 5000;
+export const RESEND_MAX_MS = 30000;
+// Refusals that mean "not now" (nothing was done): an accepted request that
+// meets one when re-sent stays pending and is sent again later.
+const NOT_NOW = new Set(["busy", "rate_limited"]);
+
+// Requests whose results come later as events.
 export class Requests {
   constructor(socket) {
     this.socket = socket;
-    this.pending = new Map(); // request_id -> {event, payload, onReject}
+    this.pending = new Map(); // request_id -> {event, payload, onReject, accepted, wait, due}
+    socket.on("resend", () => this.resend());
+    setInterval(() => this._resendOverdue(), 1000);
   }
 
   send(event, payload, onReject) {
-    this.pending.set(payload.request_id, { event, payload, onReject });
+    this.pending.set(payload.request_id, {
+      event, payload, onReject, accepted: false, wait: RESEND_AFTER_MS, due: 0,
+    });
     this._emit(payload.request_id);
   }
 
   _emit(requestId) {
     const entry = this.pending.get(requestId);
     if (!entry || !this.socket.connected) return; // sent again on reconnect
+    entry.due = Date.now() + entry.wait;
+    entry.wait = Math.min(entry.wait * 2, RESEND_MAX_MS);
     this.socket.timeout(15000).emit(entry.event, entry.payload, (timedOut, ack) => {
-      // No ack in time: keep it pending; the next reconnect sends it again.
-      if (timedOut || !ack || ack.ok) return;
-      if (this.pending.get(requestId) === entry) {
-        this.pending.delete(requestId);
-        if (entry.onReject) entry.onReject(ack.error || {});
+      // No ack in time: keep it pending; it is sent again when due.
+      if (timedOut || !ack || this.pending.get(requestId) !== entry) return;
+      if (ack.ok) {
+        entry.accepted = true;
+        return;
       }
+      const error = ack.error || {};
+      if (entry.accepted && NOT_NOW.has(error.code)) return; // try again when due
+      this.pending.delete(requestId);
+      if (entry.onReject) entry.onReject(error);
     });
+  }
+
+  _resendOverdue() {
+    if (!this.socket.connected) return;
+    const now = Date.now();
+    for (const [requestId, entry] of this.pending) {
+      if (entry.due && now >= entry.due) this._emit(requestId);
+    }
   }
 
   // True if the result is for one of this page's requests (and forgets it).
@@ -86,8 +114,13 @@ export class Requests {
     return this.pending.has(requestId);
   }
 
+  // Send every request without a result again now (after a reconnect, or when told to).
   resend() {
     for (const requestId of this.pending.keys()) this._emit(requestId);
+  }
+
+  get size() {
+    return this.pending.size;
   }
 }
 
