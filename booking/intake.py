@@ -135,6 +135,12 @@ def _precheck_release(uid, p):
 
 
 def _precheck_pay(uid, p):
+    known = checkout.keyed_payment(db.session, uid, p["idempotency_key"])
+    if known is not None and known[1] != "pending":
+        # Finished under this key: the worker answers from that payment (the same
+        # order_id, or key_reused for another hold), charging nothing.
+        return {"hold_id": p["hold_id"], "idempotency_key": p["idempotency_key"],
+                "card_token": None, "brand": known[2], "last4": known[3]}
     owner, status, expires_at = holds.hold_state(db.session, p["hold_id"])
     checkout.check_payable(p["hold_id"], owner, status, expires_at, uid, utcnow(),
                            in_progress_ok=True)
