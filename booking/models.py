@@ -68,6 +68,18 @@ class User(UserMixin, db.Model):
         return f"{self.id}:{self.session_version}"
 
 
+class EndedLogin(db.Model):
+    """A sign-in its user signed out of: its session cookie and bearer token stop working.
+
+    Each sign-in gets a random login id, carried by its cookie and its token;
+    only ended ones are stored. ("Sign out everywhere" bumps User.session_version.)
+    """
+    __tablename__ = "ended_logins"
+    id: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"), index=True)
+    ended_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class Organizer(db.Model):
     """Who runs events: owns venues and events; users are its members with a role."""
     __tablename__ = "organizers"

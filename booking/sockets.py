@@ -77,6 +77,11 @@ def on_connect(auth=None):
         raise refusal
     session["bo_uid"] = uid
     session["bo_ip"] = ip
+    try:
+        # The sign-in this socket belongs to: signing out of it disconnects the socket.
+        sessions.note_socket(request.sid, sessions.login_of_connect(auth))
+    except redis.RedisError:
+        log.warning("sign-in of socket %s not recorded", request.sid)
     join_room(f"user:{uid}")
     rt.local_users[uid] += 1
     rt.local_sids[request.sid] = uid
@@ -102,6 +107,7 @@ def on_disconnect(reason=None):
     try:
         rt.presence.touch([uid])
         rt.sockets.release(uid, request.sid)
+        sessions.forget_socket(request.sid)
     except redis.RedisError:
         log.warning("presence not recorded for user %s", uid)
 
