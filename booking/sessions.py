@@ -100,10 +100,14 @@ def start_session(user):
     return session[LOGIN_KEY]
 
 
-def is_current(user_id, version):
-    """True while version is the user's session version (read fresh from the database)."""
+def is_current(user_id, version, login_id=None):
+    """True while version is the user's session version and the sign-in login_id (if
+    any) was not signed out of (read fresh from the database)."""
+    from .auth import login_ended
     current = db.session.scalar(sa.select(User.session_version).where(User.id == user_id))
-    return current is not None and current == version
+    if current is None or current != version:
+        return False
+    return login_id is None or not login_ended(login_id)
 
 
 def end_sessions(user_id):
