@@ -47,8 +47,9 @@ def json_body(schema):
 
 
 def _signed_in(user, status):
-    sessions.start_session(user)
-    body = _user.dump(user) | {"token": issue_token(user)}
+    login_id = sessions.start_session(user)
+    # One sign-in: the cookie and the token share its login id (signing out ends both).
+    body = _user.dump(user) | {"token": issue_token(user, login_id)}
     return jsonify(body), status
 
 
@@ -76,8 +77,16 @@ def create_session():
 
 @bp.delete("/session")
 def delete_session():
-    """Sign out everywhere: every cookie, token and socket of the account stops working."""
+    """Sign out of this sign-in: its cookie, its token and its sockets stop working."""
     sessions.sign_out(current_user)
+    return "", 204
+
+
+@bp.delete("/sessions")
+@login_required
+def delete_sessions():
+    """Sign out everywhere: every cookie, token and socket of the account stops working."""
+    sessions.sign_out_everywhere(current_user)
     return "", 204
 
 

@@ -1,10 +1,14 @@
-"""Who is asking: password hashing (Argon2id), signed bearer tokens, session cookies."""
+"""Who is asking: password hashing (Argon2id), signed bearer tokens, session cookies.
+
+A cookie or token is accepted while its user's session version is current (not
+signed out everywhere) and its sign-in (login id) was not signed out of.
+"""
 import os
 import sys
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from flask import current_app, request
+from flask import current_app, request, session
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from zxcvbn.frequency_lists import FREQUENCY_LISTS
 
@@ -86,9 +90,36 @@ def _serializer():
     return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="boxoffice-api-token")
 
 
-def issue_token(user):
-    """A bearer token for the user, valid until it expires or the user signs out."""
-    return _serializer().dumps({"uid": user.id, "sv": user.session_version})
+def issue_token(user, login_id=None):
+    """A bearer token for the user, valid until it expires, its sign-in (login_id) is
+    signed out of, or the user signs out everywhere."""
+    data = {"uid": user.id, "sv": user.session_version}
+    if login_id:
+        data["lid"] = login_id
+    return _serializer().dumps(data)
+
+
+def _token_data(token):
+    if not isinstance(token, str) or len(token) > 512:
+        return None
+    try:
+        data = _serializer().loads(token, max_age=current_app.config["TOKEN_MAX_AGE_SECONDS"])
+    except BadSignature:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def token_login(token):
+    """The sign-in a valid bearer token was issued by (its login id), or None."""
+    data = _token_data(token)
+    lid = data.get("lid") if data else None
+    return lid if isinstance(lid, str) else None
+
+
+def login_ended(login_id):
+    """True if the sign-in login_id was signed out of (booking.sessions.sign_out)."""
+    from .models import EndedLogin
+    return db.session.get(EndedLogin, login_id) is not None
 
 
 def _current(user, version):
@@ -100,18 +131,17 @@ def _current(user, version):
 
 def user_from_token(token):
     """The user a bearer token was issued for, or None if forged, expired or signed out."""
-    if not isinstance(token, str) or len(token) > 512:
+    data = _token_data(token)
+    if data is None:
         return None
-    try:
-        data = _serializer().loads(token, max_age=current_app.config["TOKEN_MAX_AGE_SECONDS"])
-    except BadSignature:
+    uid, version, lid = data.get("uid"), data.get("sv", 0), data.get("lid")
+    if not isinstance(uid, int) or not isinstance(version, int) or \
+            not isinstance(lid, (str, type(None))):
         return None
-    if not isinstance(data, dict):
+    user = _current(db.session.get(User, uid), version)
+    if user is None or (lid is not None and login_ended(lid)):
         return None
-    uid, version = data.get("uid"), data.get("sv", 0)
-    if not isinstance(uid, int) or not isinstance(version, int):
-        return None
-    return _current(db.session.get(User, uid), version)
+    return user
 
 
 def user_id_from_token(token):
@@ -134,7 +164,12 @@ def _load_user(user_id):
         uid, version = int(uid), int(version or 0)
     except ValueError:
         return None
-    return _current(db.session.get(User, uid), version)
+    user = _current(db.session.get(User, uid), version)
+    # The sign-in this cookie belongs to (booking.sessions.LOGIN_KEY), unless signed out of.
+    lid = session.get("bo_login")
+    if user is None or (isinstance(lid, str) and login_ended(lid)):
+        return None
+    return user
 
 
 @login_manager.request_loader

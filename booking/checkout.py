@@ -120,6 +120,21 @@ def begin_payment(session, item, processor_name, now=None):
     return start
 
 
+def keyed_payment(session, user_id, idempotency_key):
+    """The buyer's payment under this idempotency key: (hold_id, status, brand, last4), or None.
+
+    The key is looked up before the hold's state: a payment that finished
+    under it answers the same again (its order, its decline), whatever the
+    hold has become since (paid, say). Read without locks: a status other than
+    pending is final.
+    """
+    row = session.execute(sa.select(Payment.hold_id, Payment.status, Payment.brand,
+                                    Payment.last4)
+                          .where(Payment.processor_key == processor_key(user_id,
+                                                                        idempotency_key))).first()
+    return tuple(row) if row is not None else None
+
+
 def check_payable(hold_id, owner_id, status, expires_at, user_id, now, in_progress_ok=False):
     """Raise unless user_id may pay for the hold now.
 
@@ -234,15 +249,38 @@ def mark_refunded(session, processor_keys, now=None):
                         .values(status="refunded", updated_at=now))
 
 
+# How far back reconciliation re-checks failed payments at the processor (once each).
+FAILED_RECHECK_WINDOW = timedelta(days=1)
+
+
 def unsettled_payments(session, pending_older_than_s, now=None, limit=200):
-    """Payments to reconcile: pending past the processor's timeout, and captures without an order."""
+    """Payments to reconcile: (pending, failed, orphans).
+
+    pending: [(id, key)] pending past the processor's timeout; failed:
+    [(id, key)] failed (no charge, as far as we knew) in the last day and not
+    yet confirmed at the processor by key (an earlier attempt under the same
+    key, or a charge that landed late, may have captured); orphans: [key]
+    captures without an order.
+    """
     now = now or utcnow()
     cutoff = now - timedelta(seconds=pending_older_than_s)
     pending = session.execute(sa.select(Payment.id, Payment.processor_key).where(
         Payment.status == "pending", Payment.updated_at < cutoff).limit(limit)).all()
+    failed = session.execute(sa.select(Payment.id, Payment.processor_key).where(
+        Payment.status == "failed", Payment.checked_at.is_(None),
+        Payment.updated_at < cutoff, Payment.updated_at > now - FAILED_RECHECK_WINDOW)
+        .limit(limit)).all()
     orphans = session.scalars(sa.select(Payment.processor_key).where(
         Payment.status == "captured", Payment.order_id.is_(None)).limit(limit)).all()
-    return pending, orphans
+    return pending, failed, orphans
+
+
+def mark_checked(session, payment_ids, now=None):
+    """Failed payments the processor confirmed (by key) as having charged nothing."""
+    if payment_ids:
+        session.execute(sa.update(Payment).where(Payment.id.in_(payment_ids),
+                                                 Payment.status == "failed")
+                        .values(checked_at=now or utcnow()))
 
 
 def orders_of(session, user_id):

@@ -68,6 +68,18 @@ class User(UserMixin, db.Model):
         return f"{self.id}:{self.session_version}"
 
 
+class EndedLogin(db.Model):
+    """A sign-in its user signed out of: its session cookie and bearer token stop working.
+
+    Each sign-in gets a random login id, carried by its cookie and its token;
+    only ended ones are stored. ("Sign out everywhere" bumps User.session_version.)
+    """
+    __tablename__ = "ended_logins"
+    id: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"), index=True)
+    ended_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class Organizer(db.Model):
     """Who runs events: owns venues and events; users are its members with a role."""
     __tablename__ = "organizers"
@@ -297,6 +309,8 @@ class Payment(db.Model):
     request_id: Mapped[str] = mapped_column(sa.String(64))
     reference: Mapped[str | None] = mapped_column(sa.String(64))
     decline_reason: Mapped[str | None] = mapped_column(sa.String(40))
+    # A failed payment, once reconciliation confirmed by key that the processor kept nothing.
+    checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -384,7 +398,8 @@ class Refund(db.Model):
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     order_id: Mapped[int] = mapped_column(sa.ForeignKey("orders.id"), index=True)
-    requested_by: Mapped[int] = mapped_column(sa.ForeignKey("users.id"))
+    # The organizer's admin who asked; empty for a refund made at the processor (its dashboard).
+    requested_by: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
     idempotency_key: Mapped[str] = mapped_column(sa.String(64))
     # The processor's refund key: one refund at the processor per row, however often asked.
     processor_key: Mapped[str] = mapped_column(sa.String(120), unique=True)

@@ -21,7 +21,7 @@ from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 from marshmallow import ValidationError
 
-from . import account_links, accounts, catalog, sessions, waiting_room
+from . import account_links, accounts, catalog, checkout, sessions, waiting_room
 from .config import PROJECT_ROOT
 from .errors import Conflict, NotFound, RateLimited, Unauthorized
 from .extensions import db
@@ -196,8 +196,19 @@ def orders():
 @bp.get("/orders/<int:order_id>")
 @sign_in_required
 def order(order_id):
-    """The confirmation of one order."""
+    """The confirmation of one order; 404 for an unknown order or anyone else's."""
+    try:
+        checkout.order_of(db.session, current_user.id, order_id)
+    except NotFound:
+        return render_template("not_found.html", what="order", page=_page_config()), 404
     return render_template("order.html", page=_page_config(order_id=order_id))
+
+
+@bp.get("/account")
+@sign_in_required
+def account():
+    """The buyer's account: who is signed in, and the two ways of signing out."""
+    return render_template("account.html", page=_page_config())
 
 
 @bp.route("/signup", methods=["GET", "POST"])
@@ -269,9 +280,27 @@ def _start_session(user):
 
 @bp.post("/logout")
 def logout():
-    """Sign out (a POST with a CSRF token)."""
+    """Sign out of this browser (a POST with a CSRF token); other devices stay signed in."""
     if LogoutForm().validate_on_submit():
         sessions.sign_out(current_user)
+        flash("You are signed out.", "info")
+    return redirect(url_for("pages.index"))
+
+
+@bp.get("/logout")
+def logout_page():
+    """A typed or followed /logout link: the account page offers the buttons (a GET never
+    signs anyone out: a link on another site could)."""
+    if current_user.is_authenticated:
+        return redirect(url_for("pages.account"), 303)
+    return redirect(url_for("pages.index"), 303)
+
+
+@bp.post("/logout-everywhere")
+def logout_everywhere():
+    """Sign out on every device: every session, token and socket of the account."""
+    if LogoutForm().validate_on_submit():
+        sessions.sign_out_everywhere(current_user)
         flash("You are signed out on every device.", "info")
     return redirect(url_for("pages.index"))
 
@@ -280,6 +309,6 @@ def logout():
 def csrf_failed(err):
     """A form without a valid CSRF token (often a page left open too long): ask again."""
     flash("That form had expired. Please try again.", "warning")
-    if request.endpoint == "pages.logout":
+    if request.endpoint in ("pages.logout", "pages.logout_everywhere"):
         return redirect(url_for("pages.index")), 303
     return redirect(request.full_path.rstrip("?")), 303

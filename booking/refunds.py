@@ -12,7 +12,12 @@ Like a payment, in two phases around a keyed call to the processor:
    refusal the refund is failed and the tickets are free again.
 
 A refund whose answer never came stays pending; reconcile_refunds asks the
-processor again under the same key and finishes it the same way. Services
+processor again under the same key and finishes it the same way.
+
+A refund made at the processor itself (Stripe's dashboard), reported by its
+webhook, is recorded by record_processor_refunds under the processor's
+reference, and finished by the same finish_refund: the tickets its amount
+covers turn void (take_processor_refund). Services
 take a session and never commit, except refund_order and reconcile_refunds,
 which run the phases (each its own transaction).
 """
@@ -26,7 +31,7 @@ from flask import current_app
 from . import mail
 from .errors import Conflict, InvalidRequest, NotFound
 from .locking import lock_seats
-from .models import ID_MAX, Order, Refund, Ticket, User, utcnow
+from .models import ID_MAX, Order, Payment, Refund, Ticket, User, utcnow
 from .organizers import authorize_event
 from .outcome import Outcome, set_seat
 from .payments import ProcessorUnavailable, RefundAnswer
@@ -200,6 +205,109 @@ def reconcile_refunds(rt, send=None, now=None):
             continue
         log.info("reconciling refund %s: processor says %s", start.refund_id, answer.status)
         send(run_transaction(lambda s: finish_refund(s, start.refund_id, answer)))
+
+
+# -------------------------------------------- refunds made at the processor
+
+PROCESSOR_KEY_PREFIX = "processor:"
+SUBSET_SEARCH_MAX = 100_000   # reachable sums explored when matching an amount to tickets
+
+
+def _tickets_for_amount(tickets, amount_cents):
+    """The tickets whose prices add up to amount_cents (the first such set in ticket
+    order, fewest sums explored), or None when no set of them does."""
+    if amount_cents == sum(t.price_cents for t in tickets):
+        return list(tickets)
+    reach = {0: ()}
+    for t in tickets:
+        for total, chosen in list(reach.items()):
+            new = total + t.price_cents
+            if new <= amount_cents and new not in reach:
+                reach[new] = chosen + (t,)
+        if amount_cents in reach or len(reach) > SUBSET_SEARCH_MAX:
+            break
+    found = reach.get(amount_cents)
+    return list(found) if found else None
+
+
+def take_processor_refund(session, charge_key, seen, now=None):
+    """Record one refund the processor made of an order's charge (a ProcessorRefund), once.
+
+    A refund we made ourselves (its refund key is one of our refund rows) or one
+    recorded already (its reference) changes nothing: returns None. Otherwise a
+    refund row is made under the processor's reference (unique: the same refund
+    reported twice, even concurrently, is recorded once); the order's valid
+    tickets whose prices add up to the amount are voided and their seats made
+    available, exactly as a refund of those seats made here (finish_refund). An
+    amount that no set of valid tickets adds up to (a goodwill refund, or
+    checked-in seats) is recorded as money given back, with no ticket voided: the
+    audit reports that difference for the organizer. Returns the Outcome.
+    """
+    now = now or utcnow()
+    order_id = session.scalar(sa.select(Payment.order_id)
+                              .where(Payment.processor_key == charge_key))
+    if order_id is None:
+        return None
+    # Lock order (finish_refund's): seats, the order, then its refunds and tickets.
+    lock_seats(session, session.scalars(sa.select(Ticket.seat_id)
+                                        .where(Ticket.order_id == order_id)).all())
+    order = session.scalar(sa.select(Order).where(Order.id == order_id).with_for_update())
+    ours = [PROCESSOR_KEY_PREFIX + seen.reference] + ([seen.refund_key] if seen.refund_key
+                                                      else [])
+    known = session.scalar(sa.select(Refund.id).where(
+        Refund.order_id == order_id,
+        sa.or_(Refund.reference == seen.reference, Refund.processor_key.in_(ours)))
+        .limit(1).with_for_update())
+    if known is not None:
+        return None
+    tickets = session.scalars(sa.select(Ticket).where(
+        Ticket.order_id == order_id, Ticket.status == "valid", Ticket.refund_id.is_(None))
+        .order_by(Ticket.id).with_for_update().execution_options(populate_existing=True)).all()
+    chosen = _tickets_for_amount(tickets, seen.amount_cents) or []
+    refund = Refund(order_id=order_id, requested_by=None, idempotency_key=seen.reference[:64],
+                    processor_key=PROCESSOR_KEY_PREFIX + seen.reference,
+                    amount_cents=seen.amount_cents, currency=order.currency, status="pending",
+                    created_at=now, updated_at=now)
+    session.add(refund)
+    session.flush()
+    if chosen:
+        for t in chosen:
+            t.refund_id = refund.id
+        session.flush()
+        return finish_refund(session, refund.id, RefundAnswer("succeeded",
+                                                              reference=seen.reference), now)
+    log.warning("refund %s of order %s (%s cents) at the processor matches no set of its "
+                "valid tickets; recorded without voiding any", seen.reference, order_id,
+                seen.amount_cents)
+    refund.status, refund.reference = "succeeded", seen.reference
+    outcome = Outcome()
+    buyer_email = session.scalar(sa.select(User.email).where(User.id == order.user_id))
+    outcome.mails.append(mail.queue_mail(
+        session, kind="refund", dedupe_key=f"refund:{refund.id}", to_addr=buyer_email,
+        user_id=order.user_id, order_id=order.id, refund_id=refund.id, now=now).id)
+    session.flush()
+    return outcome
+
+
+def record_processor_refunds(rt, charge_key, send, timeout_s):
+    """Record every refund the processor holds for an order's charge that is not recorded
+    here yet (made in its dashboard, say); each its own transaction, sent after commit.
+
+    Safe to run any number of times, and concurrently. Returns how many were recorded.
+    Raises ProcessorUnavailable (nothing of what was not read is recorded; ask again).
+    """
+    from .transactions import run_transaction
+    made = 0
+    for seen in rt.processor.refunds_of(key=charge_key, timeout_s=timeout_s):
+        if seen.status != "succeeded":
+            continue
+        outcome = run_transaction(lambda s, seen=seen: take_processor_refund(s, charge_key, seen))
+        if outcome is not None:
+            made += 1
+            log.info("refund %s made at the processor recorded for charge %s",
+                     seen.reference, charge_key)
+            send(outcome)
+    return made
 
 
 def refund_json(refund):

@@ -92,10 +92,16 @@ class ReleaseRequestSchema(InputSchema):
 
 class CardSchema(InputSchema):
     """Card details, checked without a processor. Never stored or logged."""
-    number = fields.String(required=True, validate=validate.Length(min=1, max=40))
+    # ASCII digits only (spaces and dashes allowed between them in the number): Python's
+    # isdigit() and \d also take other scripts' digits and superscripts, which no card has.
+    number = fields.String(required=True, validate=[
+        validate.Length(min=1, max=40),
+        validate.Regexp(r"^[0-9 -]+\Z", error="Use the digits 0-9 only.")])
     exp_month = fields.Integer(strict=True, required=True, validate=validate.Range(min=1, max=12))
     exp_year = fields.Integer(strict=True, required=True, validate=validate.Range(min=0, max=2100))
-    cvc = fields.String(required=True, validate=validate.Length(min=1, max=8))
+    cvc = fields.String(required=True, validate=[
+        validate.Length(min=1, max=8),
+        validate.Regexp(r"^[0-9]+\Z", error="Use the digits 0-9 only.")])
     name = fields.String(load_default="", validate=validate.Length(max=100))
 
     @validates_schema(skip_on_field_errors=True)

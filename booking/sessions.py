@@ -1,12 +1,23 @@
 """Signed-in sessions: how long they last, how their cookie is sent, how they end.
 
-Every session cookie and bearer token carries the user's session version at the
-time it was issued (User.get_id, auth.issue_token); the cookie loader, the
-bearer loader and the socket connect accept it only while it is the user's
-current version. Signing out bumps the version, in the database, so every
-cookie and token of the account stops working at once on every web process,
-and the account's open sockets are disconnected on every web process (by sid,
-through the Socket.IO message queue).
+Two ways to end them (docs/API.md, "Signing out"):
+
+- Signing out (DELETE /api/v1/session, the Log out button) ends this sign-in
+  only: each sign-in gets a random login id, carried by its session cookie
+  (LOGIN_KEY) and by the bearer token issued with it; signing out records the
+  id in ended_logins, so that cookie and that token stop working at once on
+  every web process, and disconnects the sockets opened with them (each
+  socket's login id is kept in the shared state, by sid). Other devices and
+  browsers stay signed in.
+- Signing out everywhere (DELETE /api/v1/sessions, the account page's button)
+  bumps the user's session version: every cookie and token carries the
+  version it was issued under (User.get_id, auth.issue_token), and the cookie
+  loader, the bearer loader and the socket connect accept only the current
+  one. Every socket of the account is disconnected on every web process (by
+  sid, through the Socket.IO message queue).
+
+A cookie or token from before login ids has none: signing out of it signs out
+everywhere.
 
 Cookies: Secure unless the site is served on plain localhost (COOKIE_SECURE
 auto|true|false), and a session lasts SESSION_LIFETIME_SECONDS from its last
@@ -15,11 +26,12 @@ use (each request renews it).
 import ipaddress
 import logging
 import os
+import secrets
 from datetime import timedelta
 
 import redis
 import sqlalchemy as sa
-from flask import has_request_context, request, session
+from flask import current_app, has_request_context, request, session
 from flask.sessions import SecureCookieSessionInterface
 from flask_login import login_user, logout_user
 
@@ -75,17 +87,27 @@ def init_app(app):
     app.session_interface = SessionCookies()
 
 
+LOGIN_KEY = "bo_login"
+
+
 def start_session(user):
-    """Sign the user in on this browser: a fresh session (nothing from before carries over)."""
+    """Sign the user in on this browser: a fresh session (nothing from before carries
+    over) under a new login id, which it returns (a token issued now shares it)."""
     session.clear()
     login_user(user)
     session.permanent = True
+    session[LOGIN_KEY] = secrets.token_hex(16)
+    return session[LOGIN_KEY]
 
 
-def is_current(user_id, version):
-    """True while version is the user's session version (read fresh from the database)."""
+def is_current(user_id, version, login_id=None):
+    """True while version is the user's session version and the sign-in login_id (if
+    any) was not signed out of (read fresh from the database)."""
+    from .auth import login_ended
     current = db.session.scalar(sa.select(User.session_version).where(User.id == user_id))
-    return current is not None and current == version
+    if current is None or current != version:
+        return False
+    return login_id is None or not login_ended(login_id)
 
 
 def end_sessions(user_id):
@@ -102,8 +124,9 @@ def end_sessions(user_id):
     disconnect_sockets(user_id)
 
 
-def disconnect_sockets(user_id):
-    """Disconnect every socket of the account, here and (through the message queue) elsewhere."""
+def disconnect_sockets(user_id, only_logins=None):
+    """Disconnect every socket of the account (or only those opened with one of
+    only_logins), here and (through the message queue) elsewhere."""
     sids = set()
     server = socketio.server
     if server is None:  # a worker process: it serves no sockets
@@ -115,13 +138,90 @@ def disconnect_sockets(user_id):
         log.error("sockets of user %s on other web processes not found (Redis); "
                   "disconnecting this process's only", user_id)
     sids.update(sid for sid, _eio in server.manager.get_participants("/", f"user:{user_id}"))
+    if only_logins is not None:
+        sids = sorted(sids)
+        try:
+            logins = rt.state.get_many([_socket_key(sid) for sid in sids])
+        except redis.RedisError:
+            log.error("sign-ins of user %s's sockets unknown (Redis); disconnecting all "
+                      "(the others reconnect with their own credentials)", user_id)
+            logins = list(only_logins)[:1] * len(sids)
+        sids = [sid for sid, lid in zip(sids, logins) if lid in only_logins]
     for sid in sids:
         server.disconnect(sid, namespace="/")
     return len(sids)
 
 
+def _socket_key(sid):
+    return f"{current_app.config['REDIS_NAMESPACE']}:socket_login:{sid}"
+
+
+def note_socket(sid, login_id):
+    """Remember which sign-in a socket was opened with (for signing out of it)."""
+    if login_id:
+        ttl = int(max(current_app.config["TOKEN_MAX_AGE_SECONDS"],
+                      current_app.config["SESSION_LIFETIME_SECONDS"]))
+        runtime().state.put_many({_socket_key(sid): login_id}, ttl)
+
+
+def login_of_connect(auth):
+    """The login id of a socket's credentials: its bearer token's, else its cookie's."""
+    from .auth import token_login
+    if isinstance(auth, dict) and auth.get("token"):
+        return token_login(auth["token"])
+    lid = session.get(LOGIN_KEY)
+    return lid if isinstance(lid, str) else None
+
+
+def forget_socket(sid):
+    runtime().state.delete(_socket_key(sid))
+
+
+def request_logins(user_id):
+    """The login ids of this request's credentials: its session cookie's and its bearer
+    token's (those issued to user_id)."""
+    from .auth import bearer_token, token_login, user_id_from_token
+    found = set()
+    if isinstance(session.get(LOGIN_KEY), str):
+        found.add(session[LOGIN_KEY])
+    token = bearer_token()
+    if token and user_id_from_token(token) == user_id and token_login(token):
+        found.add(token_login(token))
+    return found
+
+
+def end_login(user_id, login_ids):
+    """End these sign-ins of the user: their cookies and tokens, and their sockets.
+
+    Commits first, then disconnects the sockets opened with them on every web
+    process. Raises the database's errors (nothing is signed out then).
+    """
+    from .models import EndedLogin
+    for lid in login_ids:
+        if db.session.get(EndedLogin, lid) is None:
+            db.session.add(EndedLogin(id=lid, user_id=user_id))
+    try:
+        db.session.commit()
+    except sa.exc.IntegrityError:
+        db.session.rollback()   # ended concurrently (a double click): ended all the same
+    disconnect_sockets(user_id, only_logins=set(login_ids))
+
+
 def sign_out(user):
-    """End every session of the signed-in user (if any) and clear this browser's cookie."""
+    """Sign out of this sign-in (its cookie, its token, its sockets) and clear this
+    browser's cookie. A cookie or token without a login id signs out everywhere."""
+    if user is not None and user.is_authenticated:
+        logins = request_logins(user.id)
+        if logins:
+            end_login(user.id, logins)
+        else:
+            end_sessions(user.id)
+    logout_user()
+    session.clear()
+
+
+def sign_out_everywhere(user):
+    """End every session, token and socket of the signed-in user; clear this browser's cookie."""
     if user is not None and user.is_authenticated:
         end_sessions(user.id)
     logout_user()

@@ -60,26 +60,31 @@ def settle_key(rt, key, timeout_s):
     return charge.status
 
 
-def note_processor_refund(rt, key, timeout_s):
+def note_processor_refund(rt, key, timeout_s, send=None):
     """A refund made at the processor (in Stripe's dashboard, say), reported by its webhook.
 
     A charge fully refunded there that never became an order is recorded as
-    refunded. A refunded order is reported (logged here, and by the audit,
-    which compares every order with the processor's refunds) for the
-    organizer to settle: its tickets are not voided behind their back.
-    Raises ProcessorUnavailable.
+    refunded. For an order, every refund the processor holds that is not
+    recorded here yet becomes a refund record through the one refund module
+    (booking.refunds.record_processor_refunds): the refunded tickets turn void
+    and their seats available, as for a refund made in the back office. A
+    refund we made ourselves, echoed back, and the same event twice change
+    nothing. Returns the charge's status. Raises ProcessorUnavailable.
     """
+    from . import refunds
     from .transactions import run_transaction
     charge = rt.processor.lookup(key=key, timeout_s=timeout_s)
     if charge is None:
         return "none"
     order_id = db.session.scalar(sa.select(Payment.order_id).where(Payment.processor_key == key))
     db.session.rollback()
-    if charge.status == "refunded" and order_id is None:
-        run_transaction(lambda s: checkout.mark_refunded(s, [key]))
-    elif order_id is not None:
-        log.warning("order %s was refunded at the processor (%s); the audit reports it",
-                    order_id, charge.status)
+    if order_id is None:
+        if charge.status == "refunded":
+            run_transaction(lambda s: checkout.mark_refunded(s, [key]))
+        return charge.status
+    if send is None:
+        from workers.tasks import send
+    refunds.record_processor_refunds(rt, key, send, timeout_s)
     return charge.status
 
 
@@ -94,7 +99,8 @@ def payment_key(session, user_id, hold_id, idempotency_key):
 
 
 def reconcile(rt, config, now=None):
-    """Settle payments left pending, cancel abandoned challenges, refund orphaned captures.
+    """Settle payments left pending, cancel abandoned challenges, refund orphaned captures,
+    and refund captures found under the key of a payment we recorded as failed.
 
     A payment pending past twice the processor timeout is looked up; one still
     waiting on the buyer's 3-D Secure challenge after PAYMENT_ACTION_TIMEOUT_SECONDS
@@ -104,8 +110,8 @@ def reconcile(rt, config, now=None):
     now = now or utcnow()
     timeout = config["PAYMENT_TIMEOUT_SECONDS"]
     abandon_before = now - timedelta(seconds=config["PAYMENT_ACTION_TIMEOUT_SECONDS"])
-    pending, orphans = checkout.unsettled_payments(db.session, pending_older_than_s=timeout * 2,
-                                                   now=now)
+    pending, failed, orphans = checkout.unsettled_payments(
+        db.session, pending_older_than_s=timeout * 2, now=now)
     started = dict(db.session.execute(sa.select(Payment.id, Payment.created_at).where(
         Payment.id.in_([p for p, _k in pending]))).all()) if pending else {}
     db.session.rollback()
@@ -124,5 +130,30 @@ def reconcile(rt, config, now=None):
         log.info("reconciling payment %s: processor says %s", payment_id,
                  charge.status if charge else "no charge")
         _finish(payment_id, charge)
+    _recheck_failed(rt, failed, timeout, now)
     from workers.tasks import _refund
     _refund(orphans)
+
+
+def _recheck_failed(rt, failed, timeout, now):
+    """Ask the processor, by key, about payments that failed without its word on a charge
+    (a refused token, no charge found, an error): a capture found there cannot become an
+    order any more (the buyer was told it failed) and is refunded through finish_payment.
+    The rest are marked checked, so each is asked about once."""
+    from .transactions import run_transaction
+    checked = []
+    for payment_id, key in failed:
+        try:
+            charge = rt.processor.lookup(key=key, timeout_s=timeout)
+            if charge is not None and charge.status in WAITING:
+                charge = rt.processor.cancel(key=key, timeout_s=timeout)
+        except ProcessorUnavailable:
+            continue
+        if charge is not None and charge.status == "captured":
+            log.warning("failed payment %s has a capture at the processor; refunding it",
+                        payment_id)
+            _finish(payment_id, charge)
+        elif charge is None or charge.status not in WAITING:
+            checked.append(payment_id)
+    if checked:
+        run_transaction(lambda s: checkout.mark_checked(s, checked, now))

@@ -67,11 +67,18 @@ def on_connect(auth=None):
     except redis.RedisError:
         # Counting needs Redis; a buyer is not turned away because Redis blinked.
         log.warning("socket limits unavailable for user %s", uid)
-    if not sessions.is_current(uid, version):
-        # Signed out while connecting: read again after taking the slot, so that
-        # a sign-out either sees this socket's slot or this check sees it.
+    login_id = sessions.login_of_connect(auth)
+    try:
+        # The sign-in this socket belongs to: signing out of it disconnects the socket.
+        sessions.note_socket(request.sid, login_id)
+    except redis.RedisError:
+        log.warning("sign-in of socket %s not recorded", request.sid)
+    if not sessions.is_current(uid, version, login_id):
+        # Signed out while connecting: read again after taking the slot (and noting
+        # the sign-in), so that a sign-out either sees this socket or this check sees it.
         with contextlib.suppress(redis.RedisError):
             rt.sockets.release(uid, request.sid)
+            sessions.forget_socket(request.sid)
         refusal = SocketRefused("Signed out.")
         refusal.error_args = {"code": "unauthorized", "message": "Signed out: sign in again."}
         raise refusal
@@ -104,6 +111,7 @@ def on_disconnect(reason=None):
     try:
         rt.presence.touch([uid])
         rt.sockets.release(uid, request.sid)
+        sessions.forget_socket(request.sid)
     except redis.RedisError:
         log.warning("presence not recorded for user %s", uid)
 

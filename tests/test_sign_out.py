@@ -1,6 +1,10 @@
-"""Signing out ends every session of the account at once, across two real web processes
-behind the Redis message queue: the old cookie, the old bearer token and the open
-sockets stop working, and a new socket with the signed-out cookie or token is refused."""
+"""Signing out, across two real web processes behind the Redis message queue.
+
+Signing out (DELETE /api/v1/session) ends that sign-in: its cookie, the token issued
+with it and the sockets opened with them, on every process at once; other sign-ins of
+the account stay. Signing out everywhere (DELETE /api/v1/sessions) ends every cookie,
+token and socket of the account. A new socket with an ended cookie or token is refused."""
+import time
 import uuid
 
 import pytest
@@ -45,66 +49,97 @@ def sign_up(url):
     return http, email, r.json()["token"]
 
 
-def test_sign_out_ends_cookie_token_and_sockets_on_every_web_process(two_webs):
+def _status(url, **auth):
+    headers = {"Cookie": auth["cookie"]} if "cookie" in auth else {
+        "Authorization": f"Bearer {auth['token']}"}
+    return requests.get(url + "/api/v1/orders", headers=headers, timeout=10).status_code
+
+
+def _sign_in(url, email):
+    r = requests.post(url + "/api/v1/session", json={"email": email, "password": PASSWORD},
+                      timeout=30)
+    assert r.status_code == 200, r.text
+    return r.json()["token"]
+
+
+def test_sign_out_ends_this_sign_in_and_sign_out_everywhere_ends_all(two_webs):
     web_a, web_b = two_webs
     http, email, token = sign_up(web_a)
     cookie = cookie_header(http)
-    bearer = {"Authorization": f"Bearer {token}"}
-    # A second sign-in (another device): its token is ended too.
-    other = requests.post(web_b + "/api/v1/session", json={"email": email, "password": PASSWORD},
-                          timeout=30).json()["token"]
+    other = _sign_in(web_b, email)      # another device
+    third = _sign_in(web_a, email)      # a third, signed out by its token
 
-    assert requests.get(web_b + "/api/v1/orders", headers={"Cookie": cookie},
-                        timeout=10).status_code == 200
-    assert requests.get(web_b + "/api/v1/orders", headers=bearer, timeout=10).status_code == 200
-    by_token, refused = open_socket(web_b, token=other)
+    for url in (web_a, web_b):
+        assert _status(url, cookie=cookie) == 200
+        for t in (token, other, third):
+            assert _status(url, token=t) == 200
+    by_other, refused = open_socket(web_b, token=other)
     assert refused is None
     by_cookie, refused = open_socket(web_a, cookie=cookie)
     assert refused is None
-    local_token, refused = open_socket(web_a, token=token)
+    by_token, refused = open_socket(web_b, token=token)
     assert refused is None
     try:
-        # Sign out on web A.
+        # Sign out with the cookie on web A: that sign-in's cookie and token end, at once,
+        # on both processes; its sockets (one on each process) are disconnected.
         assert http.delete(web_a + "/api/v1/session", timeout=10).status_code == 204
-
-        # At once, on the other process too: no grace period.
         for url in (web_a, web_b):
-            r = requests.get(url + "/api/v1/orders", headers={"Cookie": cookie}, timeout=10)
-            assert r.status_code == 401, (url, r.text)
-            assert r.json()["error"]["code"] == "unauthorized"
-            for t in (token, other):
-                r = requests.get(url + "/api/v1/orders", headers={"Authorization": f"Bearer {t}"},
-                                 timeout=10)
-                assert r.status_code == 401, (url, r.text)
-        # The open sockets are disconnected by the server, on both processes.
-        wait_until(lambda: not by_token.connected and not by_cookie.connected
-                   and not local_token.connected, 5, "sockets disconnected")
-
-        # New sockets with the signed-out cookie or tokens are refused.
+            assert _status(url, cookie=cookie) == 401, url
+            assert _status(url, token=token) == 401, url
+            assert _status(url, token=other) == 200, url
+            assert _status(url, token=third) == 200, url
+        wait_until(lambda: not by_cookie.connected and not by_token.connected, 5,
+                   "the signed-out sign-in's sockets disconnected")
+        time.sleep(1)
+        assert by_other.connected, "another sign-in's socket stays"
         for url in (web_a, web_b):
-            for kwargs in ({"cookie": cookie}, {"token": token}, {"token": other}):
+            for kwargs in ({"cookie": cookie}, {"token": token}):
                 client, refused = open_socket(url, **kwargs)
                 assert refused is not None, (url, kwargs)
                 assert not client.connected
 
+        # Sign out with a bearer token: only that token ends.
+        assert requests.delete(web_b + "/api/v1/session", timeout=10,
+                               headers={"Authorization": f"Bearer {third}"}).status_code == 204
+        assert _status(web_a, token=third) == 401 and _status(web_a, token=other) == 200
+
+        # Sign out everywhere (from the other device): everything of the account ends.
+        fresh = _sign_in(web_a, email)
+        by_fresh, refused = open_socket(web_a, token=fresh)
+        assert refused is None
+        r = requests.delete(web_b + "/api/v1/sessions", timeout=10,
+                            headers={"Authorization": f"Bearer {other}"})
+        assert r.status_code == 204
+        for url in (web_a, web_b):
+            for t in (other, fresh):
+                r = requests.get(url + "/api/v1/orders", timeout=10,
+                                 headers={"Authorization": f"Bearer {t}"})
+                assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
+        wait_until(lambda: not by_other.connected and not by_fresh.connected, 5,
+                   "every socket of the account disconnected")
+        client, refused = open_socket(web_b, token=other)
+        assert refused is not None
+        # Signed out everywhere already: asking again without credentials is 401.
+        assert requests.delete(web_b + "/api/v1/sessions", timeout=10).status_code == 401
+
         # Signing in again works.
-        fresh = requests.post(web_b + "/api/v1/session",
-                              json={"email": email, "password": PASSWORD}, timeout=30)
-        assert fresh.status_code == 200
-        client, refused = open_socket(web_a, token=fresh.json()["token"])
+        client, refused = open_socket(web_a, token=_sign_in(web_b, email))
         assert refused is None
         client.disconnect()
     finally:
-        for c in (by_token, by_cookie, local_token):
+        for c in (by_other, by_cookie, by_token):
             if c.connected:
                 c.disconnect()
 
 
 def test_sign_out_in_the_embedded_mode(cluster):
     web = cluster.web(extra_env={"REDIS_URL": ""}).url
-    http, _email, token = sign_up(web)
+    http, email, token = sign_up(web)
     cookie = cookie_header(http)
+    other = _sign_in(web, email)
     sock, refused = open_socket(web, token=token)
+    assert refused is None
+    other_sock, refused = open_socket(web, token=other)
     assert refused is None
     assert http.delete(web + "/api/v1/session", timeout=10).status_code == 204
     assert requests.get(web + "/api/v1/orders", headers={"Cookie": cookie},
@@ -114,3 +149,8 @@ def test_sign_out_in_the_embedded_mode(cluster):
     wait_until(lambda: not sock.connected, 5, "socket disconnected")
     _client, refused = open_socket(web, cookie=cookie)
     assert refused is not None
+    assert _status(web, token=other) == 200 and other_sock.connected
+    assert requests.delete(web + "/api/v1/sessions", timeout=10,
+                           headers={"Authorization": f"Bearer {other}"}).status_code == 204
+    assert _status(web, token=other) == 401
+    wait_until(lambda: not other_sock.connected, 5, "socket disconnected")

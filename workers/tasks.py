@@ -172,19 +172,26 @@ def pay(self, item):
     if start.payment_id is None:
         send(start.outcome, [item])
         return
+    timeout = current_app.config["PAYMENT_TIMEOUT_SECONDS"]
     try:
-        charge = rt.processor.charge(key=start.processor_key, amount_cents=start.amount_cents,
-                                     currency=start.currency, card_token=item["card_token"],
-                                     timeout_s=current_app.config["PAYMENT_TIMEOUT_SECONDS"],
-                                     metadata={"hold_id": item["hold_id"],
-                                               "user_id": item["user_id"]})
+        try:
+            charge = rt.processor.charge(key=start.processor_key, amount_cents=start.amount_cents,
+                                         currency=start.currency, card_token=item["card_token"],
+                                         timeout_s=timeout,
+                                         metadata={"hold_id": item["hold_id"],
+                                                   "user_id": item["user_id"]})
+        except TokenInvalid:
+            # This token cannot charge (expired, used, or none: a repeat of the
+            # key). An earlier attempt under the same key may have: the processor
+            # says, by key, whether anything was charged.
+            log.info("card token of payment %s refused; asking the processor by key",
+                     start.payment_id)
+            charge = rt.processor.lookup(key=start.processor_key, timeout_s=timeout)
     except ProcessorUnavailable:
         # Charged or not, nobody knows yet: the payment stays pending and
         # reconciliation asks the processor by key, then answers the buyer.
         log.warning("processor did not answer for payment %s", start.payment_id)
         return
-    except TokenInvalid:
-        charge = None
     if charge is not None and charge.status in settlement.WAITING:
         # 3-D Secure: the hold stays paying while the buyer answers the challenge;
         # the browser, the webhook or reconciliation settles the payment after.

@@ -46,6 +46,15 @@ class RefundAnswer:
     reason: str | None = None
 
 
+@dataclass
+class ProcessorRefund:
+    """One refund the processor holds for a charge, whoever made it."""
+    reference: str           # the processor's id of the refund
+    amount_cents: int
+    status: str              # succeeded (money on its way back), failed
+    refund_key: str | None = None   # our refund key, for refunds we made; None otherwise
+
+
 class Processor:
     """What checkout needs from a card processor. Every call is idempotent by key."""
     name = "abstract"
@@ -86,6 +95,11 @@ class Processor:
 
     def lookup(self, *, key, timeout_s):
         """The charge made under key, or None if there was none."""
+        raise NotImplementedError
+
+    def refunds_of(self, *, key, timeout_s):
+        """Every refund of the charge made under key ([ProcessorRefund], oldest first),
+        ours and those made elsewhere (the processor's dashboard). Raises ProcessorUnavailable."""
         raise NotImplementedError
 
     def cancel(self, *, key, timeout_s):

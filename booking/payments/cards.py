@@ -1,5 +1,18 @@
-"""Card checks that need no processor: Luhn, expiry, CVC, brand."""
+"""Card checks that need no processor: Luhn, expiry, CVC, brand.
+
+Digits are the ASCII digits 0-9 only: str.isdigit() also accepts other
+scripts' digits ("٤٢٤٢") and superscripts ("²"), which no card network issues
+(and int() refuses some of them).
+"""
+import re
 from datetime import datetime, timezone
+
+_ASCII_DIGITS = re.compile(r"[0-9]+")
+
+
+def ascii_digits(text):
+    """True if text is one or more of the ASCII digits 0-9 and nothing else."""
+    return isinstance(text, str) and _ASCII_DIGITS.fullmatch(text) is not None
 
 
 def digits_only(number):
@@ -7,7 +20,7 @@ def digits_only(number):
 
 
 def luhn_valid(number):
-    if not number.isdigit() or not 12 <= len(number) <= 19:
+    if not ascii_digits(number) or not 12 <= len(number) <= 19:
         return False
     total = 0
     for i, ch in enumerate(reversed(number)):
@@ -19,6 +32,9 @@ def luhn_valid(number):
 
 
 def brand(number):
+    """The card network of a number ("card" when unknown); any string is safe to pass."""
+    if not ascii_digits(number):
+        return "card"
     if number.startswith("4"):
         return "visa"
     if number[:2] in {"51", "52", "53", "54", "55"} or 2221 <= int(number[:4] or 0) <= 2720:
@@ -37,4 +53,4 @@ def expired(exp_month, exp_year, now=None):
 
 
 def cvc_valid(cvc, card_brand):
-    return cvc.isdigit() and len(cvc) == (4 if card_brand == "amex" else 3)
+    return ascii_digits(cvc) and len(cvc) == (4 if card_brand == "amex" else 3)

@@ -15,8 +15,9 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from ..extensions import db
 from ..models import SimCharge, SimRefund, utcnow
-from . import CardToken, Charge, Processor, ProcessorUnavailable, RefundAnswer, TokenInvalid
-from .cards import brand
+from . import (CardToken, Charge, Processor, ProcessorRefund, ProcessorUnavailable,
+               RefundAnswer, TokenInvalid)
+from .cards import brand, cvc_valid, digits_only, luhn_valid
 
 # Test cards (API.md): behaviour by number.
 BEHAVIOUR = {
@@ -38,11 +39,20 @@ class SimulatedProcessor(Processor):
         self.config = app.config
 
     def tokenize(self, *, number, exp_month, exp_year, cvc, name):
+        """A signed token for a card; TokenInvalid for anything that is not one.
+
+        The edge's schema refuses such input first; this is the processor's own
+        check, so that no input can make it fail with anything else."""
+        number = digits_only(number) if isinstance(number, str) else ""
+        if not luhn_valid(number) or not cvc_valid(cvc, brand(number)):
+            raise TokenInvalid("not a valid card")
         card = {"b": brand(number), "l4": number[-4:],
                 "x": BEHAVIOUR.get(number, "approve"), "n": secrets.token_hex(4)}
         return CardToken(self.signer.dumps(card), card["b"], card["l4"])
 
     def _card(self, token):
+        if not isinstance(token, str):
+            raise TokenInvalid("no card token")
         try:
             return self.signer.loads(token, max_age=TOKEN_MAX_AGE_S)
         except BadSignature as err:
@@ -121,6 +131,14 @@ class SimulatedProcessor(Processor):
             row = conn.execute(sa.select(SimCharge).where(SimCharge.idempotency_key == key)
                                ).mappings().first()
         return _charge(row) if row else None
+
+    def refunds_of(self, *, key, timeout_s):
+        with db.engine.connect() as conn:
+            rows = conn.execute(sa.select(SimRefund.reference, SimRefund.amount_cents,
+                                          SimRefund.refund_key)
+                                .where(SimRefund.charge_key == key).order_by(SimRefund.id)).all()
+        return [ProcessorRefund(ref, amount, "succeeded", refund_key)
+                for ref, amount, refund_key in rows]
 
     def ledger(self):
         """Every charge the processor knows: [{key, status, amount_cents}] (for the audit)."""

@@ -21,7 +21,8 @@ import stripe
 
 from ..extensions import db
 from ..models import StripeIntent, utcnow
-from . import CardToken, Charge, Processor, ProcessorUnavailable, RefundAnswer, TokenInvalid
+from . import (CardToken, Charge, Processor, ProcessorRefund, ProcessorUnavailable,
+               RefundAnswer, TokenInvalid)
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,12 @@ class StripeProcessor(Processor):
             return _charge_of(intent)
 
     def _create(self, key, amount_cents, currency, card_token, metadata):
-        token = self.api.tokens.retrieve(card_token)
+        if not card_token:
+            raise TokenInvalid("no card token")
+        try:
+            token = self.api.tokens.retrieve(card_token)
+        except stripe.InvalidRequestError as err:
+            raise TokenInvalid(str(err)) from err
         intent = self.api.payment_intents.create(
             {"amount": amount_cents, "currency": currency.lower(),
              "payment_method": token.card.id, "payment_method_types": ["card"],
@@ -195,6 +201,20 @@ class StripeProcessor(Processor):
             if _plain(refund.metadata).get("refund_key") == refund_key:
                 return refund
         return None
+
+    def refunds_of(self, *, key, timeout_s):
+        """Every refund of the intent made under key, oldest first: ours carry our refund
+        key in their metadata; one made in Stripe's dashboard carries none."""
+        intent_id = self._intent_id(key)
+        if intent_id is None:
+            return []
+        with _stripe_errors():
+            found = list(self.api.refunds.list({"payment_intent": intent_id,
+                                                "limit": 100}).auto_paging_iter())
+        found.sort(key=lambda r: (getattr(r, "created", None) or 0, r.id))
+        return [ProcessorRefund(r.id, r.amount,
+                                "succeeded" if r.status in ("succeeded", "pending") else "failed",
+                                _plain(r.metadata).get("refund_key")) for r in found]
 
     # -- reading Stripe's records --------------------------------------------
 

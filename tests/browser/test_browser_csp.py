@@ -135,3 +135,66 @@ def test_api_and_static_responses_carry_the_headers(site):
         r = requests.get(site.url + path, timeout=5)
         assert "frame-ancestors 'none'" in r.headers["Content-Security-Policy"], path
         assert r.headers["X-Content-Type-Options"] == "nosniff", path
+
+
+def test_error_pages_are_pages_under_the_csp(browser, site, clean_db, screenshots):
+    """A person who follows a wrong link gets a page (with the CSP, no violation, readable on
+    a phone and a desktop), never the API's JSON; the API and JSON clients keep JSON."""
+    import requests
+    from tests.browser.support import PHONE, assert_accessible
+
+    visitor = Watched(browser, site.url, "Visitor")
+    try:
+        for path in ("/events/999999", "/events/abc", "/orders/abc", "/nope"):
+            response = visitor.visit(path)
+            assert response.status == 404, (path, response.status)
+            assert response.headers["content-type"].startswith("text/html"), path
+            expect(visitor.page.get_by_role("heading", level=1)).to_contain_text("could not find")
+            expect(visitor.page.get_by_role("link", name="See all events")).to_be_visible()
+            assert not visitor.violations(), (path, visitor.violations())
+        assert_accessible(visitor.page, "the 404 page")
+        visitor.page.set_viewport_size({"width": 1280, "height": 800})
+        visitor.page.screenshot(path=str(screenshots / "error-404-desktop.png"))
+        # GET /logout signs nobody out and shows no JSON: a signed-out visitor lands on the events.
+        visitor.visit("/logout")
+        assert visitor.page.url.rstrip("/") == site.url
+        assert not visitor.violations(), visitor.violations()
+    finally:
+        visitor.close()
+
+    phone = Watched(browser, site.url, "Phone", device=PHONE)
+    try:
+        phone.visit("/nope")
+        expect(phone.page.get_by_role("heading", level=1)).to_be_visible()
+        assert phone.page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+        phone.page.screenshot(path=str(screenshots / "error-404-phone.png"))
+        assert not phone.violations(), phone.violations()
+    finally:
+        phone.close()
+
+    buyer = Watched(browser, site.url, "Buyer").sign_up()
+    try:
+        response = buyer.visit("/orders/999999")
+        assert response.status == 404
+        expect(buyer.page.get_by_role("heading", level=1)).to_have_text(
+            "We could not find that order")
+        # GET /logout while signed in: the account page, with both ways to sign out.
+        buyer.visit("/logout")
+        expect(buyer.page.get_by_role("heading", name="My account")).to_be_visible()
+        assert_accessible(buyer.page, "the account page")
+        buyer.page.screenshot(path=str(screenshots / "account-desktop.png"))
+        assert not buyer.violations(), buyer.violations()
+        with buyer.page.expect_navigation():
+            buyer.page.get_by_role("button", name="Log out everywhere").click()
+        expect(buyer.page.get_by_text("You are signed out on every device.")).to_be_visible()
+        assert buyer.context.request.get(site.url + "/api/v1/orders").status == 401
+    finally:
+        buyer.close()
+
+    # Programs keep the contract's JSON: the API, and any client that asks for JSON.
+    for path, accept in (("/api/v1/nope", "text/html"), ("/nope", "application/json"),
+                         ("/nope", "*/*"), ("/orders/abc", None)):
+        r = requests.get(site.url + path, timeout=5,
+                         headers={"Accept": accept} if accept else {})
+        assert r.status_code == 404, path
+        assert r.json()["error"]["code"] == "not_found", (path, accept)
