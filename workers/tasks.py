@@ -151,6 +151,8 @@ def pay(self, item):
     if start.payment_id is None:
         send(start.outcome, [item])
         return
+    # Its seats stopped expiring (committed): watchers learn it before the charge runs.
+    rt.broadcaster.seats(start.outcome.seat_changes())
     try:
         charge = rt.processor.charge(key=start.processor_key, amount_cents=start.amount_cents,
                                      currency=start.currency, card_token=item["card_token"],
