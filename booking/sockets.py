@@ -51,16 +51,16 @@ def on_connect(auth=None):
     learn that its session ended.
     """
     token = auth.get("token") if isinstance(auth, dict) else None
-    if token:
+    if token is not None:
         user = user_from_token(token)
+        if user is None:
+            raise _refusal(Unauthorized("Sign in to connect.")) from None
+    elif current_user.is_authenticated:
+        user = current_user
+    elif session.get("_user_id") is not None:
+        # A login cookie whose session has ended (signed out, here or elsewhere).
+        raise _refusal(Unauthorized("Signed out: sign in again.")) from None
     else:
-        user = current_user if current_user.is_authenticated else None
-        if user is None and session.get("_user_id") is not None:
-            # A login cookie whose session has ended (signed out, here or elsewhere).
-            _refuse(Unauthorized("Signed out: sign in again."))
-    if user is None and token:
-        _refuse(Unauthorized("Sign in to connect."))
-    if user is None:
         _connect_watcher()
         return
     uid, version = user.id, user.session_version
@@ -71,7 +71,7 @@ def on_connect(auth=None):
         if not rt.sockets.take(uid, request.sid):
             raise LimitExceeded.of("sockets", limit="sockets", max=rt.sockets.cap)
     except BookingError as err:
-        _refuse(err)
+        raise _refusal(err) from None
     except redis.RedisError:
         # Counting needs Redis; a buyer is not turned away because Redis blinked.
         log.warning("socket limits unavailable for user %s", uid)
@@ -80,7 +80,7 @@ def on_connect(auth=None):
         # a sign-out either sees this socket's slot or this check sees it.
         with contextlib.suppress(redis.RedisError):
             rt.sockets.release(uid, request.sid)
-        _refuse(Unauthorized("Signed out: sign in again."))
+        raise _refusal(Unauthorized("Signed out: sign in again.")) from None
     session["bo_uid"] = uid
     session["bo_ip"] = ip
     join_room(f"user:{uid}")
@@ -105,23 +105,23 @@ def _connect_watcher():
             raise LimitExceeded.of("anonymous_sockets", limit="anonymous_sockets",
                                    max=rt.watchers.cap)
     except BookingError as err:
-        _refuse(err)
+        raise _refusal(err) from None
     except redis.RedisError:
         # Without the count there is no cap: refuse read-only sockets until Redis is back
         # (the client retries by itself; buyers are still let in).
         log.warning("anonymous socket cap unavailable (Redis)")
-        _refuse(Busy("Live updates are unavailable for a moment.", retry_after_s=5))
+        raise _refusal(Busy("Live updates are unavailable for a moment.", retry_after_s=5)) from None
     session["bo_watch_ip"] = ip
     rt.local_watchers[request.sid] = ip
     SOCKETS.inc()
 
 
-def _refuse(err):
-    """Refuse a connect: the connect_error's data is the contract's error object."""
+def _refusal(err):
+    """A connect's refusal: the connect_error's data is the contract's error object."""
     runtime().metrics.request("connect", err.code)
     refusal = SocketRefused(err.message)
     refusal.error_args = payloads.error_object(err)
-    raise refusal from None
+    return refusal
 
 
 @socketio.on("disconnect")
