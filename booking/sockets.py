@@ -117,10 +117,16 @@ def _connect_watcher():
 
 
 def _refusal(err):
-    """A connect's refusal: the connect_error's data is the contract's error object."""
+    """A connect's refusal: the connect_error's data is the contract's error object.
+
+    The packet carries the object's fields ({code, message, details}: what
+    python-socketio clients receive) and the object again under `data`, which is
+    what the JavaScript client hands its connect_error handler as `err.data`.
+    """
     runtime().metrics.request("connect", err.code)
     refusal = SocketRefused(err.message)
-    refusal.error_args = payloads.error_object(err)
+    error = payloads.error_object(err)
+    refusal.error_args = {**error, "data": error}
     return refusal
 
 
