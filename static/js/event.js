@@ -104,7 +104,22 @@ function activate(id) {
 
 // Newer seat versions from a snapshot or a seats_changed message.
 function applySeats(list, { fromSnapshot = false } = {}) {
-  seatsChanged(versions.apply(list), { fromSnapshot });
+  const changed = versions.apply(list);
+  // A held seat of the buyer's without an expiry is being paid for (in another tab,
+  // perhaps); with one again, the payment failed and the hold is theirs to pay.
+  let moved = false;
+  for (const s of list) {
+    const hold = myHolds.get(mine.get(s.id));
+    const seat = versions.seats.get(s.id);
+    if (!hold || seat.status !== "held" || (hold.status !== "held" && hold.status !== "paying")) continue;
+    const status = seat.expiresAt === undefined ? "paying" : "held";
+    if (hold.status !== status) {
+      hold.status = status;
+      moved = true;
+    }
+  }
+  if (moved) renderHolds();
+  seatsChanged(changed, { fromSnapshot });
 }
 
 function seatsChanged(changed, { fromSnapshot = false } = {}) {
