@@ -20,7 +20,6 @@ import sqlalchemy as sa
 from booking import checkout, holds, waiting_room
 from booking.extensions import db, socketio
 from booking.models import Event, Seat, iso_utc, utcnow
-from booking.outcome import expiry_iso
 from booking.payments import Charge
 from tests.contract import row_counts
 from tests.test_holds_idempotency import _event
@@ -71,6 +70,11 @@ def _by_id(seats):
     return {s["id"]: s for s in seats}
 
 
+def expiry_iso(moment):
+    from booking.outcome import expiry_iso as write   # new with these tests
+    return write(moment)
+
+
 def test_every_socket_of_a_buyer_learns_their_open_holds_on_join(app, make_users):
     """A tab opened after the hold hears of it in the join answer, seats and all."""
     event_id, seats = _event(app, seats=6)
@@ -113,19 +117,19 @@ def test_a_lapsed_hold_reads_available_at_once_and_can_be_taken(app, client, mak
     with app.app_context():
         assert db.session.scalars(sa.select(Seat.status).where(Seat.id.in_(seats[:2]))
                                   ).all() == ["held", "held"]
-        live_expiry = expiry_iso(db.session.scalar(sa.select(Seat.hold_expires_at)
-                                                   .where(Seat.id == seats[2])))
-    # seats_changed carries a held seat's expiry (the client frees it when it passes).
-    assert out.seat_changes() == {event_id: [
-        {"id": seats[2], "status": "held", "version": 1, "expires_at": live_expiry}]}
+        expires = db.session.scalar(sa.select(Seat.hold_expires_at).where(Seat.id == seats[2]))
 
     watcher = socketio.test_client(app, auth={"token": cat_tok})
     snapshot = _by_id(_join(watcher, event_id)["seats"])
     # Same version: whatever the database does to the seat next is newer.
     assert snapshot[seats[0]] == {"id": seats[0], "status": "available", "version": 1}
     assert snapshot[seats[1]] == {"id": seats[1], "status": "available", "version": 1}
+    live_expiry = expiry_iso(expires)
     assert snapshot[seats[2]] == {"id": seats[2], "status": "held", "version": 1,
                                   "expires_at": live_expiry}
+    # seats_changed carries a held seat's expiry (the client frees it when it passes).
+    assert out.seat_changes() == {event_id: [
+        {"id": seats[2], "status": "held", "version": 1, "expires_at": live_expiry}]}
     board = _join(watcher, event_id, compact=True)["board"]
     assert board["status"] == "aaha"
     assert board["expiring"] == [{"expires_at": live_expiry, "ids": [[seats[2], 1]]}]
