@@ -125,9 +125,11 @@ function applySeats(list, { fromSnapshot = false } = {}) {
 function seatsChanged(changed, { fromSnapshot = false } = {}) {
   const lost = [];
   const ended = new Set();
+  const sold = new Set();
   for (const id of changed) {
     const status = versions.status(id);
     if (status !== "held" && mine.has(id)) ended.add(mine.get(id));
+    if (status === "sold" && mine.has(id)) sold.add(mine.get(id));
     // A seat the buyer chose was taken by someone else; a seat being held for
     // this buyer right now is not "taken" (its hold_result may come after this).
     if (selected.has(id) && status !== "available" && !(holdRequest && holdRequest.seat_ids.includes(id))) {
@@ -135,7 +137,12 @@ function seatsChanged(changed, { fromSnapshot = false } = {}) {
       lost.push(id);
     }
   }
-  for (const holdId of ended) dropHold(holdId);
+  // Sold: paid for, here or in another tab (a window still open on it closes).
+  // Otherwise released or run out: the result or the window's countdown says so.
+  for (const holdId of ended) {
+    if (sold.has(holdId)) endedElsewhere(holdId);
+    else dropHold(holdId);
+  }
   redraw(changed);
   if (lost.length) {
     const names = lost.map(seatName).join("; ");
@@ -355,10 +362,12 @@ function onPaymentResult(result) {
   }
   // Another tab's payment: a paid hold is gone from here; a failed one is the
   // buyer's again until it runs out.
+  if (result.ok && result.hold_id) {
+    endedElsewhere(result.hold_id);
+    return;
+  }
   const hold = myHolds.get(result.hold_id);
-  if (!hold) return;
-  if (result.ok) endedElsewhere(result.hold_id);
-  else {
+  if (hold && hold.status === "paying") {
     hold.status = "held";
     renderHolds();
   }
