@@ -75,6 +75,7 @@ def expiry_iso(moment):
     return write(moment)
 
 
+@pytest.mark.app_config(MAX_OPEN_HOLDS=5)
 def test_every_socket_of_a_buyer_learns_their_open_holds_on_join(app, make_users):
     """A tab opened after the hold hears of it in the join answer, seats and all."""
     event_id, seats = _event(app, seats=6)
