@@ -210,18 +210,33 @@ def on_join_event(data=None):
         # Join before reading, so that no change falls between snapshot and feed.
         join_room(f"event:{event_id}")
         seats = rt.coalescer.snapshot(event_id, lambda: catalog.seat_states(db.session, event_id))
-        mine = None if uid is None else holds.open_holds_of(db.session, uid, event_id)
+        mine = None if uid is None else _open_holds(uid, event_id)
+        # The reads are done: give the pooled connection back before the answer is
+        # built (a whole board), so that a crowd re-joining at once (a restarted
+        # process's sockets) does not wait on the pool.
+        db.session.remove()
         rt.metrics.request("join_event", "ok")
         return payloads.snapshot(event_id, catalog.as_of_now(seats), waiting_room=room,
                                  compact=payload["compact"], holds=mine)
     except BookingError as err:
         rt.metrics.request("join_event", err.code)
         return reply(None, err)
-    except (redis.RedisError, OperationalError):
+    except (redis.RedisError, OperationalError, PoolTimeout):
         log.warning("join_event: shared state or database unavailable", exc_info=True)
         rt.metrics.request("join_event", "busy")
         return reply(None, Busy("The box office cannot take requests right now.",
                                    retry_after_s=2))
+
+
+def _open_holds(uid, event_id):
+    """The buyer's open holds on the event, or None when the database cannot say now: the
+    join still answers (its board needs no database), without `holds`."""
+    try:
+        return holds.open_holds_of(db.session, uid, event_id)
+    except (OperationalError, PoolTimeout):
+        log.warning("join_event: open holds of user %s not read (database)", uid, exc_info=True)
+        db.session.rollback()
+        return None
 
 
 @socketio.on("leave_event")

@@ -548,6 +548,8 @@ function join() {
       }
     } else {
       restoreHold();
+      // Signed in, but the server could not read the holds just now: ask again soon.
+      if (page.signed_in) setTimeout(() => { if (socket.connected) join(); }, 3000 + Math.random() * 3000);
     }
     // Requests that had no result before the connection dropped: the server
     // answers each once, from its record if it already finished.
