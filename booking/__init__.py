@@ -163,6 +163,9 @@ def _init_runtime(app, role):
         ledger=ledger,
         presence=Presence(state, app.config["DISCONNECT_GRACE_SECONDS"], namespace),
         sockets=SocketSlots(state, namespace, app.config["MAX_SOCKETS_PER_ACCOUNT"]),
+        # The same counting, keyed by client IP, for signed-out visitors' sockets.
+        watchers=SocketSlots(state, f"{namespace}:anonymous",
+                             app.config["MAX_ANONYMOUS_SOCKETS_PER_IP"]),
         shedding=LoadShedding(ledger, app.config),
         rate_limit=RequestLimits(app, state),
         broadcaster=Broadcaster(socketio, redis_url=redis_url, namespace=namespace,

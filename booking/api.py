@@ -11,6 +11,7 @@ from .ratelimits import check_sign_in
 from .auth import issue_token
 from .errors import MalformedRequest
 from .extensions import db
+from .outcome import seat_state
 from .runtime import runtime
 from .schemas import (EventDetailSchema, EventSchema, NewUserSchema, OrderSchema, SeatSchema,
                       SessionSchema, UserSchema)
@@ -106,7 +107,12 @@ def get_event(event_id):
 def get_seats(event_id):
     """Every seat of an event with its status and version."""
     seats = catalog.event_seats(db.session, event_id)
-    return jsonify({"event_id": event_id, "seats": _seats.dump(seats)})
+    # A held seat whose hold has run out reads available, with the snapshot's rule.
+    states = catalog.as_of_now([seat_state(s.id, s.status, s.version, s.hold_expires_at)
+                                for s in seats])
+    return jsonify({"event_id": event_id,
+                    "seats": [dict(body, **state) for body, state in zip(_seats.dump(seats),
+                                                                        states)]})
 
 
 # The seat plan of an event, kept per process for PLAN_MAX_AGE_S: building a
@@ -147,8 +153,8 @@ def get_seat_plan(event_id):
 def get_board(event_id):
     """Every seat's status and version, compact (for pages without a live connection)."""
     catalog.require_event(db.session, event_id)
-    states = runtime().coalescer.snapshot(
-        event_id, lambda: catalog.seat_states(db.session, event_id))
+    states = catalog.as_of_now(runtime().coalescer.snapshot(
+        event_id, lambda: catalog.seat_states(db.session, event_id)))
     response = jsonify({"event_id": event_id, "board": seat_plans.compact_board(states)})
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -4,8 +4,8 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from .errors import InvalidRequest, NotFound
-from .models import ID_MAX, Event, Organizer, PriceTier, Seat, Venue
-from .schemas import SeatStateSchema
+from .models import ID_MAX, Event, Organizer, PriceTier, Seat, Venue, utcnow
+from .outcome import expiry_iso, seat_state
 
 
 def _row_name(index):
@@ -140,15 +140,32 @@ def event_seats(session, event_id):
         sa.select(Seat).where(Seat.event_id == event_id).order_by(Seat.id)).all()
 
 
-_seat_states = SeatStateSchema()
-
-
 def seat_states(session, event_id):
-    """[{id, status, version}] of every seat of an event: the live snapshot."""
+    """[{id, status, version, expires_at?}] of every seat of an event: the live snapshot
+    (outcome.seat_state: a held seat whose hold can run out carries its expiry)."""
     rows = session.execute(
-        sa.select(Seat.id, Seat.status, Seat.version)
-        .where(Seat.event_id == event_id).order_by(Seat.id)).mappings().all()
-    return _seat_states.dump(rows, many=True)
+        sa.select(Seat.id, Seat.status, Seat.version, Seat.hold_expires_at)
+        .where(Seat.event_id == event_id).order_by(Seat.id)).all()
+    return [seat_state(*row) for row in rows]
+
+
+def as_of_now(states, now=None):
+    """Seat states as a buyer may be told them now: a held seat whose hold has run out is
+    available (a worker grants it to the next buyer who asks; the sweep writes it later).
+
+    Its version stays the same, so that whatever the database does to the seat next
+    (the sweep, another buyer's hold) is newer. states is not changed; the answer is
+    states itself when nothing has run out.
+    """
+    cutoff = expiry_iso(now or utcnow())
+    out = None
+    for i, seat in enumerate(states):
+        expires_at = seat.get("expires_at")
+        if expires_at is not None and expires_at <= cutoff:
+            if out is None:
+                out = list(states)
+            out[i] = {"id": seat["id"], "status": "available", "version": seat["version"]}
+    return states if out is None else out
 
 
 def seat_prices(session, event_id):

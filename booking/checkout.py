@@ -107,7 +107,10 @@ def begin_payment(session, item, processor_name, now=None):
         return start
     hold.status = "paying"
     for seat in seats.values():
-        seat.hold_expires_at = None  # a seat being paid for never expires
+        # A seat being paid for never expires. Watchers are told (a new version
+        # without expires_at), or their maps would free it when the hold's time
+        # passes while the payment is still running.
+        set_seat(start.outcome, seat, "held", hold=hold, expires_at=None)
     payment = Payment(user_id=uid, hold_id=hold.id, idempotency_key=item["idempotency_key"],
                       processor_key=key, request_id=rid, status="pending",
                       amount_cents=hold.amount_cents, currency=hold.currency,
@@ -203,7 +206,7 @@ def finish_payment(session, payment_id, charge, request_id=None, now=None):
             # Back to the buyer until the hold's own expiry: another card may be tried.
             hold.status = "held"
             for seat in seats.values():
-                seat.hold_expires_at = hold.expires_at
+                set_seat(outcome, seat, "held", hold=hold, expires_at=hold.expires_at)
     _answer_all(session, outcome, payment, [payment.request_id, request_id], now)
     session.flush()
     return outcome

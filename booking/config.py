@@ -191,6 +191,11 @@ def from_environment():
         "IP_RATE_LIMIT": os.environ.get("IP_RATE_LIMIT", "1000/second;30000/minute"),
         # Sockets one account may hold open across every web instance.
         "MAX_SOCKETS_PER_ACCOUNT": _int("MAX_SOCKETS_PER_ACCOUNT", 10),
+        # Read-only sockets of signed-out visitors from one client IP, across every web
+        # instance (they watch seat maps; holding needs an account). Generous enough for
+        # a household or an office behind one address, small enough that one host
+        # cannot hold thousands of sockets open.
+        "MAX_ANONYMOUS_SOCKETS_PER_IP": _int("MAX_ANONYMOUS_SOCKETS_PER_IP", 50),
         # Draining a web process on SIGTERM (booking.lifecycle): how long the
         # load balancer gets to notice, then how long handlers get to finish,
         # and the most the whole drain may take before the process exits.

@@ -147,6 +147,9 @@ def on_join_dashboard(data=None):
 @socketio.on("leave_dashboard")
 def on_leave_dashboard(data=None):
     """Stop watching an event's figures."""
+    if session.get("bo_uid") is None:
+        return {"ok": False, "error": Unauthorized(
+            "Sign in as a member of the event's organizer.").to_dict()}
     if isinstance(data, dict) and isinstance(data.get("event_id"), int):
         leave_room(_room(data["event_id"]), sid=request.sid)
     return {"ok": True}

@@ -34,6 +34,9 @@ MESSAGES = {
     "seats_per_order": "At most {max} seats per order.",
     "open_holds": "At most {max} open holds at a time.",
     "sockets": "At most {max} connections per account; close another tab or device first.",
+    "anonymous_sockets": "At most {max} signed-out connections from one address; sign in "
+                         "to see seats change live.",
+    "queue_sign_in": "Sign in to take your place in this event's waiting room.",
     "hold_paying": "A payment for this hold is already in progress.",
     "hold_paying_release": "This hold is being paid for and cannot be released now.",
     "hold_paid": "This hold has been paid for already.",

@@ -21,7 +21,7 @@ from .errors import (BookingError, Conflict, HoldNotOwned, LimitExceeded, NotFou
 from . import best_seats, records
 from .locking import lock_holds, lock_seat_rows, lock_seats, lock_users, write_seat_rows
 from .models import HOLD_OPEN_STATUSES, Event, Hold, HoldSeat, Seat, utcnow
-from .outcome import Outcome, set_seat
+from .outcome import Outcome, seat_state, set_seat
 from .payloads import reply
 
 log = logging.getLogger(__name__)
@@ -181,8 +181,8 @@ class _Batch:
         for seat in self.changed.values():
             if seat.get("hold") is not None:
                 seat["hold_id"] = seat["hold"]["id"]
-            outcome.seats.setdefault(seat["event_id"], {})[seat["id"]] = {
-                "id": seat["id"], "status": seat["status"], "version": seat["version"]}
+            outcome.seats.setdefault(seat["event_id"], {})[seat["id"]] = seat_state(
+                seat["id"], seat["status"], seat["version"], seat["hold_expires_at"])
         write_seat_rows(session, list(self.changed.values()))
 
 
@@ -356,3 +356,22 @@ def hold_state(session, hold_id):
     row = session.execute(sa.select(Hold.user_id, Hold.status, Hold.expires_at)
                           .where(Hold.id == hold_id)).first()
     return tuple(row) if row else (None, None, None)
+
+
+def open_holds_of(session, user_id, event_id, now=None):
+    """The buyer's open holds on an event, oldest first: held and not run out, or being paid.
+
+    [{hold_id, event_id, seat_ids, status, expires_at, amount_cents, currency}]: what
+    join_event tells every socket of the buyer, so that a tab opened after the hold
+    (or after the tab that asked for it closed) shows the seats as theirs and offers
+    to pay for them or give them back.
+    """
+    now = now or utcnow()
+    rows = session.scalars(
+        sa.select(Hold).where(Hold.user_id == user_id, Hold.event_id == event_id,
+                              Hold.status.in_(HOLD_OPEN_STATUSES),
+                              sa.or_(Hold.status == "paying", Hold.expires_at > now))
+        .order_by(Hold.id)).all()
+    return [{"hold_id": h.id, "event_id": h.event_id, "seat_ids": [s.seat_id for s in h.seats],
+             "status": h.status, "expires_at": h.expires_at, "amount_cents": h.amount_cents,
+             "currency": h.currency} for h in rows]

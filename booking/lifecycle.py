@@ -122,6 +122,7 @@ def _refresh_presence(app):
         try:
             rt.presence.touch([u for u, n in rt.local_users.items() if n > 0])
             rt.sockets.touch([(u, sid) for sid, u in list(rt.local_sids.items())])
+            rt.watchers.touch([(ip, sid) for sid, ip in list(rt.local_watchers.items())])
         except Exception:
             log.warning("presence refresh failed", exc_info=True)
 

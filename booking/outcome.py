@@ -1,5 +1,28 @@
 """What a transaction decided, to send once it has committed (docs/DESIGN.md, rule 4)."""
 from dataclasses import dataclass, field
+from datetime import timedelta
+
+
+def expiry_iso(moment):
+    """A hold's expiry as seat states carry it: ISO-8601 UTC with milliseconds, always the
+    same width (two compare as strings), rounded up to the millisecond (a client that
+    frees the seat at that instant never does so before a worker would grant it)."""
+    if moment is None:
+        return None
+    extra = moment.microsecond % 1000
+    if extra:
+        moment += timedelta(microseconds=1000 - extra)
+    return moment.isoformat(timespec="milliseconds") + "Z"
+
+
+def seat_state(seat_id, status, version, hold_expires_at=None):
+    """A seat as snapshots and seats_changed carry it: {id, status, version}, plus
+    expires_at for a held seat whose hold can run out (a seat being paid for has none).
+    A client shows such a seat available once expires_at has passed (API.md)."""
+    state = {"id": seat_id, "status": status, "version": version}
+    if status == "held" and hold_expires_at is not None:
+        state["expires_at"] = expiry_iso(hold_expires_at)
+    return state
 
 
 @dataclass
@@ -19,8 +42,8 @@ class Outcome:
         return {e: sorted(s.values(), key=lambda x: x["id"]) for e, s in self.seats.items()}
 
     def record_seat(self, seat):
-        self.seats.setdefault(seat.event_id, {})[seat.id] = {
-            "id": seat.id, "status": seat.status, "version": seat.version}
+        self.seats.setdefault(seat.event_id, {})[seat.id] = seat_state(
+            seat.id, seat.status, seat.version, seat.hold_expires_at)
 
 
 def set_seat(outcome, seat, status, hold=None, expires_at=None, order_id=None):

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import sqlalchemy as sa
 
 from flask import (Blueprint, abort, current_app, flash, redirect, render_template, request,
-                   send_file, url_for)
+                   send_file, session, url_for)
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 from marshmallow import ValidationError
@@ -162,9 +162,18 @@ def index():
     return render_template("index.html", events=events, page=_page_config())
 
 
+def _forget_ended_login():
+    """A cookie whose session has ended (signed out on another device) makes this browser
+    a signed-out visitor: its page's socket then watches read-only, instead of being
+    refused as signed out at every reconnect."""
+    if not current_user.is_authenticated and session.get("_user_id") is not None:
+        session.clear()
+
+
 @bp.get("/events/<int:event_id>")
 def event(event_id):
     """One event: its seat map, holds and the payment window."""
+    _forget_ended_login()
     try:
         detail = _event_schema.dump(catalog.get_event(db.session, event_id))
     except NotFound:

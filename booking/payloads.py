@@ -42,9 +42,11 @@ def seats_changed(event_id, seats, committed_at, sent_at=None):
     return _seats_changed.dump(body)
 
 
-def snapshot(event_id, seats, waiting_room=None, compact=False):
+def snapshot(event_id, seats, waiting_room=None, compact=False, holds=None):
     """join_event's ack: seats as the seat board holds them (already dumped), or with
-    compact the same as a board (status letters and versions in seat id order)."""
+    compact the same as a board (status letters, versions and expiries in seat id
+    order); holds: the signed-in buyer's open holds on the event (a signed-out
+    visitor's ack has none)."""
     from .seat_plans import compact_board
     body = {"ok": True, "event_id": event_id}
     if compact:
@@ -53,4 +55,6 @@ def snapshot(event_id, seats, waiting_room=None, compact=False):
         body["seats"] = seats
     if waiting_room is not None:
         body["waiting_room"] = waiting_room
+    if holds is not None:
+        body["holds"] = holds
     return _snapshot.dump(body)

@@ -34,6 +34,7 @@ class Runtime:
     ledger: RequestLedger                  # requests in flight and answered
     presence: Presence                     # when each buyer was last connected
     sockets: SocketSlots                   # sockets each account holds open, capped
+    watchers: SocketSlots                  # signed-out visitors' sockets per client IP, capped
     shedding: LoadShedding                 # the bound on work in flight
     rate_limit: RequestLimits              # per-account and per-IP budgets of socket events
     broadcaster: Broadcaster               # sends what committed transactions changed
@@ -49,6 +50,8 @@ class Runtime:
     local_users: Counter[int] = field(default_factory=Counter)
     local_sids: dict[str, int] = field(default_factory=dict)
     local_ips: dict[str, str | None] = field(default_factory=dict)  # sid -> client IP
+    # Per web process: signed-out visitors' read-only sockets here, sid -> client IP.
+    local_watchers: dict[str, str] = field(default_factory=dict)
     # event_id -> {seat_id: price_cents}; an event's seats never change.
     seat_maps: dict[int, dict[int, int]] = field(default_factory=dict)
     # Set once SIGTERM arrived (booking.lifecycle): readiness off, new sockets refused.

@@ -153,6 +153,9 @@ class SeatStateSchema(Schema):
     id = fields.Integer()
     status = fields.String(validate=validate.OneOf(SEAT_STATUSES))
     version = fields.Integer()
+    # v1.1: a held seat whose hold can run out says when (booking.outcome.seat_state);
+    # from then on it is available to the next buyer who asks.
+    expires_at = fields.String()
 
 
 class SeatSchema(SeatStateSchema):
@@ -256,6 +259,17 @@ class PaymentResultSchema(ReplySchema):
     hold_id = fields.Integer()
 
 
+class OpenHoldSchema(Schema):
+    """One of the buyer's open holds, as join_event tells every socket of the buyer."""
+    hold_id = fields.Integer()
+    event_id = fields.Integer()
+    seat_ids = fields.List(fields.Integer())
+    status = fields.String()  # held, or paying: a payment for it is in progress
+    expires_at = UTCDateTimeField()
+    amount_cents = fields.Integer()
+    currency = fields.String()
+
+
 class SeatsChangedSchema(Schema):
     event_id = fields.Integer()
     seats = fields.List(fields.Nested(SeatStateSchema))
@@ -271,7 +285,9 @@ class SnapshotSchema(Schema):
     # (booking.catalog.seat_states, and seats_changed): 2,000 seats dumped
     # again at every join would cost ~16 ms of a web process's CPU each.
     seats = fields.Raw()
-    # v1.1, join_event {compact: true}: instead of seats, {ids, status, versions}
-    # (booking.seat_plans.compact_board).
+    # v1.1, join_event {compact: true}: instead of seats, {ids, status, versions,
+    # expiring} (booking.seat_plans.compact_board).
     board = fields.Raw()
     waiting_room = fields.Dict()
+    # v1.1: a signed-in buyer's open holds on the event (booking.holds.open_holds_of).
+    holds = fields.List(fields.Nested(OpenHoldSchema))

@@ -41,14 +41,23 @@ def _ranges(ids):
 
 
 def compact_board(states):
-    """[{id, status, version}] as {ids: [[first, count]...], status: "aahs...", versions: [...]}.
+    """[{id, status, version, expires_at?}] as {ids: [[first, count]...], status: "aahs...",
+    versions: [...], expiring: [{expires_at, ids: [[first, count]...]}...]}.
 
-    In id order; status has one letter per seat (a available, h held, s sold).
+    In id order; status has one letter per seat (a available, h held, s sold);
+    expiring groups the held seats whose hold can run out by when (the seats of one
+    hold share it), soonest first.
     """
     ordered = sorted(states, key=lambda s: s["id"])
+    expiring = {}
+    for seat in ordered:
+        if seat.get("expires_at"):
+            expiring.setdefault(seat["expires_at"], []).append(seat["id"])
     return {"ids": _ranges([s["id"] for s in ordered]),
             "status": "".join(STATUS_CODES[s["status"]] for s in ordered),
-            "versions": [s["version"] for s in ordered]}
+            "versions": [s["version"] for s in ordered],
+            "expiring": [{"expires_at": at, "ids": _ranges(ids)}
+                         for at, ids in sorted(expiring.items())]}
 
 
 def _grid_positions(rows):

@@ -15,7 +15,7 @@ from flask_socketio import join_room, leave_room
 from socketio.exceptions import ConnectionRefusedError as SocketRefused
 from marshmallow import ValidationError
 
-from . import catalog, intake, payloads, sessions, settlement, waiting_room
+from . import catalog, holds, intake, payloads, sessions, settlement, waiting_room
 from .auth import user_from_token
 from .errors import (Busy, BookingError, InvalidRequest, LimitExceeded, NotFound, Unauthorized,
                      from_validation)
@@ -43,27 +43,35 @@ def _user_id():
 
 @socketio.on("connect")
 def on_connect(auth=None):
-    """Accept a socket only with a valid bearer token or session cookie."""
-    user = None
-    if isinstance(auth, dict) and auth.get("token"):
-        user = user_from_token(auth["token"])
+    """Accept a buyer's socket (a valid bearer token or session cookie), or a signed-out
+    visitor's read-only one (no credentials at all), each within its cap.
+
+    Credentials that do not hold (a forged or expired token, the cookie of a session
+    that was signed out) are refused, never downgraded to read-only: the client must
+    learn that its session ended.
+    """
+    token = auth.get("token") if isinstance(auth, dict) else None
+    if token is not None:
+        user = user_from_token(token)
+        if user is None:
+            raise _refusal(Unauthorized("Sign in to connect.")) from None
     elif current_user.is_authenticated:
         user = current_user
-    uid, version = (user.id, user.session_version) if user is not None else (None, None)
+    elif session.get("_user_id") is not None:
+        # A login cookie whose session has ended (signed out, here or elsewhere).
+        raise _refusal(Unauthorized("Signed out: sign in again.")) from None
+    else:
+        _connect_watcher()
+        return
+    uid, version = user.id, user.session_version
     rt = runtime()
-    ip = client_ip() if uid is not None else None
+    ip = client_ip()
     try:
-        if uid is None:
-            raise Unauthorized("Sign in to connect.")
         rt.rate_limit.check_ip(ip)
         if not rt.sockets.take(uid, request.sid):
             raise LimitExceeded.of("sockets", limit="sockets", max=rt.sockets.cap)
     except BookingError as err:
-        rt.metrics.request("connect", err.code)
-        refusal = SocketRefused(err.message)
-        # The connect_error data is the contract's error object.
-        refusal.error_args = payloads.error_object(err)
-        raise refusal from None
+        raise _refusal(err) from None
     except redis.RedisError:
         # Counting needs Redis; a buyer is not turned away because Redis blinked.
         log.warning("socket limits unavailable for user %s", uid)
@@ -79,9 +87,7 @@ def on_connect(auth=None):
         with contextlib.suppress(redis.RedisError):
             rt.sockets.release(uid, request.sid)
             sessions.forget_socket(request.sid)
-        refusal = SocketRefused("Signed out.")
-        refusal.error_args = {"code": "unauthorized", "message": "Signed out: sign in again."}
-        raise refusal
+        raise _refusal(Unauthorized("Signed out: sign in again.")) from None
     session["bo_uid"] = uid
     session["bo_ip"] = ip
     join_room(f"user:{uid}")
@@ -95,13 +101,57 @@ def on_connect(auth=None):
         log.warning("presence not recorded for user %s", uid)
 
 
+def _connect_watcher():
+    """A signed-out visitor's socket: it may only join_event and leave_event (every other
+    event is answered `unauthorized`), at most MAX_ANONYMOUS_SOCKETS_PER_IP from one
+    client address across every web process."""
+    rt = runtime()
+    ip = client_ip()
+    try:
+        rt.rate_limit.check_ip(ip)
+        if not rt.watchers.take(ip, request.sid):
+            raise LimitExceeded.of("anonymous_sockets", limit="anonymous_sockets",
+                                   max=rt.watchers.cap)
+    except BookingError as err:
+        raise _refusal(err) from None
+    except redis.RedisError:
+        # Without the count there is no cap: refuse read-only sockets until Redis is back
+        # (the client retries by itself; buyers are still let in).
+        log.warning("anonymous socket cap unavailable (Redis)")
+        raise _refusal(Busy("Live updates are unavailable for a moment.", retry_after_s=5)) from None
+    session["bo_watch_ip"] = ip
+    rt.local_watchers[request.sid] = ip
+    SOCKETS.inc()
+
+
+def _refusal(err):
+    """A connect's refusal: the connect_error's data is the contract's error object.
+
+    The packet carries the object's fields ({code, message, details}: what
+    python-socketio clients receive) and the object again under `data`, which is
+    what the JavaScript client hands its connect_error handler as `err.data`.
+    """
+    runtime().metrics.request("connect", err.code)
+    refusal = SocketRefused(err.message)
+    error = payloads.error_object(err)
+    refusal.error_args = {**error, "data": error}
+    return refusal
+
+
 @socketio.on("disconnect")
 def on_disconnect(reason=None):
     """Note when the buyer was last here; the sweep releases holds after the grace period."""
     uid = _user_id()
-    if uid is None:
-        return
     rt = runtime()
+    if uid is None:
+        ip = rt.local_watchers.pop(request.sid, None)
+        if ip is not None:
+            SOCKETS.dec()
+            try:
+                rt.watchers.release(ip, request.sid)
+            except redis.RedisError:
+                log.warning("anonymous socket slot not released (Redis); it lapses by itself")
+        return
     rt.local_users[uid] -= 1
     if rt.local_users[uid] <= 0:
         del rt.local_users[uid]
@@ -117,6 +167,10 @@ def on_disconnect(reason=None):
 
 
 def _check_rate(uid):
+    """A buyer's event: refused `unauthorized` on a signed-out visitor's read-only socket,
+    else counted against the account's and the client address's budgets."""
+    if uid is None:
+        raise Unauthorized("Sign in to choose seats.")
     runtime().rate_limit.check(uid, session.get("bo_ip"))
 
 
@@ -131,11 +185,16 @@ def _load(schema, data):
 
 @socketio.on("join_event")
 def on_join_event(data=None):
-    """Watch an event: answer its seat snapshot and subscribe to its changes."""
+    """Watch an event: answer its seat snapshot (and a buyer's open holds on it) and
+    subscribe to its changes. A signed-out visitor may watch an event without a waiting
+    room; a waiting room needs an account."""
     rt = runtime()
     try:
         uid = _user_id()
-        _check_rate(uid)
+        if uid is None:
+            rt.rate_limit.check_ip(session.get("bo_watch_ip"))
+        else:
+            _check_rate(uid)
         payload = _load(_event_ref, data)
         event_id = payload["event_id"]
         if intake.seat_map(event_id) is None:
@@ -143,6 +202,12 @@ def on_join_event(data=None):
         gate = rt.gates.get(db.session, event_id)
         room = None
         if gate.gated:
+            if uid is None:
+                # A place in the queue is per account: a signed-out visitor gets
+                # none, and no more than a waiting buyer sees (no seat map, no
+                # seats_changed), so read-only sockets can neither jump nor swell it.
+                leave_room(f"event:{event_id}")
+                raise Unauthorized.of("queue_sign_in", reason="waiting_room")
             room = waiting_room.enter(rt.waiting_room, gate, uid)
             if room["state"] != waiting_room.ADMITTED:
                 # A waiting buyer sees no seat map: no snapshot, no seats_changed
@@ -155,17 +220,33 @@ def on_join_event(data=None):
         # Join before reading, so that no change falls between snapshot and feed.
         join_room(f"event:{event_id}")
         seats = rt.coalescer.snapshot(event_id, lambda: catalog.seat_states(db.session, event_id))
+        mine = None if uid is None else _open_holds(uid, event_id)
+        # The reads are done: give the pooled connection back before the answer is
+        # built (a whole board), so that a crowd re-joining at once (a restarted
+        # process's sockets) does not wait on the pool.
+        db.session.remove()
         rt.metrics.request("join_event", "ok")
-        return payloads.snapshot(event_id, seats, waiting_room=room,
-                                         compact=payload["compact"])
+        return payloads.snapshot(event_id, catalog.as_of_now(seats), waiting_room=room,
+                                 compact=payload["compact"], holds=mine)
     except BookingError as err:
         rt.metrics.request("join_event", err.code)
         return reply(None, err)
-    except (redis.RedisError, OperationalError):
+    except (redis.RedisError, OperationalError, PoolTimeout):
         log.warning("join_event: shared state or database unavailable", exc_info=True)
         rt.metrics.request("join_event", "busy")
         return reply(None, Busy("The box office cannot take requests right now.",
                                    retry_after_s=2))
+
+
+def _open_holds(uid, event_id):
+    """The buyer's open holds on the event, or None when the database cannot say now: the
+    join still answers (its board needs no database), without `holds`."""
+    try:
+        return holds.open_holds_of(db.session, uid, event_id)
+    except (OperationalError, PoolTimeout):
+        log.warning("join_event: open holds of user %s not read (database)", uid, exc_info=True)
+        db.session.rollback()
+        return None
 
 
 @socketio.on("leave_event")

@@ -184,7 +184,8 @@ def test_sign_in_field_errors_are_422(client, body, fields):
 
 
 def test_sign_out_is_204_and_ends_the_cookie_session(app, client):
-    """After DELETE /session the cookie no longer opens a socket; signing out twice is fine."""
+    """After DELETE /session this browser is signed out: its socket is only a signed-out
+    visitor's read-only one (a hold is refused); signing out twice is fine."""
     sign_up(client, email="out@example.test")
     sock = socketio.test_client(app, flask_test_client=client)
     assert sock.is_connected()
@@ -192,7 +193,10 @@ def test_sign_out_is_204_and_ends_the_cookie_session(app, client):
 
     r = client.delete("/api/v1/session")
     assert r.status_code == 204 and r.get_data() == b""
-    assert not socketio.test_client(app, flask_test_client=client).is_connected()
+    after = socketio.test_client(app, flask_test_client=client)
+    ack = after.emit("hold", {"request_id": "r", "event_id": 1, "seat_ids": [1]}, callback=True)
+    assert ack["ok"] is False and ack["error"]["code"] == "unauthorized"
+    after.disconnect()
     assert client.delete("/api/v1/session").status_code == 204
 
 
@@ -218,9 +222,13 @@ def _forged_tokens(app, token):
 
 
 def test_forged_tokens_are_refused_on_connect(app, client):
-    """Altered, foreign-signed and junk tokens, a missing one and no auth at all: refused."""
+    """Altered, foreign-signed and junk tokens, and an empty one: refused."""
     token = sign_up(client, email="forge@example.test")["token"]
     for forged in _forged_tokens(app, token):
         assert not socketio.test_client(app, auth={"token": forged}).is_connected(), forged
-    assert not socketio.test_client(app, auth={}).is_connected()
-    assert not socketio.test_client(app).is_connected()
+    # No credentials at all is a signed-out visitor: read-only (tests/test_buyer_view.py).
+    for auth in ({}, None):
+        guest = socketio.test_client(app, auth=auth)
+        ack = guest.emit("release", {"request_id": "r", "hold_id": 1}, callback=True)
+        assert ack["error"]["code"] == "unauthorized"
+        guest.disconnect()

@@ -110,8 +110,17 @@ def test_compact_board_encodes_states_in_id_order():
               {"id": 6, "status": "held", "version": 1}, {"id": 9, "status": "available",
                                                           "version": 2}]
     assert seat_plans.compact_board(states) == {
-        "ids": [[5, 3], [9, 1]], "status": "ahsa", "versions": [0, 1, 3, 2]}
-    assert seat_plans.compact_board([]) == {"ids": [], "status": "", "versions": []}
+        "ids": [[5, 3], [9, 1]], "status": "ahsa", "versions": [0, 1, 3, 2], "expiring": []}
+    assert seat_plans.compact_board([]) == {"ids": [], "status": "", "versions": [],
+                                            "expiring": []}
+    # Held seats whose hold can run out, grouped by when (soonest first).
+    later, sooner = "2030-01-01T12:05:00.000Z", "2030-01-01T12:00:00.000Z"
+    held = [{"id": 3, "status": "held", "version": 1, "expires_at": later},
+            {"id": 1, "status": "held", "version": 1, "expires_at": sooner},
+            {"id": 2, "status": "held", "version": 2, "expires_at": sooner},
+            {"id": 4, "status": "held", "version": 2}]   # being paid for: no expiry
+    assert seat_plans.compact_board(held)["expiring"] == [
+        {"expires_at": sooner, "ids": [[1, 2]]}, {"expires_at": later, "ids": [[3, 1]]}]
 
 
 def _hold(app, user_id, event_id, seat_ids):
@@ -132,11 +141,17 @@ def test_board_and_compact_join_agree_with_the_seats(app, client, make_users):
     _hold(app, uid, event_id, ids[2:4])
     board = client.get(f"/api/v1/events/{event_id}/board")
     assert board.status_code == 200 and board.headers["Cache-Control"] == "no-store"
+    got = board.get_json()["board"]
+    [expiring] = got.pop("expiring")
+    assert expiring["ids"] == [[ids[2], 2]]
     expected = {"ids": [[ids[0], 10]], "status": "aahhaaaaaa",
                 "versions": [0, 0, 1, 1, 0, 0, 0, 0, 0, 0]}
-    assert board.get_json()["board"] == expected
+    assert got == expected
+    expected["expiring"] = [expiring]
     sock = socketio.test_client(app, auth={"token": token})
     compact = sock.emit("join_event", {"event_id": event_id, "compact": True}, callback=True)
+    holds = compact.pop("holds")
+    assert [h["seat_ids"] for h in holds] == [ids[2:4]]
     assert compact == {"ok": True, "event_id": event_id, "board": expected}
     # Old clients, and compact: false, still get one object per seat.
     for payload in ({"event_id": event_id}, {"event_id": event_id, "compact": False}):

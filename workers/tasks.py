@@ -173,6 +173,8 @@ def pay(self, item):
         send(start.outcome, [item])
         return
     timeout = current_app.config["PAYMENT_TIMEOUT_SECONDS"]
+    # Its seats stopped expiring (committed): watchers learn it before the charge runs.
+    rt.broadcaster.seats(start.outcome.seat_changes())
     try:
         try:
             charge = rt.processor.charge(key=start.processor_key, amount_cents=start.amount_cents,

@@ -11,9 +11,13 @@ const eventId = page.event_id;
 const currency = page.event.currency;
 const storageKey = `boxoffice.hold.${eventId}`;
 
-const versions = new SeatVersions();
+const versions = new SeatVersions(serverNow);
 const selected = new Set();
 const mine = new Map(); // seat id -> hold id, for holds of this buyer
+// This buyer's open holds on this event, whichever tab or device asked for them:
+// hold id -> {hold_id, seat_ids, status, expires_at, amount_cents, currency, learned}.
+const myHolds = new Map();
+let joins = 0; // join_event answers asked for so far (a hold learned since is kept)
 let holdRequest = null; // {request_id, seat_ids} while a hold is asked for
 let map;
 let requests;
@@ -71,7 +75,7 @@ function updateSelectionBar() {
 
 function activate(id) {
   if (!page.signed_in) {
-    showMessage("Log in or sign up to choose seats.", "info");
+    showMessage("Sign in to choose seats: log in or sign up above.", "info");
     return;
   }
   if (holdRequest) {
@@ -84,7 +88,7 @@ function activate(id) {
   } else if (state === "held") {
     showMessage(`Sorry, ${seatName(id)} is taken: someone else is holding it right now. It may become free again if they do not buy it.`, "warning");
   } else if (state === "mine") {
-    showMessage(`You are already holding ${seatName(id)}.`, "info");
+    showMessage(`You are already holding ${seatName(id)}. Pay for it or release it below.`, "info");
   } else if (state === "selected") {
     selected.delete(id);
   } else if (selected.size >= page.max_seats) {
@@ -101,16 +105,43 @@ function activate(id) {
 // Newer seat versions from a snapshot or a seats_changed message.
 function applySeats(list, { fromSnapshot = false } = {}) {
   const changed = versions.apply(list);
+  // A held seat of the buyer's without an expiry is being paid for (in another tab,
+  // perhaps); with one again, the payment failed and the hold is theirs to pay.
+  let moved = false;
+  for (const s of list) {
+    const hold = myHolds.get(mine.get(s.id));
+    const seat = versions.seats.get(s.id);
+    if (!hold || seat.status !== "held" || (hold.status !== "held" && hold.status !== "paying")) continue;
+    const status = seat.expiresAt === undefined ? "paying" : "held";
+    if (hold.status !== status) {
+      hold.status = status;
+      moved = true;
+    }
+  }
+  if (moved) renderHolds();
+  seatsChanged(changed, { fromSnapshot });
+}
+
+function seatsChanged(changed, { fromSnapshot = false } = {}) {
   const lost = [];
+  const ended = new Set();
+  const sold = new Set();
   for (const id of changed) {
     const status = versions.status(id);
-    if (status !== "held") mine.delete(id);
+    if (status !== "held" && mine.has(id)) ended.add(mine.get(id));
+    if (status === "sold" && mine.has(id)) sold.add(mine.get(id));
     // A seat the buyer chose was taken by someone else; a seat being held for
     // this buyer right now is not "taken" (its hold_result may come after this).
     if (selected.has(id) && status !== "available" && !(holdRequest && holdRequest.seat_ids.includes(id))) {
       selected.delete(id);
       lost.push(id);
     }
+  }
+  // Sold: paid for, here or in another tab (a window still open on it closes).
+  // Otherwise released or run out: the result or the window's countdown says so.
+  for (const holdId of ended) {
+    if (sold.has(holdId)) endedElsewhere(holdId);
+    else dropHold(holdId);
   }
   redraw(changed);
   if (lost.length) {
@@ -124,7 +155,7 @@ function applySeats(list, { fromSnapshot = false } = {}) {
 function requestBest(event) {
   event.preventDefault();
   if (!page.signed_in) {
-    showMessage("Log in or sign up to choose seats.", "info");
+    showMessage("Sign in to choose seats: log in or sign up above.", "info");
     return;
   }
   if (holdRequest) {
@@ -188,8 +219,18 @@ function sendRelease(holdId, requestId, attempt) {
       setTimeout(() => sendRelease(holdId, requestId, attempt + 1), delay);
       return;
     }
+    stillHeld(holdId);
     showMessage(`We could not give your seats back just now (${errorText(error)}) They will be released automatically when the hold ends.`, "warning");
   });
+}
+
+// A release that was refused: the hold is offered again (if it is still open).
+function stillHeld(holdId) {
+  const hold = myHolds.get(holdId);
+  if (hold && hold.status === "releasing") {
+    hold.status = "held";
+    renderHolds();
+  }
 }
 
 function holdFailed(error) {
@@ -207,8 +248,9 @@ function holdFailed(error) {
 function onHoldResult(result) {
   const ours = requests.settle(result.request_id);
   if (result.ok && result.event_id === eventId) {
-    // Every tab of this buyer learns which seats are theirs; only the asking tab pays.
-    for (const id of result.seat_ids) mine.set(id, result.hold_id);
+    // Every tab of this buyer learns which seats are theirs; the asking tab opens
+    // the payment window, the others offer the hold in the bar.
+    addHold({ ...result, status: "held" });
   }
   if (!ours || !holdRequest || holdRequest.request_id !== result.request_id) {
     if (result.ok && result.event_id === eventId) redraw(result.seat_ids);
@@ -233,6 +275,7 @@ function onHoldResult(result) {
   };
   remember(hold);
   checkout.open(hold);
+  renderHolds();
 }
 
 function remember(hold) {
@@ -258,65 +301,235 @@ function restoreHold() {
     hold = null;
   }
   if (!hold) return;
-  const stillHeld = hold.seat_ids.every((id) => versions.status(id) === "held");
+  // The join answer's holds say whether it is still this buyer's (and not being paid).
+  const known = myHolds.get(hold.hold_id);
+  const stillHeld = known ? known.status === "held"
+    : hold.seat_ids.every((id) => versions.status(id) === "held");
   if (!stillHeld || Date.parse(hold.expires_at) <= serverNow()) {
     forget();
     return;
   }
   const elapsed = Math.max(0, serverNow() - hold.received_at_server);
   hold.received_at = Date.now() - elapsed;
-  for (const id of hold.seat_ids) mine.set(id, hold.hold_id);
-  redraw(hold.seat_ids);
+  if (!known) addHold({ ...hold, status: "held" });
   checkout.open(hold);
+  renderHolds();
 }
 
 function onCheckoutClosed(hold, reason) {
   forget();
   if (reason === "cancelled") {
-    sendRelease(hold.hold_id, newId(), 0);
+    releaseHold(hold.hold_id);
     showMessage("Your seats are being released.", "info");
   } else if (reason === "expired") {
-    for (const id of hold.seat_ids) mine.delete(id);
-    redraw(hold.seat_ids);
+    dropHold(hold.hold_id);
     showMessage("Your hold ran out, so the seats were released. Choose seats again to continue.", "warning");
   } else if (reason === "away") {
-    for (const id of hold.seat_ids) mine.delete(id);
-    redraw(hold.seat_ids);
+    dropHold(hold.hold_id);
     showMessage("Your seats were released because the connection was gone for too long. Choose seats again to continue.", "warning");
+  } else if (reason === "elsewhere") {
+    showMessage("That hold was paid for or released in another tab or on another device.", "info");
   }
+  renderHolds();
   document.getElementById("seatmap").querySelector(".seat[tabindex='0']")?.focus();
 }
 
 function onReleaseResult(result) {
-  if (!requests.settle(result.request_id)) return;
-  if (result.ok) {
-    const ids = [...mine].filter(([, holdId]) => holdId === result.hold_id).map(([id]) => id);
-    for (const id of ids) mine.delete(id);
-    redraw(ids);
-    showMessage("Your seats were released.", "info");
-  } else {
+  const ours = requests.settle(result.request_id);
+  // Every tab of the buyer hears it: the hold is gone wherever it was released.
+  if (result.ok) endedElsewhere(result.hold_id);
+  if (!ours) return;
+  if (result.ok) showMessage("Your seats were released.", "info");
+  else {
+    const details = (result.error && result.error.details) || {};
+    if (details.hold_id) stillHeld(details.hold_id);
     showMessage(errorText(result.error), "warning");
   }
 }
 
 function onHoldClosed(message) {
   if (message.event_id !== eventId) return;
-  const ids = [...mine].filter(([, holdId]) => holdId === message.hold_id).map(([id]) => id);
-  for (const id of ids) mine.delete(id);
-  redraw(ids);
+  dropHold(message.hold_id);
   if (checkout.hold && checkout.hold.hold_id === message.hold_id) {
     checkout.close(message.reason === "expired" ? "expired" : "away");
   }
 }
 
+function onPaymentResult(result) {
+  if (requests.settle(result.request_id)) {
+    checkout.onPaymentResult(result);
+    return;
+  }
+  // Another tab's payment: a paid hold is gone from here; a failed one is the
+  // buyer's again until it runs out.
+  if (result.ok && result.hold_id) {
+    endedElsewhere(result.hold_id);
+    return;
+  }
+  const hold = myHolds.get(result.hold_id);
+  if (hold && hold.status === "paying") {
+    hold.status = "held";
+    renderHolds();
+  }
+}
+
+// ---- the buyer's holds, learned from any tab ----
+
+function addHold(hold, learned = joins) {
+  const known = myHolds.get(hold.hold_id);
+  myHolds.set(hold.hold_id, {
+    hold_id: hold.hold_id, seat_ids: hold.seat_ids, status: hold.status || "held",
+    expires_at: hold.expires_at, amount_cents: hold.amount_cents, currency: hold.currency,
+    learned: known ? Math.max(known.learned, learned) : learned,
+  });
+  for (const id of hold.seat_ids) mine.set(id, hold.hold_id);
+  redraw(hold.seat_ids);
+  renderHolds();
+}
+
+function dropHold(holdId) {
+  const hold = myHolds.get(holdId);
+  myHolds.delete(holdId);
+  const ids = [...mine].filter(([, h]) => h === holdId).map(([id]) => id);
+  for (const id of ids) mine.delete(id);
+  redraw(ids);
+  if (hold) renderHolds();
+}
+
+// The hold ended in another tab (paid or released there): close its window here.
+function endedElsewhere(holdId) {
+  dropHold(holdId);
+  if (checkout.hold && checkout.hold.hold_id === holdId && !checkout.attempt) {
+    checkout.close("elsewhere");
+  }
+}
+
+function releaseHold(holdId) {
+  const hold = myHolds.get(holdId);
+  if (hold) hold.status = "releasing";
+  renderHolds();
+  sendRelease(holdId, newId(), 0);
+}
+
+function payHold(holdId) {
+  const hold = myHolds.get(holdId);
+  if (!hold || hold.status !== "held" || checkout.isOpen) return;
+  const remaining = Date.parse(hold.expires_at) - serverNow();
+  if (remaining <= 0) return;
+  const opened = {
+    hold_id: hold.hold_id, seat_ids: hold.seat_ids, expires_at: hold.expires_at,
+    amount_cents: hold.amount_cents, currency: hold.currency,
+    received_at: Date.now(), ttl_ms: remaining,
+  };
+  remember(opened);
+  renderHolds();
+  checkout.open(opened);
+}
+
+function left(ms) {
+  const total = Math.max(0, Math.ceil(ms / 1000));
+  return `${Math.floor(total / 60)}:${String(total % 60).padStart(2, "0")}`;
+}
+
+// The holds this tab is not paying for right now, each with Pay and Release.
+function renderHolds() {
+  const box = document.getElementById("my-holds");
+  if (!box || !plan) return;
+  const rows = [];
+  for (const hold of myHolds.values()) {
+    if (checkout && checkout.hold && checkout.hold.hold_id === hold.hold_id) continue;
+    const names = hold.seat_ids.map(seatName).join("; ");
+    const row = document.createElement("div");
+    row.className = "my-hold d-flex flex-wrap align-items-center gap-2";
+    row.dataset.holdId = hold.hold_id;
+    const text = document.createElement("span");
+    text.className = "flex-grow-1";
+    const what = `Held for you: ${names} · ${money(hold.amount_cents, hold.currency)}`;
+    if (hold.status === "paying") {
+      text.textContent = `${what} · payment in progress…`;
+      row.append(text);
+    } else if (hold.status === "releasing") {
+      text.textContent = `${what} · releasing…`;
+      row.append(text);
+    } else {
+      const time = document.createElement("span");
+      time.className = "my-hold-left";
+      time.textContent = left(Date.parse(hold.expires_at) - serverNow());
+      text.append(`${what} · `, time, " left");
+      const pay = document.createElement("button");
+      pay.type = "button";
+      pay.className = "btn btn-sm btn-primary";
+      pay.textContent = "Pay";
+      pay.setAttribute("aria-label", `Pay for ${names}`);
+      pay.addEventListener("click", () => payHold(hold.hold_id));
+      const release = document.createElement("button");
+      release.type = "button";
+      release.className = "btn btn-sm btn-outline-secondary";
+      release.textContent = "Release";
+      release.setAttribute("aria-label", `Release ${names}`);
+      release.addEventListener("click", () => {
+        releaseHold(hold.hold_id);
+        showMessage("Your seats are being released.", "info");
+      });
+      row.append(text, pay, release);
+    }
+    rows.push(row);
+  }
+  box.replaceChildren(...rows);
+  box.hidden = rows.length === 0;
+}
+
+// Every second: the countdowns of the offered holds, and seats whose hold ran out.
+function tick() {
+  const lapsed = versions.lapse();
+  if (lapsed.length) seatsChanged(lapsed);
+  for (const hold of [...myHolds.values()]) {
+    const ms = Date.parse(hold.expires_at) - serverNow();
+    if (hold.status === "held" && ms <= 0 && !(checkout.hold && checkout.hold.hold_id === hold.hold_id)) {
+      dropHold(hold.hold_id);
+      continue;
+    }
+    const time = document.querySelector(`#my-holds [data-hold-id="${hold.hold_id}"] .my-hold-left`);
+    if (time) time.textContent = left(ms);
+  }
+}
+
+// The join answer's holds are the buyer's open holds on this event: holds this page
+// knew of before asking that are not among them have ended (paid, released or run
+// out while this page was not listening).
+function learnHolds(list, asked) {
+  const open = new Set(list.map((h) => h.hold_id));
+  for (const [holdId, hold] of [...myHolds]) {
+    if (!open.has(holdId) && hold.learned < asked) {
+      dropHold(holdId);
+      if (checkout.hold && checkout.hold.hold_id === holdId && !checkout.attempt) checkout.close("elsewhere");
+    }
+  }
+  const fresh = list.filter((h) => !myHolds.has(h.hold_id));
+  for (const hold of list) addHold(hold, asked);
+  return fresh;
+}
+
 function join() {
+  joins += 1;
+  const asked = joins;
   socket.timeout(15000).emit("join_event", { event_id: eventId, compact: true }, (timedOut, ack) => {
     if (timedOut) {
       // The connection is probably gone; the next connect joins again.
       return;
     }
     if (!ack.ok) {
-      showMessage(errorText(ack.error), "danger");
+      const error = ack.error || {};
+      if (error.code === "unauthorized" && error.details && error.details.reason === "waiting_room") {
+        // A waiting room needs an account: its page says how to take a place.
+        window.location.replace(waitingRoomUrl);
+        return;
+      }
+      if (error.code === "busy" || error.code === "rate_limited") {
+        const wait = Math.max(1, (error.details && error.details.retry_after_s) || 2);
+        setTimeout(() => { if (socket.connected) join(); }, wait * 1000 * (1 + Math.random()));
+      }
+      showMessage(errorText(error), "danger");
       return;
     }
     if (ack.waiting_room && ack.waiting_room.state !== "admitted") {
@@ -326,7 +539,18 @@ function join() {
     }
     admissionToken = ack.waiting_room ? ack.waiting_room.admission_token : null;
     applySeats(ack.board ? boardSeats(ack.board) : ack.seats, { fromSnapshot: true });
-    restoreHold();
+    if (ack.holds) {
+      const fresh = learnHolds(ack.holds, asked);
+      restoreHold();
+      const offered = fresh.filter((h) => !(checkout.hold && checkout.hold.hold_id === h.hold_id));
+      if (offered.length && asked === 1) {
+        showMessage(`You are holding ${offered.length === 1 ? "seats" : `${offered.length} sets of seats`} for this event: pay or release them in the bar below.`, "info");
+      }
+    } else {
+      restoreHold();
+      // Signed in, but the server could not read the holds just now: ask again soon.
+      if (page.signed_in) setTimeout(() => { if (socket.connected) join(); }, 3000 + Math.random() * 3000);
+    }
     // Requests that had no result before the connection dropped: the server
     // answers each once, from its record if it already finished.
     requests.resend();
@@ -392,6 +616,14 @@ function sizeMap() {
   view.style.height = `${Math.max(280, Math.min(900, room))}px`;
 }
 
+async function loadBoard() {
+  try {
+    applySeats(boardSeats((await getJSON(`/api/v1/events/${eventId}/board`)).board), { fromSnapshot: true });
+  } catch (err) {
+    showMessage("We could not load which seats are free. Reload the page to try again.", "danger");
+  }
+}
+
 async function start() {
   sizeMap();
   window.addEventListener("resize", sizeMap);
@@ -416,13 +648,6 @@ async function start() {
   sectionSelect.value = String(map.section.index);
   // The filters' options change what wraps above the map: size it again.
   sizeMap();
-  if (!page.signed_in) {
-    try {
-      applySeats(boardSeats((await getJSON(`/api/v1/events/${eventId}/board`)).board), { fromSnapshot: true });
-    } catch (err) {
-      showMessage("We could not load which seats are free. Reload the page to try again.", "danger");
-    }
-  }
   holdButton.addEventListener("click", requestHold);
   clearButton.addEventListener("click", () => {
     const ids = [...selected];
@@ -430,11 +655,14 @@ async function start() {
     redraw(ids);
     updateSelectionBar();
   });
-  if (!page.signed_in) {
-    setLiveStatus("anonymous");
-    return;
-  }
-  socket = openLive({ onConnect: join, onDown: () => updateSelectionBar() });
+  // Signed out: a read-only socket (it may watch the map, never hold); if the
+  // server has no room for one, the map as it is now, from the REST board.
+  socket = openLive({
+    onConnect: join,
+    onDown: () => updateSelectionBar(),
+    onRefused: (error) => { if (!page.signed_in && error.code === "limit_exceeded") loadBoard(); },
+    watching: !page.signed_in,
+  });
   requests = new Requests(socket);
   checkout = new Checkout({
     requests,
@@ -452,11 +680,10 @@ async function start() {
   socket.on("release_result", onReleaseResult);
   socket.on("hold_closed", onHoldClosed);
   socket.on("payment_action", (message) => checkout.onPaymentAction(message));
-  socket.on("payment_result", (result) => {
-    if (requests.settle(result.request_id)) checkout.onPaymentResult(result);
-  });
+  socket.on("payment_result", onPaymentResult);
+  setInterval(tick, 250);
   // For tests and for debugging from the console; nothing here is secret.
-  window.boxoffice = { socket, versions, selected, mine, checkout, map };
+  window.boxoffice = { socket, versions, selected, mine, myHolds, checkout, map };
 }
 
 start();

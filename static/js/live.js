@@ -7,6 +7,9 @@ const STATUS_TEXT = {
   live: "Live: seats update as they change.",
   down: "Connection lost. Reconnecting… Seats shown may be out of date.",
   "signed-out": "Your session has ended. Log in again to see live updates.",
+  // A signed-out visitor's read-only connection (it may watch, not hold).
+  watching: "Live: seats update as they change.",
+  // A signed-out visitor without one (too many from this address): the map as loaded.
   anonymous: "Log in to see seats change live.",
 };
 
@@ -22,12 +25,15 @@ export function setLiveStatus(state) {
 
 // Open the socket. onConnect(socket) runs on the first connect and on every
 // reconnect: that is where a page re-joins its events and re-sends requests.
-export function openLive({ onConnect, onDown } = {}) {
+// watching: a signed-out visitor's read-only socket (no credentials are sent; the
+// server lets it watch seat maps). onRefused(error) hears the server's refusals
+// (the contract's error object); one that means "not now" is retried here.
+export function openLive({ onConnect, onDown, onRefused, watching = false } = {}) {
   const socket = io({ reconnectionDelay: 500, reconnectionDelayMax: 5000 });
   setLiveStatus("connecting");
 
   socket.on("connect", () => {
-    setLiveStatus("live");
+    setLiveStatus(watching ? "watching" : "live");
     if (onConnect) onConnect(socket);
   });
   socket.on("disconnect", (reason) => {
@@ -41,11 +47,23 @@ export function openLive({ onConnect, onDown } = {}) {
     }
   });
   socket.on("connect_error", (err) => {
-    if (err && err.data && err.data.code === "unauthorized") {
-      setLiveStatus("signed-out");
-    } else {
+    // A refusal by the server carries the error object; the client does not retry
+    // after one by itself. Anything else is the network: it retries on its own.
+    const refusal = err && err.data && err.data.code ? err.data : null;
+    if (!refusal) {
       setLiveStatus("down");
+      return;
     }
+    if (refusal.code === "unauthorized") setLiveStatus("signed-out");
+    else if (watching && refusal.code === "limit_exceeded") setLiveStatus("anonymous");
+    else setLiveStatus("down");
+    if (refusal.code === "busy" || refusal.code === "rate_limited" || (watching && refusal.code === "limit_exceeded")) {
+      // Not now: ask again later, at a random moment so that a crowd refused
+      // together does not come back together.
+      const wait = Math.max(1, (refusal.details && refusal.details.retry_after_s) || (watching ? 30 : 2));
+      setTimeout(() => { if (!socket.connected) socket.connect(); }, wait * 1000 * (1 + Math.random()));
+    }
+    if (onRefused) onRefused(refusal);
   });
   return socket;
 }
@@ -124,32 +142,75 @@ export class Requests {
   }
 }
 
-// Seat statuses keyed by id, keeping only the newest version of each seat.
+// Seat statuses keyed by id, keeping only the newest version of each seat. A held
+// seat may carry when its hold runs out (expires_at): from then on it shows as
+// available, as the server would grant it to the next buyer who asks.
 export class SeatVersions {
-  constructor() {
-    this.seats = new Map(); // id -> {status, version}
+  // now(): the server's clock (app/common's serverNow).
+  constructor(now = () => Date.now()) {
+    this.now = now;
+    this.seats = new Map(); // id -> {status, version, expiresAt (ms) or undefined}
+    this.expiring = new Map(); // id -> ms: held seats whose hold has not run out yet
+    this.nextExpiry = Infinity;
   }
 
-  // Applies the newer entries; returns the ids whose status changed.
+  // Applies the newer entries; returns the ids whose shown status changed.
   apply(list) {
     const changed = [];
+    const now = this.now();
     for (const s of list) {
       const known = this.seats.get(s.id);
       if (known && known.version >= s.version) continue;
-      if (!known || known.status !== s.status) changed.push(s.id);
-      this.seats.set(s.id, { status: s.status, version: s.version });
+      const before = known ? shown(known, now) : undefined;
+      const entry = {
+        status: s.status,
+        version: s.version,
+        expiresAt: s.status === "held" && s.expires_at ? Date.parse(s.expires_at) : undefined,
+      };
+      this.seats.set(s.id, entry);
+      if (entry.expiresAt !== undefined && entry.expiresAt > now) {
+        this.expiring.set(s.id, entry.expiresAt);
+        this.nextExpiry = Math.min(this.nextExpiry, entry.expiresAt);
+      } else {
+        this.expiring.delete(s.id);
+      }
+      if (before !== shown(entry, now)) changed.push(s.id);
     }
     return changed;
   }
 
+  // The ids whose hold ran out since the last call: they show as available now.
+  lapse() {
+    const now = this.now();
+    if (now < this.nextExpiry) return [];
+    const ids = [];
+    let next = Infinity;
+    for (const [id, at] of this.expiring) {
+      if (at <= now) {
+        ids.push(id);
+        this.expiring.delete(id);
+      } else if (at < next) {
+        next = at;
+      }
+    }
+    this.nextExpiry = next;
+    return ids;
+  }
+
   status(id) {
     const known = this.seats.get(id);
-    return known ? known.status : undefined;
+    return known ? shown(known, this.now()) : undefined;
   }
 
   count(status) {
+    const now = this.now();
     let n = 0;
-    for (const s of this.seats.values()) if (s.status === status) n += 1;
+    for (const s of this.seats.values()) if (shown(s, now) === status) n += 1;
     return n;
   }
+}
+
+function shown(entry, now) {
+  return entry.status === "held" && entry.expiresAt !== undefined && entry.expiresAt <= now
+    ? "available" : entry.status;
 }

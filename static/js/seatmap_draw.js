@@ -9,8 +9,28 @@ export function draw(m) {
   ctx.clearRect(0, 0, m.w, m.h);
   const px = m.pitchPx();
   drawStage(m, ctx);
-  if (px < SHADE_BELOW) drawSections(m, ctx);
-  else drawSeats(m, ctx, px);
+  if (px < SHADE_BELOW) {
+    drawSections(m, ctx);
+    drawMine(m, ctx);
+  } else {
+    drawSeats(m, ctx, px);
+  }
+}
+
+// Zoomed out, seats are not drawn one by one: the buyer's own held seats still
+// show, as ringed dots, wherever on the venue they are.
+function drawMine(m, ctx) {
+  ctx.fillStyle = FILL.mine;
+  ctx.strokeStyle = "#f0a500";
+  ctx.lineWidth = 2;
+  for (const [id, state] of m.states) {
+    if (state !== "mine") continue;
+    const s = m.seats.get(id);
+    ctx.beginPath();
+    ctx.arc(s.x * m.k + m.tx, s.y * m.k + m.ty, 4, 0, 2 * Math.PI);
+    ctx.fill();
+    ctx.stroke();
+  }
 }
 
 function drawStage(m, ctx) {

@@ -21,10 +21,19 @@ export function unrun(runs) {
   return ids;
 }
 
-// The compact board (join_event {compact: true} or GET .../board) as [{id, status, version}].
+// The compact board (join_event {compact: true} or GET .../board) as
+// [{id, status, version, expires_at?}] (expiring: when held seats' holds run out).
 export function boardSeats(board) {
   const ids = unrun(board.ids);
-  return ids.map((id, i) => ({ id, status: STATUS_NAMES[board.status[i]], version: board.versions[i] }));
+  const expiry = new Map();
+  for (const group of board.expiring || []) {
+    for (const id of unrun(group.ids)) expiry.set(id, group.expires_at);
+  }
+  return ids.map((id, i) => {
+    const seat = { id, status: STATUS_NAMES[board.status[i]], version: board.versions[i] };
+    if (expiry.has(id)) seat.expires_at = expiry.get(id);
+    return seat;
+  });
 }
 
 // Andrew's monotone chain: the convex outline of a section's seats.

@@ -231,13 +231,14 @@ def test_arena_filters_and_legend(arena, tab, screenshots):
 
 
 def test_signed_out_arena_page(arena, browser, screenshots):
-    """Signed out: the map with every seat's state from the board, no violation for axe."""
+    """Signed out: the map with every seat's state, live, no violation for axe."""
     url, event_id = arena
     for name, device in (("phone", PHONE), ("desktop", DESKTOP_800)):
         t = BuyerTab(browser, url, f"Guest-{name}", device=device)
         try:
             t.page.goto(f"{url}/events/{event_id}")
-            expect(t.page.locator("#live-status")).to_have_attribute("data-state", "anonymous")
+            # Signed out: a read-only socket keeps the map live.
+            expect(t.page.locator("#live-status")).to_have_attribute("data-state", "watching")
             expect(t.page.locator("#seatmap")).not_to_have_attribute("aria-busy", "true")
             expect(t.page.locator("#seatmap .seat").first).to_be_attached()
             t.page.screenshot(path=str(screenshots / f"arena-{name}-signed-out.png"))
@@ -271,3 +272,27 @@ def test_best_available_for_four(arena, tab, screenshots):
     for _ in range(4):
         expect(t.page.get_by_test_id("order-seats")).to_contain_text(f"{section} {row}")
     t.assert_no_console_errors()
+
+
+def test_arena_own_hold_in_a_tab_opened_after_it(arena, tab, screenshots):
+    """The canvas map of a second tab shows the buyer's hold as theirs, zoomed out too
+    (ringed dots on the shaded sections), and the bar offers to pay for it."""
+    url, event_id = arena
+    pia = tab(url, "Pia", PHONE).open_event(event_id)
+    pia.page.locator("#best-count").select_option("2")
+    pia.page.get_by_role("button", name="Find best seats").click()
+    modal = pia.page.locator("#payment-modal")
+    expect(modal.get_by_label("Name on card")).to_be_focused(timeout=30000)
+    held = pia.page.evaluate("window.boxoffice.checkout.hold.seat_ids")
+    other = pia.context.new_page()
+    other.goto(f"{url}/events/{event_id}")
+    expect(other.locator("#live-status")).to_have_attribute("data-state", "live")
+    expect(other.locator("#my-holds .my-hold")).to_have_count(1)
+    other.wait_for_function(
+        "(ids) => ids.every((id) => window.boxoffice.map.states.get(id) === 'mine')", arg=held)
+    # Zoomed out (the whole arena in view): sections are shaded, the own seats ringed.
+    assert other.evaluate("window.boxoffice.map.pitchPx()") < 3.5
+    other.screenshot(path=str(screenshots / "arena-phone-second-tab-own-hold.png"))
+    other.get_by_role("button", name=re.compile(r"^Pay for ")).click()
+    expect(other.locator("#payment-modal #held-seats li")).to_have_count(2)
+    pia.assert_no_console_errors()
