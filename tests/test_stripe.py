@@ -596,6 +596,46 @@ def test_dashboard_refunds_are_recorded_once_and_void_their_tickets(
     assert ev["revenue_cents"] == 0 and ev["refunded_cents"] == 3000
 
 
+def test_organizer_refund_that_stripe_answers_slowly_is_settled_once(
+        clean_db, localstripe, make_users, app):
+    """The back office's refund of one seat, with Stripe answering after our timeout: the
+    refund stays pending (tickets reserved for it, nothing voided), reconciliation asks
+    again under the same refund key, finds the refund Stripe made and finishes it; Stripe
+    holds exactly one refund and the audit is clean."""
+    from datetime import timedelta
+    from booking import refunds
+    from booking.models import Refund, utcnow
+    from workers.tasks import send
+    (buyer, _t), (admin, _a) = make_users(2)
+    order_id, seats, item = _organized_order(app, localstripe, buyer, admin, seats=2)
+    proxy = SlowProxy(localstripe.port, delay=3.0)
+    slow = _make_app(clean_db, localstripe, STRIPE_API_BASE=proxy.url,
+                     PAYMENT_TIMEOUT_SECONDS=1.5)
+    try:
+        with slow.app_context():
+            rt = slow.extensions["boxoffice"]
+            refund_id = refunds.refund_order(rt, admin, order_id, [seats[0]], "slow-1", send)
+            assert db.session.get(Refund, refund_id).status == "pending"
+            status, tickets, _made, _ = _order_state(app, order_id)
+            assert status == "paid" and tickets[seats[0]] == "valid"
+            proxy.delay = 0
+            refunds.reconcile_refunds(rt, send, now=utcnow() + timedelta(hours=1))
+            refunds.reconcile_refunds(rt, send, now=utcnow() + timedelta(hours=1))
+            db.session.expire_all()
+            assert db.session.get(Refund, refund_id).status == "succeeded"
+    finally:
+        proxy.close()
+        with slow.app_context():
+            db.engine.dispose()
+    status, tickets, made, _ = _order_state(app, order_id)
+    assert status == "partially_refunded" and tickets[seats[0]] == "void"
+    assert made == [(1000, "succeeded", admin)]
+    charge = _intent_charge(localstripe, app, item)
+    found = localstripe.api("GET", "/v1/refunds", params={"charge": charge["id"]})["data"]
+    assert [r["amount"] for r in found] == [1000], "refunded exactly once"
+    assert _audit(app)["problems"] == []
+
+
 def test_a_refund_matching_no_tickets_is_recorded_and_reported(
         app, make_users, localstripe, served):
     """A goodwill refund of an amount no set of tickets adds up to: the money given back is
