@@ -335,7 +335,7 @@ def holders(session):
     return out
 
 
-def open_holds_of(session, user_id, settings, now=None):
+def open_hold_expiries(session, user_id, settings, now=None):
     """{hold_id: unix time it stops counting} of the buyer's open holds, as the worker
     counts them: held until its expiry; being paid for, a hold's time from now."""
     now = now or utcnow()

@@ -186,7 +186,7 @@ def _begin(rt, item, budgets):
 
 def _rederive_open_holds(rt, user_id):
     try:
-        held = holds.open_holds_of(db.session, user_id, rt.settings)
+        held = holds.open_hold_expiries(db.session, user_id, rt.settings)
     finally:
         db.session.remove()
     rt.ledger.reset_open_holds(user_id, held)
