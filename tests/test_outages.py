@@ -61,26 +61,34 @@ def _cut_and_hold(proxy, web, buyer, event_id, seat, what):
 
 
 def test_database_outage_web_and_worker(cluster, clean_db, db_proxy, buyers):
-    """DB gone: readiness 503, requests needing it answered busy, an accepted request
-    waits and completes once the database is back."""
+    """DB gone: readiness 503; a request whose ack reads the database (a release reads
+    its hold) is answered busy; a hold, whose ack reads none, is accepted, waits, and is
+    answered once the database is back."""
     event_id = create_event(clean_db, rows=1, per_row=6)
     web, buyer, seats = _serve(cluster, buyers, event_id,
                                {"DATABASE_URL": _through(db_proxy, clean_db)})
+    first = uuid.uuid4().hex
+    assert buyer.call("hold", {"request_id": first, "event_id": event_id,
+                               "seat_ids": [seats[0]]})["ok"]
+    held = buyer.result_for("hold_result", first)
+    assert held["ok"], held
 
-    ack = _cut_and_hold(db_proxy, web, buyer, event_id, seats[0], "the database")
+    db_proxy.cut()
+    wait_until(lambda: _ready(web.url) == 503, 30, "readiness off while the database is gone")
     body = requests.get(web.url + "/readyz", timeout=5).json()
     assert body["checks"]["database"] == "down"
+    ack = buyer.call("release", {"request_id": uuid.uuid4().hex, "hold_id": held["hold_id"]})
+    assert ack["ok"] is False and ack["error"]["code"] == "busy", ack
     assert ack["error"]["details"]["retry_after_s"] > 0
     rest = requests.get(f"{web.url}/api/v1/events/{event_id}/seats", timeout=10)
     assert rest.status_code == 503 and rest.json()["error"]["code"] == "busy"
+    rid = uuid.uuid4().hex
+    ack = buyer.call("hold", {"request_id": rid, "event_id": event_id, "seat_ids": [seats[1]]})
+    assert ack["ok"] and ack["queued"], ack
 
     db_proxy.restore()
     wait_until(lambda: _ready(web.url) == 200, 30, "ready again")
-    rid = uuid.uuid4().hex
-    assert buyer.call("hold", {"request_id": rid, "event_id": event_id,
-                               "seat_ids": [seats[1]]})["ok"]
-    assert buyer.result_for("hold_result", rid)["ok"]
-
+    assert buyer.result_for("hold_result", rid, timeout=60)["ok"]
 
 
 def test_worker_waits_out_a_database_outage(cluster, clean_db, db_proxy, buyers):
