@@ -126,6 +126,10 @@ class FlashSale(Scenario):
         self.weights = cfg["band_weights"]
         client.on_change = self._on_change
 
+    def _free_count(self):
+        """Seats available on this client's map now (the seats_changed feed)."""
+        return sum(len(band) for band in self.bands)
+
     def _on_change(self, sid, before, after):
         band = self.bands[self.band_of_row[self.where[sid][0]]]
         if after == "available":
@@ -205,7 +209,12 @@ class FlashSale(Scenario):
             if kind != "result":
                 continue
             if not res["ok"]:
-                st.inc(f"{kind_of}_refused_{res.get('error', {}).get('code')}")
+                code = res.get("error", {}).get("code")
+                st.inc(f"{kind_of}_refused_{code}")
+                wanted = ask["best"]["count"] if best else len(ask["seat_ids"])
+                if code == "seat_unavailable" and self._free_count() >= wanted:
+                    # Not the sale's tail: the map still showed enough free seats.
+                    st.inc(f"{kind_of}_refused_while_free")
                 taken = (res.get("error", {}).get("details") or {}).get("seat_ids") or []
                 for sid in taken:
                     self.c.mark(sid, "held")

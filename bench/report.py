@@ -187,12 +187,14 @@ def summarize(result, out_dir, title, command):
         ("holds granted / s (mean over the sale)", granted),
         ("holds granted / s (best 5 s)", c["holds_granted_best_5s_per_s"]),
         ("holds refused seat_unavailable / s", c["holds_refused_seat_unavailable_per_s"]),
-        ("clicked holds: asked / granted / refused seat_unavailable",
-         " / ".join(str(c["counts"].get(f"click_{k}", 0))
-                    for k in ("requested", "granted", "refused_seat_unavailable"))),
-        ("best-available holds: asked / granted / refused seat_unavailable",
-         " / ".join(str(c["counts"].get(f"best_{k}", 0))
-                    for k in ("requested", "granted", "refused_seat_unavailable"))),
+        ("clicked holds: asked / granted / refused seat_unavailable / of which with "
+         "enough seats free on the map",
+         " / ".join(str(c["counts"].get(f"click_{k}", 0)) for k in (
+             "requested", "granted", "refused_seat_unavailable", "refused_while_free"))),
+        ("best-available holds: asked / granted / refused seat_unavailable / of which with "
+         "enough seats free on the map",
+         " / ".join(str(c["counts"].get(f"best_{k}", 0)) for k in (
+             "requested", "granted", "refused_seat_unavailable", "refused_while_free"))),
         ("click→hold_result p50 / p95 / p99 (clients)",
          f"{lat['p50_ms']} / {lat['p95_ms']} / {lat['p99_ms']} ms (n={lat['n']})"),
         ("click→hold_result p50 / p95 / p99 (server metric)",

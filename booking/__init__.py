@@ -154,6 +154,7 @@ def _init_runtime(app, role):
         coalescer = SeatsCoalescer(socketio, app.config["SEATS_CHANGED_INTERVAL_MS"] / 1000,
                                    local_only=bool(redis_url))
         coalescer.on_flush = metrics.seats_changed
+        coalescer.on_change = dashboard.seats_changed
     rt = app.extensions["boxoffice"] = Runtime(
         settings=Settings(hold_ttl_seconds=app.config["HOLD_TTL_SECONDS"],
                           max_seats_per_order=app.config["MAX_SEATS_PER_ORDER"],

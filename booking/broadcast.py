@@ -111,6 +111,7 @@ class SeatsCoalescer:
         self._boards = {}   # event_id -> {"built": monotonic or None, "seats": {id: seat}}
         self._lock = threading.Lock()
         self.on_flush = None  # (event_id, seat_count) -> None, for metrics
+        self.on_change = None  # (event_id, committed_at) -> None, for the dashboard
 
     def add(self, event_id, seats, committed_at):
         with self._lock:
@@ -120,6 +121,8 @@ class SeatsCoalescer:
             board = self._boards.get(event_id)
             if board is not None:
                 _keep_newer(board["seats"], seats)
+        if self.on_change:
+            self.on_change(event_id, committed_at)
 
     def snapshot(self, event_id, load):
         """[{id, status, version}] of every seat of an event, in id order, from the live board.

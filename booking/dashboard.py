@@ -1,16 +1,25 @@
-"""The organizer's live dashboard: one Socket.IO room per event, fed once a second.
+"""The organizer's live dashboard: one Socket.IO room per event, fed as the sale changes.
 
 `join_dashboard {event_id}` is for members of the event's organizer (staff or
 admin, checked at the join through booking.organizers); the ack carries the
-current figures and the socket then gets `dashboard {event_id, ...}` every
-second. What it costs the sale does not grow with the watchers:
+current figures and the socket then gets `dashboard {event_id, ...}` whenever
+they change. What it costs the sale does not grow with the watchers:
 
-- each web process runs one loop (started with its first watcher) that sends
-  to its own watchers only, one message per watched event a second;
 - the figures of an event are computed at most once a second across every web
   process: the process that takes the event's one-second lease in shared state
-  computes them (a handful of indexed aggregates, booking.sales) and leaves
-  them there; the others read that copy.
+  (in-process without Redis) computes them (a handful of indexed aggregates,
+  booking.sales) and leaves them there; the others read that copy;
+- each web process runs one loop (started with its first watcher) that sends
+  to its own watchers only. Every web process receives every committed seat
+  change (the seats_changed feed, booking.broadcast); a change committed after
+  the figures it last sent makes the loop ask for newer ones at its next tick
+  (TICK_S) and keep asking until it has figures computed after the change. So
+  a sale shows at once when the figures were not computed in the last second,
+  and at most a second later when they were: during a busy sale the figures
+  are recomputed once a second (the comparison of a change's commit time with
+  the figures' assumes the machines' clocks agree, as NTP keeps them). With no change they are refreshed every
+  IDLE_REFRESH_S (the queue, the per-minute chart and the latency window move
+  with the clock).
 
 `boxoffice_dashboard_computations_total` and `..._seconds` (in /metrics) show
 the cost; tests/test_dashboard.py measures it with many watchers.
@@ -27,13 +36,16 @@ from prometheus_client import Counter, Histogram
 from . import organizers, sales
 from .errors import BookingError, InvalidRequest, Unauthorized, from_validation
 from .extensions import db, socketio
+from .broadcast import iso_now
 from .models import iso_utc, utcnow
 from .schemas import EventRefSchema
 from .runtime import runtime
 
 log = logging.getLogger(__name__)
 
-INTERVAL_S = 1.0
+INTERVAL_S = 1.0       # at most one computation an event in this time, all processes
+TICK_S = 0.1           # how often a process's loop looks for changes
+IDLE_REFRESH_S = 5.0   # figures are refreshed this often when no seat changed
 COMPUTATIONS = Counter("boxoffice_dashboard_computations_total",
                        "Dashboard figures computed (at most one an event a second, all processes)")
 COMPUTE_SECONDS = Histogram("boxoffice_dashboard_compute_seconds",
@@ -41,6 +53,7 @@ COMPUTE_SECONDS = Histogram("boxoffice_dashboard_compute_seconds",
                             buckets=(.002, .005, .01, .025, .05, .1, .25, .5, 1))
 _event_ref = EventRefSchema()
 _loop_started = {}
+_changes = {}   # event_id -> committed_at (ISO, ms) of the newest seat change received here
 
 
 def _room(event_id):
@@ -58,7 +71,10 @@ def compute_figures(app, event_id):
         if event is None:
             return None
         rt = runtime(app)
-        body = {"event_id": event_id, "at": iso_utc(utcnow()), "currency": event.currency,
+        # computed_at (ms, as seat changes' committed_at): the figures include every
+        # change committed before it.
+        body = {"event_id": event_id, "at": iso_utc(utcnow()), "computed_at": iso_now(),
+                "currency": event.currency,
                 "sales": sales.sales_of(session, event_id),
                 "activity": sales.activity_of(session, event_id),
                 "queue": sale_status(session, event) if event.waiting_room or event.on_sale_at
@@ -77,10 +93,16 @@ def figures(app, event_id):
     rt = runtime(app)
     ns = app.config["REDIS_NAMESPACE"]
     redis = getattr(rt.state, "redis", None)
-    if redis is None:  # one process: this loop is the only one
-        return compute_figures(app, event_id)
+    if redis is None:  # one process: the lease is this process's own
+        now = time.monotonic()
+        local = app.extensions.setdefault("dashboard_figures", {})  # event_id -> (when, figures)
+        taken, body = local.get(event_id, (None, None))
+        if taken is None or now - taken >= INTERVAL_S:
+            body = compute_figures(app, event_id)
+            local[event_id] = (now, body)
+        return body
     key = f"{ns}:dash:figures:{event_id}"
-    if redis.set(f"{ns}:dash:lease:{event_id}", "1", nx=True, px=int(INTERVAL_S * 1000) - 50):
+    if redis.set(f"{ns}:dash:lease:{event_id}", "1", nx=True, px=int(INTERVAL_S * 1000)):
         body = compute_figures(app, event_id)
         if body is not None:
             redis.set(key, json.dumps(body), ex=10)
@@ -95,19 +117,39 @@ def _watched_events():
             if isinstance(r, str) and r.startswith("dashboard:") and members]
 
 
+def seats_changed(event_id, committed_at):
+    """A committed seat change of the event reached this process (SeatsCoalescer.on_change)."""
+    if committed_at > _changes.get(event_id, ""):
+        _changes[event_id] = committed_at
+
+
+def tick(app, sent, now=None):
+    """One pass of the loop: newer figures to the watchers here of each event that changed
+    since the figures sent last (or was not refreshed for IDLE_REFRESH_S).
+
+    sent: {event_id: (computed_at, monotonic time sent)}, kept by the caller between ticks.
+    """
+    now = time.monotonic() if now is None else now
+    for event_id in _watched_events():
+        last_at, last_sent = sent.get(event_id, ("", float("-inf")))
+        changed = _changes.get(event_id, "") >= last_at
+        if not changed and now - last_sent < IDLE_REFRESH_S:
+            continue
+        body = figures(app, event_id)
+        if body is None or body["computed_at"] <= last_at:
+            continue  # another process computed less than a second ago: ask again next tick
+        sent[event_id] = (body["computed_at"], now)
+        socketio.emit("dashboard", body, to=_room(event_id), ignore_queue=True)
+
+
 def _loop(app):
-    """This process's dashboard loop: the figures of each watched event, once a second."""
+    """This process's dashboard loop: a pass every TICK_S."""
     sent = {}
     while True:
-        socketio.sleep(INTERVAL_S - (time.time() % INTERVAL_S))
+        socketio.sleep(TICK_S)
         try:
             with app.app_context():
-                for event_id in _watched_events():
-                    body = figures(app, event_id)
-                    if body is None or sent.get(event_id) == body["at"]:
-                        continue
-                    sent[event_id] = body["at"]
-                    socketio.emit("dashboard", body, to=_room(event_id), ignore_queue=True)
+                tick(app, sent)
                 db.session.remove()
         except Exception:
             log.warning("dashboard figures not sent", exc_info=True)

@@ -93,3 +93,81 @@ def test_figures_are_computed_once_a_second_whoever_asks(app, office, shared_sta
     total = next(s.value for s in seconds.samples if s.name.endswith("_sum"))
     count = next(s.value for s in seconds.samples if s.name.endswith("_count"))
     print(f"\n{asked} asks, {computed} computations, mean {total / count * 1000:.1f} ms each")
+
+
+@pytest.fixture
+def no_loop(monkeypatch):
+    """The loop's passes run by the test alone (no background loop sending as well)."""
+    monkeypatch.setattr(dashboard, "_ensure_loop", lambda app: None)
+
+
+def test_a_change_is_sent_at_once_unless_the_figures_are_under_a_second_old(app, office,
+                                                                             no_loop):
+    """The loop's pass (dashboard.tick): a seat change committed after the figures last sent
+    gets newer figures to the room at once, or as soon as the one-second limit allows."""
+    from booking.broadcast import iso_now
+    e = office.ids["event_a"]
+    c = socketio.test_client(app, auth={"token": office.users["staff"][1]})
+    assert c.emit("join_dashboard", {"event_id": e}, callback=True)["ok"]
+    app.extensions.pop("dashboard_figures", None)
+
+    def sent_now(sent):
+        c.get_received()
+        with app.app_context():
+            dashboard.tick(app, sent)
+            db.session.remove()
+        return [m["args"][0] for m in c.get_received() if m["name"] == "dashboard"]
+
+    sent = {}
+    first = sent_now(sent)
+    assert len(first) == 1 and first[0]["event_id"] == e
+    assert sent_now(sent) == []                  # nothing changed, not idle
+    dashboard.seats_changed(e, iso_now())        # a change, figures under a second old:
+    assert sent_now(sent) == []                  # held back by the one-second limit
+    time.sleep(dashboard.INTERVAL_S)
+    after = sent_now(sent)                       # the next pass after the second sends
+    assert len(after) == 1 and after[0]["computed_at"] > first[0]["computed_at"]
+    assert sent_now(sent) == []
+    time.sleep(dashboard.INTERVAL_S)
+    dashboard.seats_changed(e, iso_now())        # figures over a second old: at once
+    assert len(sent_now(sent)) == 1
+    # No change for IDLE_REFRESH_S: refreshed all the same (the clock moves some figures).
+    assert sent_now(sent) == []
+    time.sleep(dashboard.INTERVAL_S)
+    assert sent_now(sent) == []                  # no change, not idle yet
+    with app.app_context():
+        dashboard.tick(app, sent, now=time.monotonic() + dashboard.IDLE_REFRESH_S)
+        db.session.remove()
+    assert [m for m in c.get_received() if m["name"] == "dashboard"]
+    c.disconnect()
+
+
+def test_a_process_without_the_lease_waits_for_figures_newer_than_the_change(
+        app, office, shared_state, no_loop):
+    """Two processes' loops on one event: the one whose lease it is not does not resend the
+    stored copy that predates a change; it sends the copy computed after it."""
+    from booking.broadcast import iso_now
+    e = office.ids["event_a"]
+    c = socketio.test_client(app, auth={"token": office.users["staff"][1]})
+    assert c.emit("join_dashboard", {"event_id": e}, callback=True)["ok"]
+    ours, theirs = {}, {}
+
+    def tick(sent):
+        c.get_received()
+        with app.app_context():
+            dashboard.tick(app, sent)
+            db.session.remove()
+        return [m["args"][0] for m in c.get_received() if m["name"] == "dashboard"]
+
+    time.sleep(dashboard.INTERVAL_S)             # the join's lease has run out
+    assert len(tick(theirs)) == 1                # "their" loop computes and stores
+    assert len(tick(ours)) == 1                  # ours sends the stored copy
+    dashboard.seats_changed(e, iso_now())
+    assert tick(ours) == []                      # the stored copy predates the change
+    time.sleep(dashboard.INTERVAL_S)
+    got = tick(ours)                             # the lease ran out: computed after it
+    assert len(got) == 1 and got[0]["computed_at"] > _changes_of(e)
+
+
+def _changes_of(event_id):
+    return dashboard._changes[event_id]

@@ -1,5 +1,6 @@
 // The live dashboard: joins the event's organizer room over Socket.IO and redraws the
-// figures and the chart (Chart.js) at every `dashboard` message (one a second).
+// figures and the chart (Chart.js) at every `dashboard` message (sent when the sale
+// changes, at most one a second).
 import { io } from "socket.io-client";
 import { money, page } from "app/common";
 
