@@ -142,11 +142,7 @@ def finish_refund(session, refund_id, answer, now=None):
     live = session.scalar(sa.select(sa.func.count()).select_from(Ticket).where(
         Ticket.order_id == order.id, Ticket.status != "void"))
     order.status = "partially_refunded" if live else "refunded"
-    buyer_email = session.scalar(sa.select(User.email).where(User.id == order.user_id))
-    outcome.mails.append(mail.queue_mail(
-        session, kind="refund", dedupe_key=f"refund:{refund.id}", to_addr=buyer_email,
-        user_id=order.user_id, order_id=order.id, refund_id=refund.id, now=now).id)
-    session.flush()
+    _queue_refund_mail(session, outcome, order, refund, now)
     return outcome
 
 
@@ -281,11 +277,7 @@ def take_processor_refund(session, charge_key, seen, now=None):
                 seen.amount_cents)
     refund.status, refund.reference = "succeeded", seen.reference
     outcome = Outcome()
-    buyer_email = session.scalar(sa.select(User.email).where(User.id == order.user_id))
-    outcome.mails.append(mail.queue_mail(
-        session, kind="refund", dedupe_key=f"refund:{refund.id}", to_addr=buyer_email,
-        user_id=order.user_id, order_id=order.id, refund_id=refund.id, now=now).id)
-    session.flush()
+    _queue_refund_mail(session, outcome, order, refund, now)
     return outcome
 
 
@@ -315,3 +307,12 @@ def refund_json(refund):
     return {"id": refund.id, "status": refund.status, "amount_cents": refund.amount_cents,
             "currency": refund.currency, "failure_reason": refund.failure_reason,
             "created_at": iso_utc(refund.created_at)}
+
+
+def _queue_refund_mail(session, outcome, order, refund, now):
+    """The buyer's refund e-mail, queued in the refund's transaction (sent after commit)."""
+    buyer_email = session.scalar(sa.select(User.email).where(User.id == order.user_id))
+    outcome.mails.append(mail.queue_mail(
+        session, kind="refund", dedupe_key=f"refund:{refund.id}", to_addr=buyer_email,
+        user_id=order.user_id, order_id=order.id, refund_id=refund.id, now=now).id)
+    session.flush()

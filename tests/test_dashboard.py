@@ -95,6 +95,15 @@ def test_figures_are_computed_once_a_second_whoever_asks(app, office, shared_sta
     print(f"\n{asked} asks, {computed} computations, mean {total / count * 1000:.1f} ms each")
 
 
+def _pass(app, c, sent, now=None):
+    """One pass of the dashboard loop; the figures it sent to the test client."""
+    c.get_received()
+    with app.app_context():
+        dashboard.tick(app, sent, now=now)
+        db.session.remove()
+    return [m["args"][0] for m in c.get_received() if m["name"] == "dashboard"]
+
+
 @pytest.fixture
 def no_loop(monkeypatch):
     """The loop's passes run by the test alone (no background loop sending as well)."""
@@ -112,11 +121,7 @@ def test_a_change_is_sent_at_once_unless_the_figures_are_under_a_second_old(app,
     app.extensions.pop("dashboard_figures", None)
 
     def sent_now(sent):
-        c.get_received()
-        with app.app_context():
-            dashboard.tick(app, sent)
-            db.session.remove()
-        return [m["args"][0] for m in c.get_received() if m["name"] == "dashboard"]
+        return _pass(app, c, sent)
 
     sent = {}
     first = sent_now(sent)
@@ -135,10 +140,7 @@ def test_a_change_is_sent_at_once_unless_the_figures_are_under_a_second_old(app,
     assert sent_now(sent) == []
     time.sleep(dashboard.INTERVAL_S)
     assert sent_now(sent) == []                  # no change, not idle yet
-    with app.app_context():
-        dashboard.tick(app, sent, now=time.monotonic() + dashboard.IDLE_REFRESH_S)
-        db.session.remove()
-    assert [m for m in c.get_received() if m["name"] == "dashboard"]
+    assert _pass(app, c, sent, now=time.monotonic() + dashboard.IDLE_REFRESH_S)
     c.disconnect()
 
 
@@ -153,11 +155,7 @@ def test_a_process_without_the_lease_waits_for_figures_newer_than_the_change(
     ours, theirs = {}, {}
 
     def tick(sent):
-        c.get_received()
-        with app.app_context():
-            dashboard.tick(app, sent)
-            db.session.remove()
-        return [m["args"][0] for m in c.get_received() if m["name"] == "dashboard"]
+        return _pass(app, c, sent)
 
     time.sleep(dashboard.INTERVAL_S)             # the join's lease has run out
     assert len(tick(theirs)) == 1                # "their" loop computes and stores
