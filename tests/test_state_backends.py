@@ -137,6 +137,19 @@ def test_admit_counts_every_budget_or_none(backend):
     assert state.admit([_budget("3/minute", "account:2")]) == ("new", None)  # its own budget
 
 
+def test_a_limited_answer_never_says_retry_after_zero(backend):
+    """A budget filled within the millisecond its counter was made: the counter's time to
+    live is then exactly two windows, and the remainder arithmetic once answered 0 s (a
+    client told to retry at once, into the same refusal). Many budgets, each filled fast."""
+    state, _ns = backend
+    _clear_of_a_minute_boundary()
+    for n in range(300):
+        budget = _budget("1/minute", f"account:{n}")
+        assert state.admit([budget]) == ("new", None)
+        outcome, (_index, seconds) = state.admit([budget])
+        assert outcome == "limited" and 0 < seconds <= 60, (n, seconds)
+
+
 def test_admit_budgets_are_the_counters_flask_limiter_uses_for_rest(backend):
     """One budget for REST (Flask-Limiter's sliding-window-counter strategy) and sockets."""
     state, namespace = backend

