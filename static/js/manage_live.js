@@ -80,7 +80,7 @@ setState("connecting", "Connecting…");
 socket.on("connect", () => {
   socket.emit("join_dashboard", { event_id: page.event_id }, (ack) => {
     if (ack && ack.ok) {
-      setState("live", "Live: updates every second.");
+      setState("live", "Live: updates as the sale changes, at most once a second.");
       show(ack.figures);
     } else {
       setState("down", (ack && ack.error && ack.error.message) || "The dashboard is not available.");

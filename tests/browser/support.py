@@ -29,6 +29,10 @@ class BuyerTab:
         self.page.on("console", lambda m: self.errors.append(f"console: {m.text}")
                      if m.type == "error" else None)
         self.page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e}"))
+        # The browser's console line for a failed request does not say which: keep them.
+        self.failed = []
+        self.page.on("response", lambda r: self.failed.append(f"{r.status} {r.url}")
+                     if r.status >= 400 else None)
         self.email = f"{name.lower()}-{uuid.uuid4().hex[:8]}@example.test"
 
     def sign_up(self):
@@ -75,7 +79,7 @@ class BuyerTab:
         return self.page.locator("#messages")
 
     def assert_no_console_errors(self):
-        assert not self.errors, f"{self.name}: {self.errors}"
+        assert not self.errors, f"{self.name}: {self.errors} (failed requests: {self.failed})"
 
     def close(self):
         self.context.close()

@@ -186,7 +186,11 @@ def test_signed_out_visitors_beyond_the_cap_see_the_map_without_live_updates(
     expect(second.page.locator("#live-status")).to_have_attribute("data-state", "anonymous")
     # The map as it is now, from the REST board.
     expect_state(second.seat("A", 1), "held by someone else")
-    second.assert_no_console_errors()
+    # The refused socket's polling transport may have a request in flight when the
+    # session closes; the server answers it 400 and the browser logs that. Only that.
+    assert all("/socket.io/" in f for f in second.failed), second.failed
+    assert all("status of 400" in e for e in second.errors), second.errors
+    assert len(second.errors) <= len(second.failed), (second.errors, second.failed)
 
 
 def test_a_signed_out_visitor_of_a_waiting_room_is_sent_to_it(embedded_site, event_id, made,

@@ -199,7 +199,10 @@ def test_countdown_closes_the_window(embedded_site, event_id, tabs):
     expect(modal.locator("#countdown")).to_have_text(re.compile(r"^0:0[1-8]$"))
     expect(modal).to_be_hidden(timeout=12000)
     expect(a.messages()).to_contain_text("Your hold ran out, so the seats were released.")
-    expect_state(a.seat("C", 2), "available", timeout=5000)
+    # Freed by the sweep (every second here) or shown free by the page at the hold's
+    # expiry on its estimate of the server's clock; a fresh-clone run on a loaded machine
+    # once needed more than 5 s for either.
+    expect_state(a.seat("C", 2), "available", timeout=15000)
     a.assert_no_console_errors()
 
 
