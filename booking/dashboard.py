@@ -16,10 +16,10 @@ they change. What it costs the sale does not grow with the watchers:
   (TICK_S) and keep asking until it has figures computed after the change. So
   a sale shows at once when the figures were not computed in the last second,
   and at most a second later when they were: during a busy sale the figures
-  are recomputed once a second (the comparison of a change's commit time with
-  the figures' assumes the machines' clocks agree, as NTP keeps them). With no change they are refreshed every
-  IDLE_REFRESH_S (the queue, the per-minute chart and the latency window move
-  with the clock).
+  are recomputed once a second (comparing a change's commit time with the
+  figures' assumes the machines' clocks agree, as NTP keeps them). With no
+  change they are refreshed every IDLE_REFRESH_S (the queue, the per-minute
+  chart and the latency window move with the clock).
 
 `boxoffice_dashboard_computations_total` and `..._seconds` (in /metrics) show
 the cost; tests/test_dashboard.py measures it with many watchers.
