@@ -53,8 +53,27 @@ def fresh_mysql_database(prefix):
         migrate(url)
         yield url
     finally:
-        conn.cursor().execute(f"DROP DATABASE IF EXISTS {name}")
+        _drop_database(conn, name)
         conn.close()
+
+
+def _drop_database(conn, name):
+    """Drop a test database, first ending every other connection to it.
+
+    A connection a finished test left in an open transaction (an app's background
+    thread in this process, say) holds a metadata lock that DROP DATABASE waits on for
+    up to lock_wait_timeout (a day by default): a fresh-clone run once spent 7 minutes
+    here. Such connections are named on stderr and killed."""
+    cur = conn.cursor()
+    cur.execute("SELECT id, command, time FROM information_schema.processlist "
+                "WHERE db = %s AND id <> CONNECTION_ID()", (name,))
+    for conn_id, command, idle in cur.fetchall():
+        print(f"\n{name}: killing connection {conn_id} ({command}, {idle} s) before the drop",
+              file=sys.stderr)
+        with contextlib.suppress(pymysql.err.OperationalError, pymysql.err.InternalError):
+            cur.execute(f"KILL CONNECTION {int(conn_id)}")
+    cur.execute("SET SESSION lock_wait_timeout = 60")
+    cur.execute(f"DROP DATABASE IF EXISTS {name}")
 
 
 @pytest.fixture(scope="session")
