@@ -37,7 +37,6 @@ from . import organizers, sales
 from .errors import BookingError, InvalidRequest, Unauthorized, from_validation
 from .extensions import db, socketio
 from .broadcast import iso_now
-from .models import iso_utc, utcnow
 from .schemas import EventRefSchema
 from .runtime import runtime
 
@@ -72,8 +71,9 @@ def compute_figures(app, event_id):
             return None
         rt = runtime(app)
         # computed_at (ms, as seat changes' committed_at): the figures include every
-        # change committed before it.
-        body = {"event_id": event_id, "at": iso_utc(utcnow()), "computed_at": iso_now(),
+        # change committed before it. `at` is the same moment (the contract's field).
+        stamp = iso_now()
+        body = {"event_id": event_id, "at": stamp, "computed_at": stamp,
                 "currency": event.currency,
                 "sales": sales.sales_of(session, event_id),
                 "activity": sales.activity_of(session, event_id),

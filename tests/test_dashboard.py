@@ -120,26 +120,23 @@ def test_a_change_is_sent_at_once_unless_the_figures_are_under_a_second_old(app,
     assert c.emit("join_dashboard", {"event_id": e}, callback=True)["ok"]
     app.extensions.pop("dashboard_figures", None)
 
-    def sent_now(sent):
-        return _pass(app, c, sent)
-
     sent = {}
-    first = sent_now(sent)
+    first = _pass(app, c, sent)
     assert len(first) == 1 and first[0]["event_id"] == e
-    assert sent_now(sent) == []                  # nothing changed, not idle
+    assert _pass(app, c, sent) == []                  # nothing changed, not idle
     dashboard.seats_changed(e, iso_now())        # a change, figures under a second old:
-    assert sent_now(sent) == []                  # held back by the one-second limit
+    assert _pass(app, c, sent) == []                  # held back by the one-second limit
     time.sleep(dashboard.INTERVAL_S)
-    after = sent_now(sent)                       # the next pass after the second sends
+    after = _pass(app, c, sent)                       # the next pass after the second sends
     assert len(after) == 1 and after[0]["computed_at"] > first[0]["computed_at"]
-    assert sent_now(sent) == []
+    assert _pass(app, c, sent) == []
     time.sleep(dashboard.INTERVAL_S)
     dashboard.seats_changed(e, iso_now())        # figures over a second old: at once
-    assert len(sent_now(sent)) == 1
+    assert len(_pass(app, c, sent)) == 1
     # No change for IDLE_REFRESH_S: refreshed all the same (the clock moves some figures).
-    assert sent_now(sent) == []
+    assert _pass(app, c, sent) == []
     time.sleep(dashboard.INTERVAL_S)
-    assert sent_now(sent) == []                  # no change, not idle yet
+    assert _pass(app, c, sent) == []                  # no change, not idle yet
     assert _pass(app, c, sent, now=time.monotonic() + dashboard.IDLE_REFRESH_S)
     c.disconnect()
 
@@ -154,16 +151,13 @@ def test_a_process_without_the_lease_waits_for_figures_newer_than_the_change(
     assert c.emit("join_dashboard", {"event_id": e}, callback=True)["ok"]
     ours, theirs = {}, {}
 
-    def tick(sent):
-        return _pass(app, c, sent)
-
     time.sleep(dashboard.INTERVAL_S)             # the join's lease has run out
-    assert len(tick(theirs)) == 1                # "their" loop computes and stores
-    assert len(tick(ours)) == 1                  # ours sends the stored copy
+    assert len(_pass(app, c, theirs)) == 1                # "their" loop computes and stores
+    assert len(_pass(app, c, ours)) == 1                  # ours sends the stored copy
     dashboard.seats_changed(e, iso_now())
-    assert tick(ours) == []                      # the stored copy predates the change
+    assert _pass(app, c, ours) == []                      # the stored copy predates the change
     time.sleep(dashboard.INTERVAL_S)
-    got = tick(ours)                             # the lease ran out: computed after it
+    got = _pass(app, c, ours)                             # the lease ran out: computed after it
     assert len(got) == 1 and got[0]["computed_at"] > _changes_of(e)
 
 
