@@ -56,9 +56,15 @@ browser:
 	@test -x /usr/bin/chromium || { SUDO=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
 
+# The suite runs in TEST_WORKERS pytest-xdist processes, one test file each at a time;
+# each has its own MariaDB database and Redis namespace (tests/conftest.py). Most tests
+# wait on the processes they start, so there are more of them than cores (the README's
+# "Tests" has the figures). TEST_WORKERS=0 runs everything in one process.
+TEST_WORKERS ?= 3
+
 # pytest's exit 5 (no tests collected) fails like any other non-zero exit, with a word why.
 test: deps services browser
-	@$(PY) -m pytest $(PYTEST_ARGS); status=$$?; \
+	@$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS); status=$$?; \
 	  if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing" >&2; fi; \
 	  exit $$status
 

@@ -49,6 +49,7 @@ RESULT_EVENTS = {"hold": "hold_result", "release": "release_result", "pay": "pay
 # after a reconnect.
 RESEND_AFTER_S = 5.0
 RESEND_MAX_S = 30.0
+NOT_NOW = ("busy", "rate_limited")  # a re-send refused so waits for its next turn
 
 
 class Request:
@@ -133,7 +134,9 @@ class Buyer:
             c.on_seats_changed(self, raw, now)
         elif name in ("hold_result", "release_result", "payment_result"):
             payload = json.loads(raw[2:])[1]
-            req = self.pending.pop(payload.get("request_id"), None)
+            rid = payload.get("request_id")
+            c.results_seen[rid] = c.results_seen.get(rid, 0) + 1
+            req = self.pending.pop(rid, None)
             if req is None or req.result is not None:
                 c.stats.inc("duplicate_results")
                 return
@@ -181,6 +184,10 @@ class Buyer:
                 await asyncio.sleep(0.05)
                 continue
             if ack.get("ok"):
+                if req.accepted and ack.get("queued") is False:
+                    # A re-send found it finished: its answer comes again from this
+                    # process. If the first never came, it was lost on its way.
+                    c.found_finished.setdefault(req.rid, req)
                 req.accepted = True
                 if req.result is None:
                     c.accepted(req)
@@ -188,8 +195,7 @@ class Buyer:
                 self.pending.pop(req.rid, None)
                 c.refused(req, ack)
             else:
-                c.stats.inc("resend_refused")
-                c.resend_refusals.append({"kind": req.kind, "error": ack.get("error")})
+                c.resend_refused(req, ack)
             return ack
         self.pending.pop(req.rid, None)
         return None
@@ -246,6 +252,8 @@ class ClientProcess:
         self.inflight = {}        # rid -> Request, accepted and unanswered (every buyer)
         self.last_error = None
         self.resend_refusals = []
+        self.results_seen = {}    # rid -> result events received (copies included)
+        self.found_finished = {}  # rid -> Request a re-send found already finished
         # Seat map kept from one socket's seats_changed: id -> [version, status]
         self.seats = {}
         self.map_buyer = None
@@ -268,6 +276,26 @@ class ClientProcess:
                 if (req.result is None and req.buyer is not None and req.buyer.ready.is_set()
                         and now - req.last_sent >= req.wait):
                     self.resend(req)
+
+    def resend_refused(self, req, ack):
+        """A re-send of an accepted request refused. "Not now" (busy, rate_limited):
+        sent again after the retry_after_s it names. Any other refusal is the request's
+        answer: it was never performed (docs/API.md, "Recovery")."""
+        error = ack.get("error") or {}
+        self.resend_refusals.append({"kind": req.kind, "error": error})
+        if error.get("code") in NOT_NOW:
+            self.stats.inc("resend_refused_not_now")
+            after = max(1.0, (error.get("details") or {}).get("retry_after_s") or 2)
+            req.last_sent = time.monotonic() - req.wait + after * (0.5 + random.random())
+            return
+        self.stats.inc(f"{req.kind}_answered_by_resend_refusal_{error.get('code', 'unknown')}")
+        req.buyer.pending.pop(req.rid, None)
+        if req.result is None:
+            payload = {"ok": False, "request_id": req.rid, "error": error}
+            req.result = payload
+            self.answered(req, payload, time.time())
+            if not req.done.done():
+                req.done.set_result(payload)
 
     # counters -----------------------------------------------------------------
     def accepted(self, req):
@@ -403,7 +431,13 @@ async def _client_main(cfg, users, body, ready_q, go_evt, stop_evt):
         b.close()
     await asyncio.sleep(0)
     del loop
+    # Found finished by a re-send, and only that copy came: the first answer was lost
+    # on its way (published, never delivered), and the re-send made up for it.
+    lost_first = [{"kind": r.kind, "uid": r.buyer.uid if r.buyer else None,
+                   "request_id": rid, "resends": r.resends}
+                  for rid, r in c.found_finished.items() if c.results_seen.get(rid, 0) < 2]
     return {"stats": c.stats.to_json(), "unanswered": unanswered,
+            "first_answer_lost": lost_first, "found_finished": len(c.found_finished),
             "resend_refusals": c.resend_refusals[:50],
             "connected_at_end": sum(1 for b in c.buyers if b.ready.is_set()),
             "extra": getattr(scenario, "extra", {})}

@@ -622,6 +622,10 @@ class Sale:
             "server_cpu_ms_per_order": rpt.cpu_per(cpu, rpt.window_sum(series, "pay_ok", s0, s1)),
             "accepted": accepted, "answered": answered, "unanswered": len(unanswered),
             "unanswered_sample": unanswered[:20],
+            "first_answer_lost": sum(len(p.get("first_answer_lost", [])) for p in parts),
+            "found_finished_by_resend": sum(p.get("found_finished", 0) for p in parts),
+            "first_answer_lost_sample": [u for p in parts
+                                         for u in p.get("first_answer_lost", [])][:20],
             "resend_refusals": [r for p in parts for r in p["resend_refusals"]][:20],
             "server": srv, "cpu": cpu,
             "audit": {"exit_code": code, "clean": code == 0,

@@ -208,6 +208,13 @@ def summarize(result, out_dir, title, command):
          f"{c['click_to_payment_result']['p50_ms']} / {c['click_to_payment_result']['p99_ms']} ms"),
         ("requests accepted / answered / unanswered",
          f"{result['accepted']} / {result['answered']} / {result['unanswered']}"),
+        ("of the answered: found finished by a re-send / of which the first answer was "
+         "lost on its way (only the re-send's copy came)",
+         f"{result.get('found_finished_by_resend', 0)} / {result.get('first_answer_lost', 0)}"),
+        ("of the answered: a re-send refused for good (never performed)",
+         ", ".join(f"{k.replace('_answered_by_resend_refusal_', ' ')} {v}"
+                   for k, v in sorted(c["counts"].items())
+                   if "_answered_by_resend_refusal_" in k) or "none"),
         ("task batch size (server): mean, p50, p99",
          f"{srv['task_batches']['mean_requests_per_task']}, {srv['task_batches']['p50']}, "
          f"{srv['task_batches']['p99']}"),

@@ -46,14 +46,20 @@ class Sio:
                                        ping_interval=None, max_size=None, max_queue=None)
         except (WebSocketException, asyncio.TimeoutError) as err:
             raise ConnectionError(str(err)) from None
+        # One deadline for the whole handshake: the server's pings would otherwise keep
+        # a connect that is never answered waiting for ever.
+        deadline = asyncio.get_running_loop().time() + timeout
+
+        def left():
+            return max(0.0, deadline - asyncio.get_running_loop().time())
         try:
-            opened = await asyncio.wait_for(self.ws.recv(decode=False), timeout)
+            opened = await asyncio.wait_for(self.ws.recv(decode=False), left())
             if not opened.startswith(b"0"):
                 raise ConnectionError(f"unexpected {opened[:60]!r}")
             auth = json.dumps({"token": self.token}) if self.token else ""
             await self.ws.send("40" + auth)
             while True:
-                data = await asyncio.wait_for(self.ws.recv(decode=False), timeout)
+                data = await asyncio.wait_for(self.ws.recv(decode=False), left())
                 if data.startswith(b"40"):
                     break
                 if data.startswith(b"44"):

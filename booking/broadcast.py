@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 import redis
 
 from . import payloads
-from .delivery import WatchedPubSub
+from .delivery import ResultsManager, WatchedPubSub
 from .state.backends import redis_client
 
 log = logging.getLogger(__name__)
@@ -53,11 +53,23 @@ class Broadcaster:
 
     def results(self, outcomes):
         """outcomes: [(user_id, request_id, event, payload)], each to its buyer's room."""
-        for user_id, _rid, event, payload in outcomes:
-            self.socketio.emit(event, payload, to=f"user:{user_id}")
+        self.to_users([(user_id, event, payload) for user_id, _rid, event, payload in outcomes])
 
     def to_user(self, user_id, event, payload):
         self.socketio.emit(event, payload, to=f"user:{user_id}")
+
+    def to_users(self, messages):
+        """messages: [(user_id, event, payload)], each to its buyer's room; through the
+        message queue, all in one publish (booking.delivery.ResultsManager.emit_many)."""
+        if not messages:
+            return
+        manager = getattr(self.socketio.server, "manager", None)
+        if isinstance(manager, ResultsManager):
+            manager.emit_many([(event, payload, f"user:{user_id}")
+                               for user_id, event, payload in messages])
+            return
+        for user_id, event, payload in messages:
+            self.socketio.emit(event, payload, to=f"user:{user_id}")
 
     def queue_positions(self, message):
         """A waiting room's positions (waiting_room.position_updates): one message for all."""
@@ -159,6 +171,8 @@ class SeatsCoalescer:
         with self._lock:
             pending, self._pending = self._pending, {}
         for event_id, entry in pending.items():
+            if not self._watched_here(f"event:{event_id}"):
+                continue   # nobody here watches it: no payload built and encoded for nobody
             payload = payloads.seats_changed(
                 event_id, sorted(entry["seats"].values(), key=lambda s: s["id"]),
                 entry["committed_at"], sent_at=iso_now())
@@ -166,6 +180,13 @@ class SeatsCoalescer:
             self.socketio.emit("seats_changed", payload, to=f"event:{event_id}", **kwargs)
             if self.on_flush:
                 self.on_flush(event_id, len(payload["seats"]))
+
+    def _watched_here(self, room):
+        """Whether a socket of this process is in room (every seats_changed is local)."""
+        manager = getattr(self.socketio.server, "manager", None)
+        if manager is None:
+            return True
+        return bool(manager.rooms.get("/", {}).get(room))
 
     def run_forever(self):
         while True:

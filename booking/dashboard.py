@@ -26,6 +26,7 @@ the cost; tests/test_dashboard.py measures it with many watchers.
 """
 import json
 import logging
+import threading
 import time
 
 from flask import current_app, request, session
@@ -51,7 +52,7 @@ COMPUTE_SECONDS = Histogram("boxoffice_dashboard_compute_seconds",
                             "Time to compute one event's dashboard figures",
                             buckets=(.002, .005, .01, .025, .05, .1, .25, .5, 1))
 _event_ref = EventRefSchema()
-_loop_started = {}
+_loops = {}    # id(app) -> (its stop flag, its loop's task)
 _changes = {}   # event_id -> committed_at (ISO, ms) of the newest seat change received here
 
 
@@ -142,11 +143,13 @@ def tick(app, sent, now=None):
         socketio.emit("dashboard", body, to=_room(event_id), ignore_queue=True)
 
 
-def _loop(app):
-    """This process's dashboard loop: a pass every TICK_S."""
+def _loop(app, stop):
+    """This process's dashboard loop: a pass every TICK_S, until stop is set."""
     sent = {}
     while True:
         socketio.sleep(TICK_S)
+        if stop.is_set():
+            return
         try:
             with app.app_context():
                 tick(app, sent)
@@ -156,9 +159,23 @@ def _loop(app):
 
 
 def _ensure_loop(app):
-    if not _loop_started.get(id(app)):
-        _loop_started[id(app)] = True
-        socketio.start_background_task(_loop, app)
+    if id(app) not in _loops:
+        stop = threading.Event()
+        _loops[id(app)] = (stop, socketio.start_background_task(_loop, app, stop))
+
+
+def stop_loops(timeout=5.0):
+    """End this process's dashboard loops and wait for them (an app is done with: a
+    test's; a loop left running would send figures to the next test's sockets)."""
+    loops = list(_loops.values())
+    _loops.clear()
+    for stop, _task in loops:
+        stop.set()
+    for _stop, task in loops:
+        if hasattr(task, "join"):   # a thread (async_mode "threading")
+            task.join(timeout)
+        else:                       # a green thread (eventlet)
+            task.wait()
 
 
 @socketio.on("join_dashboard")

@@ -294,19 +294,36 @@ def _close_holds(session, outcome, hold_ids, new_status):
 def release_expired(session, now=None, limit=2000):
     """Free seats whose hold ran out (the sweep behind lazy expiry). Returns an Outcome.
 
-    Seats held for a payment in progress have no expiry and are left alone.
+    Seats held for a payment in progress have no expiry and are left alone. As
+    plain rows, like a batch of requests: in a sale where holds run out, the
+    sweep through ORM objects took a fifth of the workers' CPU.
     """
     now = now or utcnow()
     outcome = Outcome()
     candidates = session.scalars(sa.select(Seat.id).where(
         Seat.status == "held", Seat.hold_expires_at <= now).order_by(Seat.id).limit(limit)).all()
-    seats = [s for s in lock_seats(session, candidates).values()
-             if s.status == "held" and s.hold_expires_at is not None and s.hold_expires_at <= now]
-    with session.no_autoflush:
-        _close_holds(session, outcome, {s.hold_id for s in seats}, "expired")
-        for seat in seats:
-            set_seat(outcome, seat, "available")
-    session.flush()
+    seats = [s for s in lock_seat_rows(session, candidates).values()
+             if s["status"] == "held" and s["hold_expires_at"] is not None
+             and s["hold_expires_at"] <= now]
+    if not seats:
+        return outcome
+    # Lock order: seats, then holds (as every transaction takes them).
+    closed = session.execute(
+        sa.select(Hold.id, Hold.user_id, Hold.event_id)
+        .where(Hold.id.in_(sorted({s["hold_id"] for s in seats})), Hold.status == "held")
+        .order_by(Hold.id).with_for_update()).all()
+    if closed:
+        session.execute(sa.update(Hold).where(Hold.id.in_([h.id for h in closed]))
+                        .values(status="expired"))
+    outcome.notices += [(h.user_id, "hold_closed",
+                         {"hold_id": h.id, "event_id": h.event_id, "reason": "expired"})
+                        for h in closed]
+    for seat in seats:
+        seat.update(status="available", hold_id=None, hold_expires_at=None,
+                    version=seat["version"] + 1)
+        outcome.seats.setdefault(seat["event_id"], {})[seat["id"]] = seat_state(
+            seat["id"], "available", seat["version"])
+    write_seat_rows(session, seats)
     return outcome
 
 

@@ -22,7 +22,8 @@ _KIND_OF = {event: kind for kind, event in RESULT_EVENTS.items()}
 def record(session, entries, now):
     """Store answers: entries are (user_id, request_id, result event, payload)."""
     if entries:
-        session.execute(sa.insert(RequestRecord), [
+        # The table, not the entity: no ORM bulk machinery for plain rows.
+        session.execute(sa.insert(RequestRecord.__table__), [
             {"user_id": uid, "request_id": rid, "kind": _KIND_OF[event], "event": event,
              "result": json.dumps(payload), "created_at": now}
             for uid, rid, event, payload in entries])

@@ -48,8 +48,18 @@ def on_connect(auth=None):
 
     Credentials that do not hold (a forged or expired token, the cookie of a session
     that was signed out) are refused, never downgraded to read-only: the client must
-    learn that its session ended.
+    learn that its session ended. A database that does not answer in time (a
+    reconnect storm can hold every pooled connection) is refused `busy`: an
+    unanswered connect would leave the client waiting with no session and no error.
     """
+    try:
+        _accept(auth)
+    except (OperationalError, PoolTimeout):
+        log.warning("socket connect refused: database unavailable", exc_info=True)
+        raise _refusal(_unavailable()) from None
+
+
+def _accept(auth):
     token = auth.get("token") if isinstance(auth, dict) else None
     if token is not None:
         user = user_from_token(token)
@@ -81,12 +91,15 @@ def on_connect(auth=None):
         sessions.note_socket(request.sid, login_id)
     except redis.RedisError:
         log.warning("sign-in of socket %s not recorded", request.sid)
-    if not sessions.is_current(uid, version, login_id):
+    try:
         # Signed out while connecting: read again after taking the slot (and noting
         # the sign-in), so that a sign-out either sees this socket or this check sees it.
-        with contextlib.suppress(redis.RedisError):
-            rt.sockets.release(uid, request.sid)
-            sessions.forget_socket(request.sid)
+        current = sessions.is_current(uid, version, login_id)
+    except (OperationalError, PoolTimeout):
+        _give_back(rt, uid)
+        raise
+    if not current:
+        _give_back(rt, uid)
         raise _refusal(Unauthorized("Signed out: sign in again.")) from None
     session["bo_uid"] = uid
     session["bo_ip"] = ip
@@ -99,6 +112,19 @@ def on_connect(auth=None):
         rt.presence.touch([uid])
     except redis.RedisError:
         log.warning("presence not recorded for user %s", uid)
+
+
+def _unavailable():
+    """The answer while Redis or the database does not answer in time: nothing was
+    done, try again shortly."""
+    return Busy("The box office cannot take requests right now.", retry_after_s=2)
+
+
+def _give_back(rt, uid):
+    """Undo a refused connect's socket slot and sign-in note."""
+    with contextlib.suppress(redis.RedisError):
+        rt.sockets.release(uid, request.sid)
+        sessions.forget_socket(request.sid)
 
 
 def _connect_watcher():
@@ -234,8 +260,7 @@ def on_join_event(data=None):
     except (redis.RedisError, OperationalError, PoolTimeout):
         log.warning("join_event: shared state or database unavailable", exc_info=True)
         rt.metrics.request("join_event", "busy")
-        return reply(None, Busy("The box office cannot take requests right now.",
-                                   retry_after_s=2))
+        return reply(None, _unavailable())
 
 
 def _open_holds(uid, event_id):
@@ -298,7 +323,14 @@ def _request(kind, data, schema, sid):
     uid, ip = rt.local_sids.get(sid), rt.local_ips.get(sid)
     try:
         if uid is None:
-            raise Unauthorized("Sign in to connect.")
+            if sid in rt.local_watchers:
+                raise Unauthorized("Sign in to choose seats.")
+            # Neither a buyer's nor a visitor's socket here: one whose disconnect ran
+            # while this event waited its turn (a draining process closes sockets
+            # with their events in flight). Nothing was done: "not now", so that a
+            # client re-sending an accepted request keeps waiting for its answer.
+            raise Busy("This connection is closing; send it again once reconnected.",
+                       retry_after_s=1)
         try:
             payload = _load(schema, data)
         except BookingError:
@@ -318,8 +350,7 @@ def _request(kind, data, schema, sid):
     except (redis.RedisError, OperationalError, PoolTimeout):
         log.warning("shared state or database unavailable", exc_info=True)
         rt.metrics.request(kind, "busy")
-        return reply(rid, Busy("The box office cannot take requests right now.",
-                               retry_after_s=2))
+        return reply(rid, _unavailable())
     except Exception:
         log.exception("%s request failed", kind)
         rt.metrics.request(kind, "internal")
@@ -342,8 +373,7 @@ def on_confirm_payment(data=None):
         return reply(rid, err)
     except (OperationalError, PoolTimeout):
         log.warning("database unavailable for a payment confirmation", exc_info=True)
-        return reply(rid, Busy("The box office cannot take requests right now.",
-                               retry_after_s=2))
+        return reply(rid, _unavailable())
     socketio.start_background_task(_settle_in_background, current_app._get_current_object(), key)
     return reply(rid, queued=True)
 

@@ -20,7 +20,8 @@ import sqlalchemy as sa
 
 from tests.conftest import REDIS_URL, create_event
 from tests.harness import RESEND_AFTER_S, wait_until
-from tests.test_outages import PrivateRedis, _through, db_proxy, redis_proxy  # noqa: F401
+from tests.conftest import through as _through
+from tests.test_outages import PrivateRedis
 
 
 def _recorded(db_url, request_id):

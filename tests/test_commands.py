@@ -77,7 +77,7 @@ def test_create_event_options(app, runner):
 
 def test_create_event_in_a_real_process(clean_db):
     """The real `flask --app wsgi booking create-event`: its log lines do not follow the id."""
-    event_id = create_event(clean_db, rows=2, per_row=3, price=500)
+    event_id = create_event(clean_db, rows=2, per_row=3, price=500, real_process=True)
     engine = sa.create_engine(clean_db)
     with engine.connect() as conn:
         n = conn.scalar(sa.select(sa.func.count()).select_from(Seat.__table__)

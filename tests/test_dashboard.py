@@ -9,6 +9,7 @@ from booking.extensions import db, socketio
 from booking.runtime import runtime
 from tests.back_office import buy, seat_ids_of
 from tests.conftest import REDIS_URL
+from tests.harness import wait_until
 
 
 def test_only_members_join_the_dashboard_room(app, office):
@@ -107,6 +108,7 @@ def _pass(app, c, sent, now=None):
 @pytest.fixture
 def no_loop(monkeypatch):
     """The loop's passes run by the test alone (no background loop sending as well)."""
+    dashboard.stop_loops()
     monkeypatch.setattr(dashboard, "_ensure_loop", lambda app: None)
 
 
@@ -163,3 +165,23 @@ def test_a_process_without_the_lease_waits_for_figures_newer_than_the_change(
 
 def _changes_of(event_id):
     return dashboard._changes[event_id]
+
+
+def test_a_stopped_loop_sends_nothing_more(app, office):
+    """stop_loops ends this process's loops: a loop left by a finished test's app once
+    sent figures to the next test's socket (a fresh-clone run failed on it)."""
+    from booking.broadcast import iso_now
+    e = office.ids["event_a"]
+    c = socketio.test_client(app, auth={"token": office.users["staff"][1]})
+    assert c.emit("join_dashboard", {"event_id": e}, callback=True)["ok"]   # starts the loop
+    time.sleep(dashboard.INTERVAL_S)
+    c.get_received()
+    dashboard.seats_changed(e, iso_now())
+    wait_until(lambda: any(m["name"] == "dashboard" for m in c.get_received()), 10,
+               "the loop sends figures after a change")
+    dashboard.stop_loops()
+    c.get_received()
+    time.sleep(dashboard.INTERVAL_S)
+    dashboard.seats_changed(e, iso_now())
+    time.sleep(dashboard.INTERVAL_S + 10 * dashboard.TICK_S)
+    assert [m for m in c.get_received() if m["name"] == "dashboard"] == []

@@ -9,12 +9,12 @@ import uuid
 
 import pytest
 import requests
-import socketio
 import sqlalchemy as sa
 
 from booking.extensions import db
 from tests.conftest import SECRET, create_event, migrate
-from tests.harness import PYTHON, Buyer, Proc, free_port, sign_up, wait_until
+from tests.harness import (PYTHON, Buyer, Proc, connect_refusals, free_port, sign_up,
+                           wait_until)
 
 PRICE = 3100
 
@@ -139,32 +139,18 @@ def test_passwords_are_stored_as_argon2id(embedded):
     assert "embedded-secret-phrase" not in stored
 
 
-def _refusals(url, auth):
-    """Connect with auth; the data of every connect_error (the connect must fail)."""
-    refusals = []
-    client = socketio.Client(reconnection=False)
-    client.on("connect_error", refusals.append)
-    try:
-        with pytest.raises(socketio.exceptions.ConnectionError):
-            client.connect(url, auth=auth, transports=["websocket"], wait_timeout=10)
-        assert not client.connected
-    finally:
-        client.disconnect()
-    return refusals
-
-
 @pytest.mark.parametrize("auth", [{"token": "forged.token.value"}, {"token": ""}],
                          ids=["forged", "empty"])
 def test_socket_without_a_valid_token_is_refused(embedded, auth):
     """A forged or empty token never opens a socket; the client gets one connect_error.
     (No credentials at all is a signed-out visitor's read-only socket:
     tests/test_buyer_view.py.)"""
-    assert len(_refusals(embedded.url, auth)) == 1
+    assert len(connect_refusals(embedded.url, auth)) == 1
 
 
 def test_refusal_data_is_the_contract_error(embedded):
     """API.md: the refusal's data is the error object {code: 'unauthorized', message}."""
-    [refusal] = _refusals(embedded.url, {"token": "forged.token.value"})
+    [refusal] = connect_refusals(embedded.url, {"token": "forged.token.value"})
     assert refusal["code"] == "unauthorized"
     assert isinstance(refusal["message"], str) and refusal["message"]
     # The same object under `data`: what the JavaScript client reads as err.data.

@@ -76,6 +76,51 @@ def test_a_hold_request_costs_the_web_one_redis_round_trip_and_no_database_read(
     assert others <= 0.1, per_hold
 
 
+def _tasks_received(worker):
+    return sum(1 for line in worker.log_path.read_text().splitlines()
+               if "process_requests[" in line and line.endswith("received"))
+
+
+@pytest.mark.timeout(240)
+def test_a_batch_of_answers_is_one_publish(cluster, clean_db, make_users, tmp_path):
+    """A worker publishes a task's answers (and notices) in one message, not one each:
+    counted in its prefork children, per task, with many holds per task. Each task
+    publishes twice: the answers (Socket.IO's queue) and the seat changes."""
+    import psutil
+    event_id = create_event(clean_db, rows=2, per_row=20)
+    worker = cluster.worker(concurrency=1, extra_env={
+        **_counted_env(tmp_path / "worker-{pid}.json"), "MAX_OPEN_HOLDS": "1000"})
+    # Requests that wait a while in the web process go to the worker in one task.
+    web = cluster.web(extra_env={"MAX_OPEN_HOLDS": "1000", "USER_RATE_LIMIT": "1000/second",
+                                 "REQUEST_BATCH_LINGER_MS": "300"})
+    (uid, tok), = make_users(1)
+    buyer = Buyer(web.url, tok, uid).connect()
+    children = psutil.Process(worker.pid).children()
+    assert len(children) == 1
+    child, counts = children[0].pid, tmp_path / f"worker-{children[0].pid}.json"
+    try:
+        seats = [s["id"] for s in buyer.join(event_id)["seats"]]
+        warm = uuid.uuid4().hex
+        buyer.call("hold", {"request_id": warm, "event_id": event_id, "seat_ids": [seats[0]]})
+        assert buyer.result_for("hold_result", warm)["ok"]
+        tasks_before = _tasks_received(worker)
+        first = _dump(child, counts, worker)["counts"]
+        rids = [uuid.uuid4().hex for _ in seats[1:31]]
+        for rid, seat in zip(rids, seats[1:31]):
+            buyer.sio.emit("hold", {"request_id": rid, "event_id": event_id,
+                                    "seat_ids": [seat]})
+        answers = [buyer.result_for("hold_result", rid) for rid in rids]
+        last = _dump(child, counts, worker)["counts"]
+        tasks = _tasks_received(worker) - tasks_before
+    finally:
+        buyer.close()
+    assert all(a["ok"] for a in answers), answers
+    publishes = last.get("redis:PUBLISH", 0) - first.get("redis:PUBLISH", 0)
+    print(f"{len(rids)} holds in {tasks} tasks: {publishes} publishes")
+    assert tasks <= 10, "the holds were not batched: nothing measured"
+    assert publishes == 2 * tasks, (publishes, tasks)
+
+
 @pytest.mark.timeout(240)
 def test_web_and_worker_processes_freeze_start_up_for_the_collector(cluster, tmp_path):
     """After start-up, a web process, a worker and each of its prefork children have

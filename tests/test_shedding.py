@@ -32,6 +32,35 @@ def test_default_bound_is_what_the_workers_finish_in_a_buyers_patience():
     assert LoadShedding(ledger, dict(config, SHED_QUEUE_DEPTH=250)).bound() == 250
 
 
+def test_the_bound_is_read_again_by_one_request_at_a_time(redis_namespace):
+    """Once a second the bound is read again from the shared counters (a Redis round
+    trip); the requests arriving meanwhile keep the last bound instead of each reading
+    it too."""
+    import threading
+    config = {"SHED_QUEUE_DEPTH": 0, "SHED_MAX_WAIT_SECONDS": 10.0, "SHED_FLOOR_RPS": 120.0}
+
+    class Slow(RequestLedger):
+        reads = 0
+
+        def finished_per_second(self, *args, **kwargs):
+            Slow.reads += 1
+            time.sleep(0.3)
+            return super().finished_per_second(*args, **kwargs)
+
+    shedding = LoadShedding(Slow(RedisState(REDIS_URL), redis_namespace), config)
+    assert shedding.bound() == 1200 and Slow.reads == 1
+    shedding._cached = (time.monotonic() - 2, 1200)   # a second has passed
+    bounds = []
+    threads = [threading.Thread(target=lambda: bounds.append(shedding.bound()))
+               for _ in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert bounds == [1200] * 10
+    assert Slow.reads == 2, Slow.reads
+
+
 def test_late_share_counts_answers_later_than_the_target_on_every_instance(redis_namespace):
     """What workers count late is seen by whoever reads the shared ledger (another instance)."""
     writer = RequestLedger(RedisState(REDIS_URL), redis_namespace)

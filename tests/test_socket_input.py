@@ -186,3 +186,21 @@ def test_the_edge_answers_as_the_worker_decides(app, make_users):
     assert pay_ack["error"] == worker_pay
     assert release_ack["error"] == worker_release
     assert _snapshot(app) == before
+
+
+def test_an_event_racing_its_sockets_disconnect_is_answered_busy(app, make_users):
+    """A draining process closes its sockets with events in flight: an event whose
+    socket's disconnect already ran (no buyer or visitor known for it) is answered
+    busy, nothing done, so that the client sends it again once reconnected; not
+    `unauthorized`, which would end an accepted request as never performed."""
+    from booking import sockets
+    event_id, seats = _event(app, seats=2)
+    make_users(1)
+    before = _snapshot(app)
+    with app.app_context():
+        ack = sockets._request("hold", {"request_id": "gone-1", "event_id": event_id,
+                                        "seat_ids": [seats[0]]},
+                               sockets._hold_request, "sid-already-disconnected")
+    assert ack["ok"] is False and ack["error"]["code"] == "busy", ack
+    assert ack["error"]["details"]["retry_after_s"] >= 1
+    assert _snapshot(app) == before

@@ -2,9 +2,6 @@
 import email
 import email.policy
 import io
-import os
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -15,8 +12,8 @@ import zxingcpp
 from aiosmtpd.controller import Controller
 
 from tests.checkout_helpers import hold, pay
-from tests.conftest import SECRET
-from tests.harness import ROOT, free_port, sign_up
+from tests.conftest import ops_command
+from tests.harness import free_port, sign_up
 
 
 class Inbox:
@@ -77,12 +74,9 @@ class SmtpServer:
 
 
 def flask_cli(db_url, *args):
-    env = dict(os.environ, DATABASE_URL=db_url, SECRET_KEY=SECRET)
-    env.pop("REDIS_URL", None)
-    out = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", *args], cwd=ROOT,
-                         env=env, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    return out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
+    """An ops command's last line of output (conftest.ops_command)."""
+    out = ops_command(db_url, *args).strip()
+    return out.splitlines()[-1] if out else ""
 
 
 class Organizer:

@@ -49,17 +49,15 @@ def send(outcome, items=()):
     # raised after the rest went out (booking.delivery): a batch of holds and
     # releases runs again and re-sends them; the client's re-send covers the
     # rest (a payment's answer among them).
+    # Answers and notices go out in one publish.
     unsent = None
     try:
-        rt.broadcaster.results(outcome.results)
+        rt.broadcaster.to_users([(user_id, event, payload)
+                                 for user_id, _rid, event, payload in outcome.results]
+                                + list(outcome.notices))
     except PublishFailed as err:
         unsent = err
     rt.broadcaster.seats(outcome.seat_changes())
-    try:
-        for user_id, event, payload in outcome.notices:
-            rt.broadcaster.to_user(user_id, event, payload)
-    except PublishFailed as err:
-        unsent = unsent or err
     if outcome.mails:
         from workers.after_sale import dispatch
         dispatch(outcome.mails)
@@ -244,8 +242,7 @@ def admit_waiting_buyers(now=None):
     tick = waiting_room.admit_due(db.session, rt.waiting_room, rt.shedding.pressure,
                                   current_app.config, now=now)
     db.session.commit()   # rooms drained empty are turned off
-    for user_id, event, payload in tick.notices:
-        rt.broadcaster.to_user(user_id, event, payload)
+    rt.broadcaster.to_users(tick.notices)
     for message in tick.positions:
         rt.broadcaster.queue_positions(message)
     return tick.admitted

@@ -25,7 +25,13 @@ class LoadShedding:
         if self.config.get("SHED_QUEUE_DEPTH"):
             return int(self.config["SHED_QUEUE_DEPTH"])
         at, value = self._cached
-        if value is None or time.monotonic() - at > 1.0:
+        now = time.monotonic()
+        if value is None or now - at > 1.0:
+            if value is not None:
+                # Requests arriving while it is read again (a Redis round trip, other
+                # green threads run meanwhile) keep the last bound: one read a second
+                # per process, not one per request of that moment.
+                self._cached = (now, value)
             wait = self.config["SHED_MAX_WAIT_SECONDS"]
             rate = max(self.config["SHED_FLOOR_RPS"], self.ledger.finished_per_second())
             value = int(rate * wait)

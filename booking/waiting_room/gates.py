@@ -1,12 +1,16 @@
 """Gates: what the web tier needs to know about an event's sale, cached per process."""
+import logging
 import time
 from dataclasses import dataclass
 
 import sqlalchemy as sa
+from sqlalchemy.exc import OperationalError, TimeoutError as PoolTimeout
 
 from ..errors import Forbidden
 from ..models import Event
 from .tokens import check_token, iso, unix
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -34,20 +38,40 @@ def read_gate(session, event_id):
 
 class GateCache:
     """Gates cached per process for a second: ops and back-office changes reach every
-    instance within it."""
+    instance within it.
+
+    A hold's ack reads no database (intake): when a refresh finds the database
+    unavailable, the last gate read goes on being served, for up to
+    STALE_LIMIT_SECONDS, so that holds taken during an outage are queued and
+    decided once it is back, as the workers do. Nothing changes a gate while the
+    database is gone. One request refreshes an expired gate while the others keep
+    using the one they have: a stalled database holds up one ack, not all of them.
+    """
 
     TTL_SECONDS = 1.0
+    STALE_LIMIT_SECONDS = 300.0
 
     def __init__(self):
-        self._gates = {}
+        self._gates = {}   # event_id: (fresh until, read at, Gate), monotonic seconds
 
     def get(self, session, event_id):
         hit = self._gates.get(event_id)
         now = time.monotonic()
         if hit and hit[0] > now:
-            return hit[1]
-        gate = read_gate(session, event_id)
-        self._gates[event_id] = (now + self.TTL_SECONDS, gate)
+            return hit[2]
+        if hit:
+            # Whoever asks next within TTL_SECONDS uses this one while it is refreshed.
+            self._gates[event_id] = (now + self.TTL_SECONDS, hit[1], hit[2])
+        try:
+            gate = read_gate(session, event_id)
+        except (OperationalError, PoolTimeout):
+            session.rollback()  # the caller's next statement starts afresh
+            if hit is None or now - hit[1] > self.STALE_LIMIT_SECONDS:
+                raise
+            log.warning("database unavailable: event %s's gate as read %.0f s ago",
+                        event_id, now - hit[1])
+            return hit[2]
+        self._gates[event_id] = (time.monotonic() + self.TTL_SECONDS, now, gate)
         return gate
 
 

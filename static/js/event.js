@@ -322,7 +322,11 @@ function onCheckoutClosed(hold, reason) {
     releaseHold(hold.hold_id);
     showMessage("Your seats are being released.", "info");
   } else if (reason === "expired") {
+    // The countdown ran out on this page's own clock: the hold is over, so its
+    // seats show as free now (not when the estimate of the server's clock says so).
+    const lapsed = versions.expire(hold.seat_ids, Date.parse(hold.expires_at));
     dropHold(hold.hold_id);
+    if (lapsed.length) seatsChanged(lapsed);
     showMessage("Your hold ran out, so the seats were released. Choose seats again to continue.", "warning");
   } else if (reason === "away") {
     dropHold(hold.hold_id);

@@ -109,7 +109,12 @@ export class Requests {
         return;
       }
       const error = ack.error || {};
-      if (entry.accepted && NOT_NOW.has(error.code)) return; // try again when due
+      if (entry.accepted && NOT_NOW.has(error.code)) {
+        // Not now: again after the pause the server names, plus a random part of it.
+        const after = Math.max(1, (error.details && error.details.retry_after_s) || 2) * 1000;
+        entry.due = Date.now() + after * (0.5 + Math.random());
+        return;
+      }
       this.pending.delete(requestId);
       if (entry.onReject) entry.onReject(error);
     });
@@ -161,7 +166,7 @@ export class SeatVersions {
     for (const s of list) {
       const known = this.seats.get(s.id);
       if (known && known.version >= s.version) continue;
-      const before = known ? shown(known, now) : undefined;
+      const before = known ? this._reported(s.id, known, now) : undefined;
       const entry = {
         status: s.status,
         version: s.version,
@@ -175,6 +180,30 @@ export class SeatVersions {
         this.expiring.delete(s.id);
       }
       if (before !== shown(entry, now)) changed.push(s.id);
+    }
+    return changed;
+  }
+
+  // What the caller was last told of a seat: a hold that ran out since the last
+  // lapse() was still "held" to it (its page has not redrawn the seat yet).
+  _reported(id, known, now) {
+    return this.expiring.has(id) ? known.status : shown(known, now);
+  }
+
+  // The seats of a hold known to have run out (the buyer's own countdown ended,
+  // counted from when the grant arrived): they show as available now, even when
+  // this page's estimate of the server's clock lags. Only entries still carrying
+  // that hold's expiry (within a second: the two are rounded apart) are touched;
+  // returns the ids whose shown status changed.
+  expire(ids, expiresAt) {
+    const now = this.now();
+    const changed = [];
+    for (const id of ids) {
+      const entry = this.seats.get(id);
+      if (!entry || !this.expiring.has(id) || Math.abs(entry.expiresAt - expiresAt) > 1000) continue;
+      this.expiring.delete(id);
+      entry.expiresAt = Math.min(entry.expiresAt, now);
+      changed.push(id);
     }
     return changed;
   }

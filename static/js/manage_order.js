@@ -32,7 +32,7 @@ form?.addEventListener("submit", async (e) => {
   }
   const body = { idempotency_key: pendingKey };
   if (scope === "some") body.seat_ids = seatIds;
-  for (const b of form.querySelectorAll("button")) b.disabled = true;
+  enableButtons(false);
   say("Refunding…", "info");
   try {
     const response = await fetch(`/api/v1/orders/${page.order_id}/refund`, {
@@ -53,5 +53,12 @@ form?.addEventListener("submit", async (e) => {
   } catch (err) {
     say("The box office could not be reached. Try again: the same refund is never made twice.", "danger");
   }
-  for (const b of form.querySelectorAll("button")) b.disabled = false;
+  enableButtons(true);
 });
+
+// The buttons come disabled: usable once this handler is in place (a refunded
+// order's whole-order button stays disabled).
+function enableButtons(on) {
+  for (const b of form.querySelectorAll("button[data-refund]")) b.disabled = !on;
+}
+if (form) enableButtons(true);

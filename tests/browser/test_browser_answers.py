@@ -7,7 +7,7 @@ from playwright.sync_api import expect
 
 from tests.browser.support import PHONE, BuyerTab, expect_state
 from tests.conftest import REDIS_URL, create_event
-from tests.test_outages import _through, redis_proxy  # noqa: F401
+from tests.conftest import through as _through
 
 SLOW = "4000 0000 0000 3220"   # charged at once, answered after 5 s (docs/API.md)
 DESKTOP_800 = {"viewport": {"width": 1280, "height": 800}}

@@ -212,7 +212,8 @@ def _photograph_every_page(browser, base, organizer, event_id, screenshots):
     assert not problems, problems
 
 
-def test_the_organizer_refunds_an_order_and_the_seats_come_back(browser, site, organizer):
+def test_the_organizer_refunds_an_order_and_the_seats_come_back(browser, site, organizer,
+                                                                 screenshots):
     from tests.back_office import small_layout
     base, api = site.url, organizer.context.request
     r = api.post(f"{base}/api/v1/organizer/venues",
@@ -235,6 +236,22 @@ def test_the_organizer_refunds_an_order_and_the_seats_come_back(browser, site, o
         page = organizer.page
         page.goto(f"{base}/manage/events/{event_id}/orders")
         page.locator("table tbody a").first.click()
+        order_url = page.url
+        # Until its script handles the form, the refund buttons are disabled: a click
+        # then would submit the bare form (a GET of the page) and refund nothing.
+        blocked = re.compile(r".*/static/js/manage_order\.js.*")
+        page.route(blocked, lambda route: route.abort())
+        page.goto(order_url)
+        for name in ("Refund the chosen seats", "Refund the whole order"):
+            expect(page.get_by_role("button", name=name)).to_be_disabled()
+        page.screenshot(path=screenshots / "order-before-script-desktop.png", full_page=True)
+        page.unroute(blocked)
+        organizer.errors.clear()   # the blocked script's own console line
+        page.goto(order_url)
+        for device, (width, height) in (("phone", (390, 844)), ("desktop", (1280, 800))):
+            page.set_viewport_size({"width": width, "height": height})
+            expect(page.get_by_role("button", name="Refund the whole order")).to_be_enabled()
+            page.screenshot(path=screenshots / f"order-refund-{device}.png", full_page=True)
         page.once("dialog", lambda d: d.accept())
         page.get_by_role("button", name="Refund the whole order").click()
         expect(page.locator("#refund-message")).to_contain_text("Refunded")

@@ -4,17 +4,13 @@ Violations are caught twice: the `securitypolicyviolation` DOM event (recorded b
 an init script, which the CSP does not govern) and Chromium's console messages.
 The test also plants an inline script once, to prove a violation would be seen.
 """
-import os
 import re
-import subprocess
-import sys
 
 import pytest
 from playwright.sync_api import expect
 
 from tests.browser.support import APPROVED, BuyerTab
-from tests.conftest import SECRET, create_event
-from tests.harness import ROOT
+from tests.conftest import create_event, ops_command
 
 RECORD_VIOLATIONS = """
 window.__csp = [];
@@ -62,18 +58,13 @@ def site(embedded_site):
 
 
 def create_waiting_room_event(url):
-    env = dict(os.environ, DATABASE_URL=url, SECRET_KEY=SECRET)
-    env.pop("REDIS_URL", None)
-    out = subprocess.run(
-        [sys.executable, "-m", "flask", "--app", "wsgi", "booking", "create-event",
-         "--name", "Queue night", "--venue", "Queue Hall", "--starts-at",
-         "2030-01-01T19:00:00Z", "--rows", "2", "--seats-per-row", "4",
-         "--price-cents", "3000", "--waiting-room",
-         # On sale later: the page stays in the queue instead of going to the seats.
-         "--on-sale-at", "2029-12-01T10:00:00Z"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    return int(out.stdout.strip().splitlines()[-1])
+    out = ops_command(url, "booking", "create-event", "--name", "Queue night",
+                      "--venue", "Queue Hall", "--starts-at", "2030-01-01T19:00:00Z",
+                      "--rows", "2", "--seats-per-row", "4", "--price-cents", "3000",
+                      "--waiting-room",
+                      # On sale later: the page stays in the queue instead of going to the seats.
+                      "--on-sale-at", "2029-12-01T10:00:00Z")
+    return int(out.strip().splitlines()[-1])
 
 
 def test_every_page_runs_under_the_csp_with_no_violation(browser, site, clean_db, screenshots):
