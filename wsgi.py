@@ -13,7 +13,8 @@ import time  # noqa: E402
 
 from booking import create_app  # noqa: E402
 
-app = create_app()
+# Serving registers no `flask db` commands (nor imports Alembic for them).
+app = create_app(migrations=__name__ != "__main__")
 
 
 def log_requests(flask_app):

@@ -5,7 +5,7 @@ import sys
 from flask import Flask
 
 from . import config as config_module
-from .extensions import csrf, db, login_manager, migrate, socketio
+from .extensions import csrf, db, login_manager, socketio
 
 
 def _configure_logging(app):
@@ -32,8 +32,13 @@ def _sqlite_foreign_keys(engine):
         dbapi_connection.execute("PRAGMA foreign_keys=ON")
 
 
-def create_app(config=None, role="web"):
-    """Build the app. role is 'web' (serves HTTP and sockets) or 'worker' (Celery side)."""
+def create_app(config=None, role="web", migrations=None):
+    """Build the app. role is 'web' (serves HTTP and sockets) or 'worker' (Celery side).
+
+    migrations: whether `flask db` (Flask-Migrate, Alembic) is registered; by default
+    for the web role only. A serving process (wsgi.py) passes False: importing
+    Alembic costs every process start about 0.4 s of CPU, for commands it never runs.
+    """
     app = Flask(__name__, instance_path=str(config_module.INSTANCE_DIR),
                 template_folder=str(config_module.PROJECT_ROOT / "templates"),
                 static_folder=str(config_module.PROJECT_ROOT / "static"))
@@ -68,8 +73,10 @@ def create_app(config=None, role="web"):
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         with app.app_context():
             _sqlite_foreign_keys(db.engine)
-    migrate.init_app(app, db, directory=str(config_module.PROJECT_ROOT / "migrations"),
-                     render_as_batch=True)
+    if migrations if migrations is not None else role == "web":
+        from flask_migrate import Migrate
+        Migrate(app, db, directory=str(config_module.PROJECT_ROOT / "migrations"),
+                render_as_batch=True)
     login_manager.init_app(app)
     from . import sessions; sessions.init_app(app)  # noqa: E702
     csrf.init_app(app)

@@ -1,4 +1,6 @@
 """Accounts: signing up and signing in."""
+import functools
+
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
@@ -6,9 +8,14 @@ from .auth import hash_password, verify_password
 from .errors import Conflict, Unauthorized
 from .models import User
 
-# Verified against when the email is unknown, so that a wrong email takes as
-# long as a wrong password and does not reveal which accounts exist.
-_DUMMY = User(password_hash=hash_password("not-a-real-password-0"))
+
+@functools.cache
+def _dummy():
+    """Verified against when the email is unknown, so that a wrong email takes as long
+    as a wrong password and does not reveal which accounts exist. Made at the first
+    such sign-in, not at import: an Argon2 hash is a quarter of a second of CPU, and
+    every web, worker and beat process imports this module."""
+    return User(password_hash=hash_password("not-a-real-password-0"))
 
 
 def register_user(session, *, email, password, name=""):
@@ -31,7 +38,7 @@ def authenticate(session, *, email, password):
     """The user with these credentials; raises Unauthorized otherwise."""
     user = session.scalar(sa.select(User).where(User.email == email.strip().lower()))
     if user is None:
-        verify_password(_DUMMY, password)
+        verify_password(_dummy(), password)
         raise Unauthorized("Wrong email or password.")
     if not verify_password(user, password):
         raise Unauthorized("Wrong email or password.")
