@@ -2,6 +2,8 @@
 from celery import Celery, Task
 from kombu import Queue
 
+from . import broker
+
 
 def celery_init_app(app):
     """Create the Celery app for `app` and keep it in app.extensions["celery"]."""
@@ -15,6 +17,8 @@ def celery_init_app(app):
     celery_app = Celery(app.name, task_cls=FlaskTask, include=["workers.tasks", "workers.after_sale"])
     celery_app.conf.update(
         broker_url=redis_url or "memory://",
+        # kombu's Redis transport, with a worker-killing failure made recoverable.
+        broker_transport=broker.TRANSPORT if redis_url else None,
         # Without Redis, tasks run in the calling process (the embedded mode).
         task_always_eager=not redis_url,
         task_ignore_result=True,
