@@ -73,7 +73,9 @@ def create_app(config=None, role="web", migrations=None):
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         with app.app_context():
             _sqlite_foreign_keys(db.engine)
-    if migrations if migrations is not None else role == "web":
+    if migrations is None:
+        migrations = role == "web"
+    if migrations:
         from flask_migrate import Migrate
         Migrate(app, db, directory=str(config_module.PROJECT_ROOT / "migrations"),
                 render_as_batch=True)

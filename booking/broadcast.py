@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 import redis
 
 from . import payloads
-from .delivery import ResultsManager, WatchedPubSub
+from .delivery import ResultsManager, WatchedPubSub, has_local_sockets
 from .state.backends import redis_client
 
 log = logging.getLogger(__name__)
@@ -184,9 +184,7 @@ class SeatsCoalescer:
     def _watched_here(self, room):
         """Whether a socket of this process is in room (every seats_changed is local)."""
         manager = getattr(self.socketio.server, "manager", None)
-        if manager is None:
-            return True
-        return bool(manager.rooms.get("/", {}).get(room))
+        return manager is None or has_local_sockets(manager, room)
 
     def run_forever(self):
         while True:

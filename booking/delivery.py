@@ -55,6 +55,11 @@ class WatchedPubSub(redis.client.PubSub):
                 log.exception("reacting to a restored subscription failed")
 
 
+def has_local_sockets(manager, room, namespace="/"):
+    """Whether a socket of this process is in room (manager: python-socketio's)."""
+    return bool(manager.rooms.get(namespace, {}).get(room))
+
+
 class ResultsManager(socketio.RedisManager):
     """Flask-SocketIO's Redis message queue, with the two gaps above made visible.
 
@@ -99,11 +104,10 @@ class ResultsManager(socketio.RedisManager):
         if batch is None:
             return super()._handle_emit(message)
         namespace = message.get("namespace") or "/"
-        rooms = self.rooms.get(namespace, {})
         for event, payload, room in batch:
             # Most rooms of a batch have no socket on this process (a buyer is on one
             # web process of several): skip encoding a packet for nobody.
-            if rooms.get(room):
+            if has_local_sockets(self, room, namespace):
                 socketio.Manager.emit(self, event, payload, namespace, room=room)
 
     def _publish(self, data):
