@@ -11,6 +11,7 @@ import uuid
 import pytest
 
 from booking.extensions import socketio
+from booking.waiting_room.gates import GateCache
 from tests.conftest import create_event
 from tests.harness import ROOT, Buyer, wait_until
 from tests.test_holds_idempotency import _event
@@ -62,18 +63,27 @@ def test_a_hold_request_costs_the_web_one_redis_round_trip_and_no_database_read(
             hold(seat)  # warm: the seat map, the script loaded, the broker connection
         n = 80
         first = _snapshot(web, counts)
+        started = time.monotonic()
         for seat in seats[3:3 + n]:
             hold(seat)
+        seconds = time.monotonic() - started
         last = _snapshot(web, counts)
     finally:
         buyer.close()
-    per_hold = {k: (last.get(k, 0) - first.get(k, 0)) / n for k in set(first) | set(last)}
-    print("round trips per hold request:", sorted(per_hold.items()))
-    assert per_hold.get("mysql", 0) <= 0.1, per_hold   # a gate refresh a second at most
+    total = {k: last.get(k, 0) - first.get(k, 0) for k in set(first) | set(last)}
+    per_hold = {k: v / n for k, v in total.items()}
+    print(f"round trips per hold request ({n} in {seconds:.1f} s):", sorted(per_hold.items()))
+    # What is not per request is per second, whatever the machine's speed: the gate
+    # read at most once a TTL (a ping, the SELECT, the rollbacks), and the process's
+    # own loops (Redis restart watch, seat-status flush). A per-request read or command
+    # would add n, more than these allow unless the n requests took 20 s or more.
+    ticks = seconds / GateCache.TTL_SECONDS + 1
+    assert total.get("mysql:SELECT", 0) <= ticks, (seconds, total)
+    assert total.get("mysql", 0) <= 4 * ticks, (seconds, total)
     assert 1.0 <= per_hold.get("redis:EVALSHA", 0) <= 1.05, per_hold
-    broker = sum(v for k, v in per_hold.items() if k in ("redis:LPUSH", "redis:MULTI"))
-    others = per_hold.get("redis", 0) - per_hold.get("redis:EVALSHA", 0) - broker
-    assert others <= 0.1, per_hold
+    broker = sum(v for k, v in total.items() if k in ("redis:LPUSH", "redis:MULTI"))
+    others = total.get("redis", 0) - total.get("redis:EVALSHA", 0) - broker
+    assert others <= 2 * (seconds + 1), (seconds, total)
 
 
 def _tasks_received(worker):
