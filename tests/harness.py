@@ -156,6 +156,7 @@ class Buyer:
         self.seat_versions = {}  # seat id -> (version, status), newest seen
         self.pending = {}        # request_id -> entry, requests sent by request() without result
         self.resends = 0
+        self.sent = {}           # request_id -> times request() sent it (first send and re-sends)
         self._connects = 0
         self._resender = None
         self._closed = False
@@ -204,6 +205,7 @@ class Buyer:
                 return None
             entry["due"] = time.monotonic() + entry["wait"]
             entry["wait"] = min(entry["wait"] * 2, RESEND_MAX_S)
+            self.sent[rid] = self.sent.get(rid, 0) + 1
         try:
             ack = self.sio.call(entry["event"], entry["data"], timeout=timeout)
         except (socketio.exceptions.TimeoutError, socketio.exceptions.SocketIOError):

