@@ -93,23 +93,15 @@ def create_app(config=None, role="web", migrations=None):
 
     _init_runtime(app, role)
 
-    from . import api, api_tickets, commands, manage, ops, organizer_api, pages, webhooks
-    # The JSON API takes JSON bodies or bearer tokens, never form posts.
-    csrf.exempt(api.bp)
-    csrf.exempt(api_tickets.bp)
-    csrf.exempt(organizer_api.bp)
-    # Stripe's webhooks are proven by their signature, not by a session.
-    csrf.exempt(webhooks.bp)
-    app.register_blueprint(webhooks.bp)
-    app.register_blueprint(api.bp)
-    app.register_blueprint(api_tickets.bp)
-    app.register_blueprint(organizer_api.bp)
-    app.register_blueprint(manage.bp)
-    app.register_blueprint(ops.bp)
-    app.register_blueprint(pages.bp)
-    from . import pages_account, pages_door
-    app.register_blueprint(pages_door.bp)
-    app.register_blueprint(pages_account.bp)
+    from . import (api, api_tickets, commands, manage, ops, organizer_api, pages,
+                   pages_account, pages_door, webhooks)
+    # The JSON API takes JSON bodies or bearer tokens, never form posts; Stripe's
+    # webhooks are proven by their signature, not by a session.
+    for bp in (webhooks.bp, api.bp, api_tickets.bp, organizer_api.bp):
+        csrf.exempt(bp)
+    for bp in (webhooks.bp, api.bp, api_tickets.bp, organizer_api.bp, manage.bp, ops.bp,
+               pages.bp, pages_door.bp, pages_account.bp):
+        app.register_blueprint(bp)
     commands.init_app(app)
     return app
 

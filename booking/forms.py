@@ -9,22 +9,38 @@ from wtforms import EmailField, PasswordField, StringField
 from wtforms.validators import DataRequired, EqualTo, Length, Optional
 
 
+def _email():
+    return EmailField("Email", validators=[DataRequired("Enter your email address."),
+                                           Length(max=254)])
+
+
+def _new_password(label, repeat_label):
+    """A new password and its repetition (sign-up, reset)."""
+    return (PasswordField(label, validators=[DataRequired("Choose a password."),
+                                             Length(max=1024)]),
+            PasswordField(repeat_label, validators=[
+                DataRequired("Repeat the password."),
+                EqualTo("password", "The two passwords are not the same.")]))
+
+
 class SignupForm(FlaskForm):
     name = StringField("Name (optional)", validators=[Optional(), Length(max=100)])
-    email = EmailField("Email", validators=[DataRequired("Enter your email address."),
-                                            Length(max=254)])
-    password = PasswordField("Password", validators=[
-        DataRequired("Choose a password."), Length(max=1024)])
-    confirm = PasswordField("Repeat the password", validators=[
-        DataRequired("Repeat the password."),
-        EqualTo("password", "The two passwords are not the same.")])
+    email = _email()
+    password, confirm = _new_password("Password", "Repeat the password")
 
 
 class LoginForm(FlaskForm):
-    email = EmailField("Email", validators=[DataRequired("Enter your email address."),
-                                            Length(max=254)])
+    email = _email()
     password = PasswordField("Password", validators=[DataRequired("Enter your password."),
                                                      Length(max=1024)])
+
+
+class ForgotForm(FlaskForm):
+    email = _email()
+
+
+class ResetForm(FlaskForm):
+    password, confirm = _new_password("New password", "Repeat the new password")
 
 
 class LogoutForm(FlaskForm):

@@ -44,44 +44,35 @@ def celery_init_app(app):
         # deployments run one group per queue (docs/OPERATIONS.md).
         task_queues=(Queue(app.config["CELERY_QUEUE"]), Queue(app.config["AFTER_SALE_QUEUE"])),
         task_routes={"workers.after_sale.*": {"queue": app.config["AFTER_SALE_QUEUE"]}},
-        beat_schedule={
-            "sweep-holds": {
-                "task": "workers.tasks.sweep_holds",
-                "schedule": app.config["SWEEP_INTERVAL_SECONDS"],
-                "options": {"expires": app.config["SWEEP_INTERVAL_SECONDS"] * 3},
-            },
-            "reconcile-payments": {
-                "task": "workers.tasks.reconcile_payments",
-                "schedule": app.config["RECONCILE_INTERVAL_SECONDS"],
-                "options": {"expires": app.config["RECONCILE_INTERVAL_SECONDS"] * 3},
-            },
-            # Waiting rooms: draw at the on-sale, then admit at each room's rate.
-            # Short expiry: a tick that waited behind a backlog is skipped, not
-            # run late (the next one admits for the time that passed).
-            "admit-waiting-buyers": {
-                "task": "workers.tasks.admit_waiting_buyers",
-                "schedule": app.config["ADMISSION_INTERVAL_SECONDS"],
-                "options": {"expires": app.config["ADMISSION_INTERVAL_SECONDS"] * 3},
-            },
-            # Outbox rows still due (new, deferred after a refusal, or left by a dead worker).
-            "dispatch-due-mail": {
-                "task": "workers.after_sale.dispatch_due_mail",
-                "schedule": app.config["MAIL_RETRY_INTERVAL_SECONDS"],
-                "options": {"expires": app.config["MAIL_RETRY_INTERVAL_SECONDS"] * 2},
-            },
-            "reconcile-refunds": {
-                "task": "workers.after_sale.reconcile_refunds",
-                "schedule": app.config["RECONCILE_INTERVAL_SECONDS"],
-                "options": {"expires": app.config["RECONCILE_INTERVAL_SECONDS"] * 3},
-            },
-            "requeue-overdue-requests": {
-                "task": "workers.tasks.requeue_overdue_requests",
-                "schedule": max(1.0, app.config["REQUEUE_AFTER_SECONDS"] / 3),
-                "options": {"expires": app.config["REQUEUE_AFTER_SECONDS"]},
-            },
-        },
+        beat_schedule=_beat_schedule(app.config),
         worker_hijack_root_logger=False,
     )
     celery_app.set_default()
     app.extensions["celery"] = celery_app
     return celery_app
+
+
+def _every(task, seconds, expires):
+    """A beat entry: TASK every SECONDS; a run still queued after EXPIRES seconds is
+    skipped, not run late (the next one does its work)."""
+    return {"task": task, "schedule": seconds, "options": {"expires": expires}}
+
+
+def _beat_schedule(config):
+    sweep, reconcile = config["SWEEP_INTERVAL_SECONDS"], config["RECONCILE_INTERVAL_SECONDS"]
+    admit, mail = config["ADMISSION_INTERVAL_SECONDS"], config["MAIL_RETRY_INTERVAL_SECONDS"]
+    requeue = config["REQUEUE_AFTER_SECONDS"]
+    return {
+        "sweep-holds": _every("workers.tasks.sweep_holds", sweep, sweep * 3),
+        "reconcile-payments": _every("workers.tasks.reconcile_payments", reconcile, reconcile * 3),
+        # Waiting rooms: draw at the on-sale, then admit at each room's rate. Short
+        # expiry: a tick that waited behind a backlog is skipped, not run late (the
+        # next one admits for the time that passed).
+        "admit-waiting-buyers": _every("workers.tasks.admit_waiting_buyers", admit, admit * 3),
+        # Outbox rows still due (new, deferred after a refusal, or left by a dead worker).
+        "dispatch-due-mail": _every("workers.after_sale.dispatch_due_mail", mail, mail * 2),
+        "reconcile-refunds": _every("workers.after_sale.reconcile_refunds", reconcile,
+                                    reconcile * 3),
+        "requeue-overdue-requests": _every("workers.tasks.requeue_overdue_requests",
+                                           max(1.0, requeue / 3), requeue),
+    }

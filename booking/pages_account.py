@@ -1,28 +1,13 @@
 """Account recovery pages: verify the e-mail address, forgot password, reset password."""
 from flask import Blueprint, flash, redirect, render_template, url_for
-from flask_wtf import FlaskForm
-from wtforms import EmailField, PasswordField
-from wtforms.validators import DataRequired, EqualTo, Length
 
 from . import account_links
 from .errors import InvalidRequest
 from .extensions import db
+from .forms import ForgotForm, ResetForm
 from .pages import _page_config
 
 bp = Blueprint("account", __name__)
-
-
-class ForgotForm(FlaskForm):
-    email = EmailField("Email", validators=[DataRequired("Enter your email address."),
-                                            Length(max=254)])
-
-
-class ResetForm(FlaskForm):
-    password = PasswordField("New password", validators=[
-        DataRequired("Choose a password."), Length(max=1024)])
-    confirm = PasswordField("Repeat the new password", validators=[
-        DataRequired("Repeat the password."),
-        EqualTo("password", "The two passwords are not the same.")])
 
 
 def _dispatch(outbox_id):

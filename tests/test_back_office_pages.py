@@ -105,5 +105,29 @@ def test_members_page_invites_and_refuses_nonsense(app, admin, office):
     with app.app_context():
         assert db.session.scalar(sa.select(Invitation.role)) == "admin"
         db.session.remove()
+    before = fingerprint(app)
     r = admin.post(url, data={"action": "remove", "user_id": str(office.uid("admin"))})
     assert b"at least one admin" in r.data
+    r = admin.post(url, data={"action": "remove", "user_id": "x"})
+    assert b"Not a number" in r.data
+    assert fingerprint(app) == before
+    # Each change is saved and said once it is committed.
+    with app.app_context():
+        from booking.models import Membership, User
+        buyer_email = db.session.get(User, office.uid("buyer")).email
+        invitation_id = db.session.scalar(sa.select(Invitation.id))
+        db.session.remove()
+    for data, said in [({"action": "add", "email": buyer_email, "role": "staff"},
+                        f"{buyer_email} is now staff."),
+                       ({"action": "cancel", "invitation_id": str(invitation_id)},
+                        "Invitation withdrawn."),
+                       ({"action": "remove", "user_id": str(office.uid("staff"))},
+                        "Member removed.")]:
+        r = admin.post(url, data=data, follow_redirects=True)
+        assert r.status_code == 200 and said.encode() in r.data, (data, r.data[:3000])
+    with app.app_context():
+        roles = dict(db.session.execute(sa.select(Membership.user_id, Membership.role).where(
+            Membership.organizer_id == office.ids["org_a"])).all())
+        assert roles == {office.uid("admin"): "admin", office.uid("buyer"): "staff"}
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(Invitation)) == 0
+        db.session.remove()

@@ -70,9 +70,26 @@ def utc_to_local_input(moment, zone):
 
 
 def field_errors(err):
-    """{field: [message]} of a BookingError (its details.fields), else {'_': [message]}."""
-    fields = err.details.get("fields") if isinstance(err.details, dict) else None
-    return fields or {"_": [err.message]}
+    """{field: [message]} of a BookingError (its details.fields), else {'_': [message]};
+    a refusal that names seats lists the first 20 of their labels after its message."""
+    details = err.details if isinstance(err.details, dict) else {}
+    errors = dict(details.get("fields") or {"_": [err.message]})
+    if details.get("labels"):
+        errors["_"] = [err.message + " " + ", ".join(details["labels"][:20])]
+    return errors
+
+
+def committed(change):
+    """A back-office form's change: change() applied and committed, (its result, {}).
+    Refused (a BookingError): rolled back, (None, errors by field) for the page to
+    show again."""
+    try:
+        result = change()
+        db.session.commit()
+    except BookingError as err:
+        db.session.rollback()
+        return None, field_errors(err)
+    return result, {}
 
 
 @bp.app_context_processor

@@ -2,10 +2,10 @@
 from flask import flash, redirect, render_template, request, url_for
 from marshmallow import ValidationError
 
-from . import (CsrfForm, bp, event_for, field_errors, local_to_utc_iso, member_of, page_config,
+from . import (CsrfForm, bp, committed, event_for, local_to_utc_iso, member_of, page_config,
                signed_in, utc_to_local_input)
 from .. import event_admin, order_search, sales, venues, verdicts
-from ..errors import BookingError, InvalidRequest, from_validation
+from ..errors import InvalidRequest, from_validation
 from ..extensions import db
 from ..organizer_api import apply_sale_controls, sale_status
 from ..organizer_schemas import (EventChangesSchema, NewEventSchema, SaleControlsSchema,
@@ -76,20 +76,19 @@ def event_new(organizer_id):
         rate = (values.get("admission_rate") or "").strip()
         if rate not in ("", "auto"):
             data["admission_rate_per_min"] = int(rate) if rate.isdigit() else rate
-        try:
-            fields = _load(_new_event, data)
-            fields.pop("venue_id")
-            event = event_admin.create_event(db.session, organizer_id, venue_id=place["id"],
-                                             **fields)
-            db.session.commit()
+        event, errors = committed(lambda: _create_event(organizer_id, place, data))
+        if event is not None:
             flash(f"{event.name} is made.", "success")
             return redirect(url_for("manage.event", event_id=event.id))
-        except BookingError as err:
-            db.session.rollback()
-            errors = field_errors(err)
     return render_template("manage/event_new.html", organizer=org, role=role, venues=places,
                            venue=place, form=form, errors=errors, values=values,
                            page=page_config())
+
+
+def _create_event(organizer_id, place, data):
+    fields = _load(_new_event, data)
+    fields.pop("venue_id")
+    return event_admin.create_event(db.session, organizer_id, venue_id=place["id"], **fields)
 
 
 @bp.get("/events/<int:event_id>")
@@ -110,14 +109,8 @@ def _save(ev, form, change, endpoint):
     event_for(ev.id, "admin")
     if not form.validate_on_submit():
         return None, {}
-    try:
-        message = change()
-        db.session.commit()
-    except BookingError as err:
-        db.session.rollback()
-        errors = field_errors(err)
-        if err.details.get("labels"):
-            errors["_"] = [err.message + " " + ", ".join(err.details["labels"][:20])]
+    message, errors = committed(change)
+    if message is None:
         return None, errors
     flash(message, "success")
     return redirect(url_for(endpoint, event_id=ev.id)), {}

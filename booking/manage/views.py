@@ -5,9 +5,9 @@ from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from marshmallow import ValidationError
 
-from . import CsrfForm, bp, field_errors, member_of, page_config, signed_in
+from . import CsrfForm, bp, committed, member_of, page_config, signed_in
 from .. import event_admin, members, organizers, venues
-from ..errors import BookingError, InvalidRequest, from_validation
+from ..errors import InvalidRequest, from_validation
 from ..extensions import db
 from ..organizer_schemas import NewMemberSchema
 
@@ -49,18 +49,14 @@ def venue_list(organizer_id):
         values = {"name": request.form.get("name", ""),
                   "timezone": request.form.get("timezone", "")}
         if form.validate_on_submit():
-            try:
-                layout = _layout_file(request.files.get("layout"))
-                venue = venues.create_venue(db.session, organizer_id, values["name"],
-                                            values["timezone"], layout)
-                db.session.commit()
+            venue, errors = committed(lambda: venues.create_venue(
+                db.session, organizer_id, values["name"], values["timezone"],
+                _layout_file(request.files.get("layout"))))
+            if venue is not None:
                 flash(f"Venue {venue.name} made with {venues.describe_venue(venue)['seats']} "
                       "seats.", "success")
                 return redirect(url_for("manage.venue", organizer_id=organizer_id,
                                         venue_id=venue.id))
-            except BookingError as err:
-                db.session.rollback()
-                errors = field_errors(err)
     return render_template("manage/venues.html", organizer=org, role=role, form=form,
                            errors=errors, values=values,
                            venues=venues.list_venues(db.session, organizer_id),
@@ -117,35 +113,36 @@ def member_list(organizer_id):
     form, errors, values = CsrfForm(), {}, {"email": "", "role": "staff"}
     if request.method == "POST" and form.validate_on_submit():
         values = {"email": request.form.get("email", ""), "role": request.form.get("role", "")}
-        action = request.form.get("action", "add")
-        try:
-            if action == "remove":
-                organizers.remove_member(db.session, organizer_id,
-                                         _int(request.form.get("user_id")))
-                flash("Member removed.", "success")
-            elif action == "cancel":
-                members.cancel_invitation(db.session, organizer_id,
-                                          _int(request.form.get("invitation_id")))
-                flash("Invitation withdrawn.", "success")
-            else:
-                try:
-                    fields = _new_member.load(values)
-                except ValidationError as err:
-                    raise from_validation(err) from err
-                outcome, _ = members.add_or_invite(db.session, organizer_id, fields["email"],
-                                                   fields["role"], invited_by=current_user.id)
-                flash(f"{fields['email']} is now {fields['role']}." if outcome == "member" else
-                      f"{fields['email']} has no account yet: they become {fields['role']} "
-                      "when they sign up with that address. Tell them so.", "success")
-            db.session.commit()
+        message, errors = committed(lambda: _change_members(organizer_id, values,
+                                                            request.form.get("action", "add")))
+        if message is not None:
+            flash(message, "success")
             return redirect(url_for("manage.member_list", organizer_id=organizer_id))
-        except BookingError as err:
-            db.session.rollback()
-            errors = field_errors(err)
     return render_template("manage/members.html", organizer=org, role=role, form=form,
                            errors=errors, values=values,
                            found=members.members_of(db.session, organizer_id),
                            page=page_config())
+
+
+def _change_members(organizer_id, values, action):
+    """Remove a member, withdraw an invitation, or add (or invite) one; the flash text."""
+    if action == "remove":
+        organizers.remove_member(db.session, organizer_id, _int(request.form.get("user_id")))
+        return "Member removed."
+    if action == "cancel":
+        members.cancel_invitation(db.session, organizer_id,
+                                  _int(request.form.get("invitation_id")))
+        return "Invitation withdrawn."
+    try:
+        fields = _new_member.load(values)
+    except ValidationError as err:
+        raise from_validation(err) from err
+    outcome, _ = members.add_or_invite(db.session, organizer_id, fields["email"],
+                                       fields["role"], invited_by=current_user.id)
+    if outcome == "member":
+        return f"{fields['email']} is now {fields['role']}."
+    return (f"{fields['email']} has no account yet: they become {fields['role']} "
+            "when they sign up with that address. Tell them so.")
 
 
 def _int(value):
