@@ -149,6 +149,7 @@ def _init_runtime(app, role):
         sockets.register_hot_events(app)
     state = make_state(app)
     ledger = RequestLedger(state, namespace)
+    shedding = LoadShedding(ledger, app.config)
     metrics = Metrics()
     coalescer = None
     if role == "web":
@@ -168,7 +169,7 @@ def _init_runtime(app, role):
         # The same counting, keyed by client IP, for signed-out visitors' sockets.
         watchers=SocketSlots(state, f"{namespace}:anonymous",
                              app.config["MAX_ANONYMOUS_SOCKETS_PER_IP"]),
-        shedding=LoadShedding(ledger, app.config),
+        shedding=shedding,
         rate_limit=RequestLimits(app, state),
         broadcaster=Broadcaster(socketio, redis_url=redis_url, namespace=namespace,
                                 coalescer=coalescer),
@@ -177,7 +178,7 @@ def _init_runtime(app, role):
         waiting_room=make_room_store(app, state),
         gates=GateCache(),
         coalescer=coalescer,
-        dispatcher=make_dispatcher(app) if role == "web" else None,
+        dispatcher=make_dispatcher(app, shedding) if role == "web" else None,
     )
     from . import metrics as metrics_module, ratelimits
     ratelimits.init_app(app)

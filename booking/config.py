@@ -135,6 +135,10 @@ def from_environment():
         # Under load (more than one request waiting), a web process waits this
         # long for more before publishing, so that one task carries many.
         "REQUEST_BATCH_LINGER_MS": _float("REQUEST_BATCH_LINGER_MS", 5.0),
+        # While most answers of the last 10 s came later than LATENCY_TARGET_MS, every
+        # batch (even of one request) waits this long for more: bigger tasks cost the
+        # workers less per request, so a backlog drains instead of feeding itself.
+        "REQUEST_BATCH_LINGER_BEHIND_MS": _float("REQUEST_BATCH_LINGER_BEHIND_MS", 50.0),
         # Per-account limit on socket requests (limits' notation).
         "USER_RATE_LIMIT": os.environ.get("USER_RATE_LIMIT", "20/second;300/minute"),
         # An accepted request still unanswered after this long is enqueued again

@@ -297,12 +297,15 @@ def run_here(items):
         log.exception("in-process task failed")
 
 
-def make_dispatcher(app):
+def make_dispatcher(app, shedding):
     """Redis mode: batches to the broker; embedded mode: the tasks run in this process."""
     if app.config["REDIS_URL"]:
         batch_max = app.config["REQUEST_BATCH_MAX"]
+        busy, behind = (app.config["REQUEST_BATCH_LINGER_MS"] / 1000,
+                        app.config["REQUEST_BATCH_LINGER_BEHIND_MS"] / 1000)
         return BatchingDispatcher(socketio, lambda items: send_to_workers(items, batch_max),
-                                  batch_max, app.config["REQUEST_BATCH_LINGER_MS"] / 1000)
+                                  batch_max, busy,
+                                  lambda: behind if shedding.behind() else 0.0)
     return InlineDispatcher(socketio, run_here)
 
 
@@ -318,7 +321,7 @@ class _Ticket:
 class BatchingDispatcher:
     """Groups requests from many handlers into one task message (Redis mode, eventlet)."""
 
-    def __init__(self, socketio, send_batch, batch_max, linger_s=0.0):
+    def __init__(self, socketio, send_batch, batch_max, linger_s=0.0, behind_linger_s=None):
         self.socketio = socketio
         self.send_batch = send_batch
         self.batch_max = batch_max
@@ -327,6 +330,13 @@ class BatchingDispatcher:
         # is in flight (~1 ms), and a backed-up broker fills with tasks of 2-3
         # requests that workers then take one by one.
         self.linger_s = linger_s
+        # While the workers are behind (most answers late), every batch, even one
+        # request, waits behind_linger_s() for more. Without it a backlog feeds
+        # itself: buyers waiting on answers send fewer requests, batches shrink to
+        # one request, a worker's cost per request grows with them (its
+        # transaction, commit and publish are per task), and the workers fall
+        # further behind (docs/BENCHMARKS.md, "Batches when behind").
+        self.behind_linger_s = behind_linger_s or (lambda: 0.0)
         self._queue = deque()
         self._wakeup = None
         self._running = False
@@ -345,8 +355,11 @@ class BatchingDispatcher:
     def _drain(self):
         try:
             while self._queue:
-                if self.linger_s and 1 < len(self._queue) < self.batch_max:
-                    self.socketio.sleep(self.linger_s)
+                if len(self._queue) < self.batch_max:
+                    linger = max(self.behind_linger_s(),
+                                 self.linger_s if len(self._queue) > 1 else 0.0)
+                    if linger:
+                        self.socketio.sleep(linger)
                 batch = [self._queue.popleft()
                          for _ in range(min(self.batch_max, len(self._queue)))]
                 try:

@@ -42,14 +42,14 @@ def test_the_bound_is_read_again_by_one_request_at_a_time(redis_namespace):
     class Slow(RequestLedger):
         reads = 0
 
-        def finished_per_second(self, *args, **kwargs):
+        def pace(self, *args, **kwargs):
             Slow.reads += 1
             time.sleep(0.3)
-            return super().finished_per_second(*args, **kwargs)
+            return super().pace(*args, **kwargs)
 
     shedding = LoadShedding(Slow(RedisState(REDIS_URL), redis_namespace), config)
     assert shedding.bound() == 1200 and Slow.reads == 1
-    shedding._cached = (time.monotonic() - 2, 1200)   # a second has passed
+    shedding._cached = (time.monotonic() - 2, shedding._cached[1])   # a second has passed
     bounds = []
     threads = [threading.Thread(target=lambda: bounds.append(shedding.bound()))
                for _ in range(10)]
