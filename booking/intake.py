@@ -26,6 +26,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from flask import current_app
+from redis.exceptions import RedisError
 
 from . import catalog, checkout, holds, records, waiting_room
 from .errors import BookingError, Busy, InvalidRequest
@@ -304,9 +305,17 @@ def make_dispatcher(app, shedding):
         busy, behind = (app.config["REQUEST_BATCH_LINGER_MS"] / 1000,
                         app.config["REQUEST_BATCH_LINGER_BEHIND_MS"] / 1000)
         return BatchingDispatcher(socketio, lambda items: send_to_workers(items, batch_max),
-                                  batch_max, busy,
-                                  lambda: behind if shedding.behind() else 0.0)
+                                  batch_max, busy, lambda: behind_linger(shedding, behind))
     return InlineDispatcher(socketio, run_here)
+
+
+def behind_linger(shedding, linger_s):
+    """linger_s while the workers are behind, else 0. Also 0 when that cannot be read
+    (Redis is unavailable): the batch is sent at once, and its publish fails busy."""
+    try:
+        return linger_s if shedding.behind() else 0.0
+    except RedisError:
+        return 0.0
 
 
 class _Ticket:

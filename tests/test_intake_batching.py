@@ -7,11 +7,12 @@ import time
 from flask import Flask
 from flask_socketio import SocketIO
 
-from booking.intake import BatchingDispatcher
+from booking.intake import BatchingDispatcher, behind_linger
 from booking.state.backends import RedisState
 from booking.state.ledger import RequestLedger
 from booking.state.shedding import LoadShedding
 from tests.conftest import REDIS_URL
+from tests.harness import free_port
 
 
 def _dispatcher(behind_s):
@@ -58,3 +59,12 @@ def test_behind_means_most_answers_were_late_on_any_instance(redis_namespace):
     shedding._cached = (time.monotonic() - 2, shedding._cached[1])
     assert shedding.behind()              # 60 of 100 answers late
     assert shedding.bound() == 1200       # 100 answers in 10 s: under the floor's 120/s
+
+
+def test_with_redis_unavailable_the_batch_goes_at_once():
+    """The pace cannot be read: no linger, and nothing raised in the dispatcher's loop
+    (its requests would wait for ever); their publish then fails busy."""
+    config = {"SHED_QUEUE_DEPTH": 0, "SHED_MAX_WAIT_SECONDS": 10.0, "SHED_FLOOR_RPS": 120.0}
+    nobody = RedisState(f"redis://127.0.0.1:{free_port()}/0")   # a port nothing listens on
+    shedding = LoadShedding(RequestLedger(nobody, "nowhere"), config)
+    assert behind_linger(shedding, 0.05) == 0.0
