@@ -19,6 +19,7 @@ from booking.state.ledger import (PENDING, QueueFull, RequestLedger, TooManyHold
 from booking.state.presence import Presence, SocketSlots
 from booking.waiting_room import ADMITTED, PRE_QUEUE, QUEUED, LocalRoomStore, RedisRoomStore
 from tests.conftest import REDIS_URL
+from tests.harness import inside_one_minute
 
 
 @pytest.fixture(params=["redis", "memory"])
@@ -38,7 +39,7 @@ def ledger(backend):
 @pytest.fixture
 def rooms(backend):
     state, namespace = backend
-    _clear_of_a_minute_boundary()
+    inside_one_minute(10)
     if isinstance(state, RedisState):
         return RedisRoomStore(state.redis, namespace)
     return LocalRoomStore()
@@ -112,19 +113,9 @@ def _budget(spec, identity):
     return item.key_for(identity, "global"), item.amount, item.get_expiry()
 
 
-def _clear_of_a_minute_boundary():
-    """Start where the next 10 s stay inside one clock minute. The budgets are sliding
-    window counters (Flask-Limiter's strategy): just after a minute starts, the previous
-    minute's count is weighed down and floored, so a test whose hits straddle the
-    boundary gets one more than its limit (the strategy's known tolerance)."""
-    into = time.time() % 60
-    if into > 50:
-        time.sleep(60 - into + 0.05)
-
-
 def test_admit_counts_every_budget_or_none(backend):
     state, _ns = backend
-    _clear_of_a_minute_boundary()
+    inside_one_minute(10)
     tight, loose = _budget("3/minute", "account:1"), _budget("4/minute", "ip:a")
     for _ in range(3):
         assert state.admit([tight, loose]) == ("new", None)
@@ -142,7 +133,7 @@ def test_a_limited_answer_never_says_retry_after_zero(backend):
     live is then exactly two windows, and the remainder arithmetic once answered 0 s (a
     client told to retry at once, into the same refusal). Many budgets, each filled fast."""
     state, _ns = backend
-    _clear_of_a_minute_boundary()
+    inside_one_minute(10)
     for n in range(300):
         budget = _budget("1/minute", f"account:{n}")
         assert state.admit([budget]) == ("new", None)
@@ -153,7 +144,7 @@ def test_a_limited_answer_never_says_retry_after_zero(backend):
 def test_admit_budgets_are_the_counters_flask_limiter_uses_for_rest(backend):
     """One budget for REST (Flask-Limiter's sliding-window-counter strategy) and sockets."""
     state, namespace = backend
-    _clear_of_a_minute_boundary()
+    inside_one_minute(10)
     if isinstance(state, RedisState):
         storage = RedisStorage(REDIS_URL, key_prefix=f"{namespace}:limits")
     else:
@@ -170,7 +161,7 @@ def test_admit_budgets_are_the_counters_flask_limiter_uses_for_rest(backend):
 
 
 def test_admit_looks_up_and_begins_in_one_call(ledger):
-    _clear_of_a_minute_boundary()
+    inside_one_minute(10)
     budgets = [_budget("100/minute", "account:1")]
     assert ledger.admit(budgets, 1, "a") == ("new", None)          # a lookup only
     assert ledger.lookup(1, "a") is None
