@@ -52,7 +52,7 @@ class LoadShedding:
 
     def retry_after(self):
         """Seconds after which the backlog has likely halved, 1 to 30, for `busy` answers."""
-        rate = max(self.config["SHED_FLOOR_RPS"], self.ledger.finished_per_second())
+        rate = max(self.config["SHED_FLOOR_RPS"], self._pace()[0])
         return max(1, min(30, math.ceil(self.ledger.depth() / 2 / rate)))
 
     def pressure(self):
