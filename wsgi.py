@@ -49,7 +49,8 @@ def main():
     # every second or so: log their failures, not a trace line per success.
     logging.getLogger("celery.app.trace").setLevel(logging.WARNING)
 
-    from booking import gc_tuning, lifecycle
+    from booking import gc_tuning, lifecycle, ws_mask
+    ws_mask.install()   # unmask frames in C: see booking/ws_mask.py
     gc_tuning.settle()  # start-up is over: see booking/gc_tuning.py
     lifecycle.serve(app, args.host, args.port)
 
