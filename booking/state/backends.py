@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 import redis
 from limits.storage import MemoryStorage
 
+from .script_batch import ScriptBatch
+
+
 @dataclass(frozen=True, slots=True)
 class Begin:
     """What admit() records for a request taken in flight (see RequestLedger.admit)."""
@@ -203,7 +206,8 @@ class RedisState:
         ('group_full', open holds counted).
         """
         if not hasattr(self, "_admit"):
-            self._admit = self.redis.register_script(self._ADMIT)
+            # Concurrent requests share a round trip (booking/state/script_batch.py).
+            self._admit = ScriptBatch(self.redis, self._ADMIT)
         keys, args = [], [len(budgets)]
         prefix = self.rate_prefix
         for counter, limit, window in budgets:
