@@ -19,8 +19,6 @@ import uuid
 from datetime import datetime
 from pathlib import Path
 
-import uvloop
-
 from histograms import Stats
 from sio import Disconnected, Sio
 
@@ -390,9 +388,7 @@ def run_client_process(cfg, users, scenario, out_path, ready_q, go_evt, stop_evt
     module, func = scenario.rsplit(":", 1)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     body = getattr(importlib.import_module(module), func)
-    # uvloop (libuv, in C) runs the client's event loop: the load generator shares the
-    # server's cores (docs/BENCHMARKS.md, "The load generator on uvloop").
-    result = uvloop.run(_client_main(cfg, users, body, ready_q, go_evt, stop_evt))
+    result = asyncio.run(_client_main(cfg, users, body, ready_q, go_evt, stop_evt))
     Path(out_path).write_text(json.dumps(result))
 
 
