@@ -5,7 +5,8 @@ Every frame a browser sends is masked (RFC 6455, 5.3). eventlet's server
 with a generator that builds a one-byte `bytes` per byte of payload: 29 µs for
 a 130-byte hold request and 237 µs for 1 KiB on the 2-core bench machine, where
 this module, on `websockets.speedups.apply_mask` (C, from the `websockets`
-library), takes 0.4 and 0.5 µs (docs/BENCHMARKS.md, "Unmasking in C").
+library), takes 0.4 and 0.5 µs (docs/BENCHMARKS.md, "Fewer Redis round trips per
+request, and unmasking in C").
 
 install() swaps eventlet's function for one that calls the C function; the
 frames' parsing, limits and UTF-8 checks stay eventlet's. Only the web process
