@@ -43,7 +43,6 @@ class ScriptBatch:
         self._waiting = []        # calls of the batch being gathered
         self._gathering = False   # a leader is waiting its turn to send them
         self.sent = 0             # round trips made (pipelines), for tests
-        self.calls = 0            # calls answered
 
     def __call__(self, keys=(), args=()):
         call = _Call(list(keys), list(args))
@@ -96,7 +95,6 @@ class ScriptBatch:
                 else:
                     call.reply = reply
                 call.done.set()
-                self.calls += 1
             if not missing:
                 return
             self.redis.script_load(self.source)
