@@ -54,7 +54,12 @@ def create_app(config=None, role="web", migrations=None):
             app.config["SQLALCHEMY_ENGINE_OPTIONS"], isolation_level="READ COMMITTED",
             # A web process serves hundreds of green threads: a waiting one
             # should fail fast as `busy` (3 s), not sit 30 s for a connection.
-            pool_recycle=3600, pool_size=20, max_overflow=20, pool_timeout=3)
+            pool_recycle=3600, pool_size=20, max_overflow=20, pool_timeout=3,
+            # A connection comes back after its transaction ended: SQLAlchemy's
+            # Connection.close() rolls back one still open itself. The pool's own
+            # ROLLBACK on return was one more round trip after every COMMIT, 1.3
+            # of the 11.9 a worker's task makes (docs/BENCHMARKS.md).
+            pool_reset_on_return=None)
         if "ssl" not in app.config["SQLALCHEMY_DATABASE_URI"].partition("?")[2]:
             # TLS to MySQL is asked for in DATABASE_URL (PyMySQL's ssl_ca=...,
             # ssl_verify_cert=true). Without it, PyMySQL would try TLS
