@@ -4,7 +4,11 @@ Every process gets the test session's environment (its own MariaDB database,
 Redis database and namespace) and writes its log to the test's folder; a
 failing test prints the tails of those logs.
 """
+import atexit
+import os
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -15,6 +19,7 @@ import socketio
 
 from deploy.local import launcher
 from deploy.local.launcher import ROOT, free_port  # noqa: F401  (tests import them from here)
+from tests import zygote
 
 PYTHON = sys.executable
 
@@ -38,16 +43,27 @@ class Cluster:
         self.log_dir = log_dir
         self.procs = []
 
-    def _start(self, name, args, extra_env=None):
+    def _start(self, name, args, extra_env=None, fork=True):
+        """Start args; web and Celery processes are forked from a zygote (tests/zygote.py)
+        when they can be.
+
+        fork=False: its own interpreter, for a test that reads its exit status
+        (the zygote's children are reaped by the kernel, not by the test)."""
         env = dict(self.env, **(extra_env or {}))
-        proc = Proc.spawn(name, args, env, self.log_dir)
+        flavor = {(PYTHON, "wsgi.py"): "web", (PYTHON, "-m"): "plain"}.get(tuple(args[:2]))
+        if fork and flavor and not zygote.needs_own_interpreter(env, _Zygote.base_env):
+            log_path = Path(self.log_dir) / f"{name}.log"
+            pid = _Zygote.start(flavor, args, env, log_path)
+            proc = Proc(name, pid, launcher.process_create_time(pid), log_path)
+        else:
+            proc = Proc.spawn(name, args, env, self.log_dir)
         self.procs.append(proc)
         return proc
 
-    def web(self, extra_env=None):
+    def web(self, extra_env=None, fork=True):
         port = free_port()
         proc = self._start(f"web-{port}", [PYTHON, "wsgi.py", "--host", "127.0.0.1",
-                                           "--port", str(port)], extra_env)
+                                           "--port", str(port)], extra_env, fork=fork)
         proc.url = f"http://127.0.0.1:{port}"
         wait_until(lambda: _ready(proc.url), 30, f"web {proc.url} ready", proc)
         return proc
@@ -82,6 +98,40 @@ class Cluster:
 
     def tails(self):
         return "\n".join(f"--- {p.name} ---\n{p.tail()}" for p in self.procs)
+
+
+class _Zygote:
+    """This pytest process's fork servers (web and plain), each started at its first use."""
+
+    base_env = dict(os.environ)   # the zygotes' own environment (see needs_own_interpreter)
+    _procs = {}   # flavor -> (Popen, socket path)
+    _lock = threading.Lock()
+
+    @classmethod
+    def start(cls, flavor, args, env, log_path):
+        with cls._lock:
+            proc, path = cls._procs.get(flavor, (None, None))
+            if proc is None or proc.poll() is not None:
+                proc, path = cls._procs[flavor] = cls._launch(flavor)
+        return zygote.start_child(path, args, env, ROOT, log_path)
+
+    @classmethod
+    def _launch(cls, flavor):
+        folder = Path(tempfile.mkdtemp(prefix=f"zygote-{flavor}-"))
+        path, log_path = str(folder / "zygote.sock"), folder / "zygote.log"
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen([PYTHON, str(ROOT / "tests" / "zygote.py"), path, flavor],
+                                    cwd=ROOT, env=cls.base_env, stdin=subprocess.DEVNULL,
+                                    stdout=log, stderr=subprocess.STDOUT)
+        atexit.register(proc.kill)
+        deadline = time.monotonic() + 60
+        while b"zygote ready" not in log_path.read_bytes():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError(f"the {flavor} zygote did not start:\n"
+                                   + log_path.read_text()[-4000:])
+            time.sleep(0.05)
+        return proc, path
 
 
 def _ready(url):

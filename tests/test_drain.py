@@ -35,7 +35,7 @@ def _samples(url):
 def test_sigterm_drains_and_clients_recover_elsewhere(cluster, clean_db, buyers):
     event_id = create_event(clean_db, rows=1, per_row=6)
     cluster.worker()
-    draining_web = cluster.web(extra_env=DRAIN_ENV)
+    draining_web = cluster.web(extra_env=DRAIN_ENV, fork=False)   # its exit status is read
     other_web = cluster.web(extra_env=DRAIN_ENV)
 
     buyer = buyers(draining_web.url)
@@ -90,7 +90,7 @@ def test_sigterm_drains_and_clients_recover_elsewhere(cluster, clean_db, buyers)
 def test_sigterm_exits_cleanly_with_an_abandoned_polling_session(cluster, clean_db):
     cluster.worker()
     web = cluster.web(extra_env={"DRAIN_NOTICE_SECONDS": "0.2", "DRAIN_GRACE_SECONDS": "0.2",
-                                 "DRAIN_TIMEOUT_SECONDS": "20"})
+                                 "DRAIN_TIMEOUT_SECONDS": "20"}, fork=False)  # exit status read
     # A polling client that opened a session and went away: nobody will take its close packet.
     handshake = requests.get(web.url + "/socket.io/?EIO=4&transport=polling", timeout=5)
     assert handshake.status_code == 200

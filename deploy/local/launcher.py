@@ -44,7 +44,7 @@ def raise_nofile():
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
-def _create_time(pid):
+def process_create_time(pid):
     with contextlib.suppress(psutil.Error):
         return psutil.Process(pid).create_time()
     return None
@@ -83,12 +83,12 @@ class Process:
                                      stdout=log, stderr=subprocess.STDOUT,
                                      start_new_session=True,
                                      preexec_fn=raise_nofile if nofile else None)
-        return cls(name, popen.pid, _create_time(popen.pid), log_path, popen, **extra)
+        return cls(name, popen.pid, process_create_time(popen.pid), log_path, popen, **extra)
 
     @classmethod
     def adopt(cls, name, pid, log_path=None, **extra):
         """A process started by someone else (nginx, which daemonizes itself)."""
-        return cls(name, pid, _create_time(pid), log_path, **extra)
+        return cls(name, pid, process_create_time(pid), log_path, **extra)
 
     @classmethod
     def from_record(cls, record):
