@@ -61,12 +61,14 @@ def _preload(flavor):
             __import__(info.name)
 
 
-def _child(request, listener, conn):
+def _child(request, listener, conn, started):
     try:
         listener.close()
         conn.close()
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         os.setsid()
+        os.write(started, b"1")   # its own process group now: the pid can be answered
+        os.close(started)
         devnull = os.open(os.devnull, os.O_RDONLY)
         log = os.open(request["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         os.dup2(devnull, 0)
@@ -115,9 +117,14 @@ def serve(path, flavor):
             request = json.loads(conn.makefile("rb").readline())
             sys.stdout.flush()
             sys.stderr.flush()
+            started_r, started_w = os.pipe()
             pid = os.fork()
             if pid == 0:
-                _child(request, listener, conn)
+                os.close(started_r)
+                _child(request, listener, conn, started_w)
+            os.close(started_w)
+            os.read(started_r, 1)   # after the child's setsid (or its death: EOF)
+            os.close(started_r)
             conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
 
 

@@ -1,0 +1,54 @@
+"""The tests' fork server (tests/zygote.py): what a forked child gets, and when not to fork."""
+import os
+import re
+import signal
+
+import requests
+
+from tests import zygote
+from tests.harness import PYTHON, Cluster, _Zygote, free_port, wait_until
+
+
+def test_variables_read_at_import_need_their_own_interpreter():
+    base = {"PATH": "/usr/bin", "PYTHONHASHSEED": "0"}
+    assert not zygote.needs_own_interpreter(dict(base, DATABASE_URL="mysql://x"), base)
+    assert zygote.needs_own_interpreter(dict(base, PROMETHEUS_MULTIPROC_DIR="/tmp/p"), base)
+    assert zygote.needs_own_interpreter(dict(base, PYTHONPATH="/elsewhere"), base)
+    assert zygote.needs_own_interpreter({"PATH": "/usr/bin"}, base)   # one taken away
+    assert zygote.needs_own_interpreter(dict(base, EVENTLET_HUB="poll"), base)
+
+
+def test_a_forked_child_runs_the_module_with_its_arguments_log_and_session(tmp_path):
+    port = free_port()
+    log = tmp_path / "child.log"
+    pid = _Zygote.start("plain", [PYTHON, "-m", "http.server", "--bind", "127.0.0.1", str(port)],
+                        {"PATH": os.environ["PATH"]}, log)
+    try:
+        assert os.getsid(pid) == pid          # its own session, as start_new_session=True
+        wait_until(lambda: b"Serving HTTP" in log.read_bytes(), 30, "http.server serving")
+        # The project's root is its working directory, as for `python -m` run there.
+        assert requests.get(f"http://127.0.0.1:{port}/README.md", timeout=5).status_code == 200
+    finally:
+        os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: not os.path.exists(f"/proc/{pid}"), 10, "the child reaped by the kernel")
+
+
+def test_a_forked_web_process_takes_the_tests_environment(proc_env, tmp_path):
+    cluster = Cluster(proc_env, tmp_path)
+    try:
+        web = cluster.web(extra_env={"HOLD_TTL_SECONDS": "77"})
+        assert not web.popen, "forked from the zygote, not a new interpreter"
+        # The page's settings come from the app the child built from its environment.
+        page = requests.get(web.url + "/", timeout=5)
+        assert re.search(r'"hold_ttl_seconds": ?77\b', page.text), page.text[-2000:]
+    finally:
+        cluster.kill()
+
+
+def test_the_zygote_is_not_used_where_a_variable_read_at_import_differs(proc_env, tmp_path):
+    cluster = Cluster(proc_env, tmp_path)
+    try:
+        web = cluster.web(extra_env={"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)})
+        assert web.popen is not None, "its own interpreter"
+    finally:
+        cluster.kill()
