@@ -64,7 +64,7 @@ TEST_WORKERS ?= 3
 
 # pytest's exit 5 (no tests collected) fails like any other non-zero exit, with a word why.
 test: deps services browser
-	@$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS); status=$$?; \
+	@$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS); status=$$?; \
 	  if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing" >&2; fi; \
 	  exit $$status
 

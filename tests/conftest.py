@@ -153,24 +153,6 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "app_config(**settings): extra config for the app fixture")
 
 
-# The files that take longest, longest first (fresh-clone runs, 2026-11-28: the sums of
-# their tests' durations, 45-145 s each). `make test` deals whole files to its pytest
-# processes in collection order (`--no-loadscope-reorder`); pytest-xdist's own order,
-# most tests first, dealt these one-test files last, and the run ended with one of them
-# running alone while the other processes had finished.
-LONGEST_FIRST = (
-    "tests/test_cluster.py", "tests/browser/test_browser_buyers.py",
-    "tests/browser/test_browser_back_office.py", "tests/test_exports.py",
-    "tests/test_checkout.py", "tests/test_waiting_room.py", "tests/test_stripe_cluster.py",
-    "tests/test_refunds.py", "tests/browser/test_browser_buyer_view.py",
-    "tests/test_embedded.py", "tests/test_holds_race.py", "tests/test_flash_sale_mini.py",
-)
-
-
-def pytest_collection_modifyitems(items):
-    rank = {path: i for i, path in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))
-
 
 @pytest.fixture
 def app(clean_db, request):

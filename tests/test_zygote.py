@@ -52,3 +52,36 @@ def test_the_zygote_is_not_used_where_a_variable_read_at_import_differs(proc_env
         assert web.popen is not None, "its own interpreter"
     finally:
         cluster.kill()
+
+
+def _epoll_watches_not_its_own(pid):
+    """The watched files of pid's epoll instances that are not pid's own open files."""
+    strangers = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        if os.readlink(f"/proc/{pid}/fd/{fd}") != "anon_inode:[eventpoll]":
+            continue
+        for line in open(f"/proc/{pid}/fdinfo/{fd}").read().splitlines():
+            # tfd:        5 events:       1b data:     7f3800000005  pos:0 ino:3df0e sdev:9
+            watch = re.match(r"tfd:\s*(\d+)\s.*\bino:([0-9a-f]+)", line)
+            if watch:
+                try:
+                    mine = os.stat(f"/proc/{pid}/fd/{watch[1]}").st_ino
+                except FileNotFoundError:
+                    mine = None
+                if mine != int(watch[2], 16):
+                    strangers.append(line)
+    return strangers
+
+
+def test_forked_web_processes_do_not_share_an_event_hub(proc_env, tmp_path):
+    """monkey_patch() made the zygote's epoll; a child that kept it would be woken by
+    every other child's sockets."""
+    cluster = Cluster(proc_env, tmp_path)
+    try:
+        webs = [cluster.web(), cluster.web()]
+        for web in webs:
+            assert requests.get(web.url + "/healthz", timeout=5).status_code == 200
+        for web in webs:
+            assert _epoll_watches_not_its_own(web.pid) == []
+    finally:
+        cluster.kill()

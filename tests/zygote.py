@@ -36,6 +36,8 @@ import traceback
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# Taken before eventlet patches the module: the zygote's own socket never needs a hub.
+_PLAIN_SOCKET = socket.socket
 
 # Read when a module is first imported: a child could not take them from its request.
 IMPORT_TIME_VARIABLES = ("PROMETHEUS_MULTIPROC_DIR",)
@@ -61,11 +63,29 @@ def _preload(flavor):
             __import__(info.name)
 
 
+def _own_hub():
+    """A fresh eventlet hub for a forked child (web flavor).
+
+    monkey_patch() creates the hub, and with it an epoll instance; a forked child
+    would share that one kernel object with the zygote and every other child, so
+    each would be woken by the others' sockets. The child closes its copy and gets
+    a hub of its own, as gunicorn's eventlet worker does after a preloading fork.
+    """
+    hubs = sys.modules.get("eventlet.hubs")
+    if hubs is None:
+        return   # plain flavor: eventlet never patched nor started here
+    old = getattr(hubs._threadlocal, "hub", None)
+    if old is not None and hasattr(old, "poll") and hasattr(old.poll, "close"):
+        old.poll.close()
+    hubs.use_hub()
+
+
 def _child(request, listener, conn, started):
     try:
         listener.close()
         conn.close()
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        _own_hub()
         os.setsid()
         os.write(started, b"1")   # its own process group now: the pid can be answered
         os.close(started)
@@ -102,7 +122,7 @@ def serve(path, flavor):
     _preload(flavor)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)   # children are reaped by the kernel
     parent = os.getppid()
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener = _PLAIN_SOCKET(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
     listener.listen(16)
     listener.settimeout(1.0)
@@ -110,7 +130,7 @@ def serve(path, flavor):
     while os.getppid() == parent:
         try:
             conn, _ = listener.accept()
-        except socket.timeout:
+        except TimeoutError:
             continue
         with conn:
             conn.settimeout(10)
