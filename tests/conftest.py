@@ -153,7 +153,6 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "app_config(**settings): extra config for the app fixture")
 
 
-
 @pytest.fixture
 def app(clean_db, request):
     """The app on MariaDB in the one-process mode (tasks in-process), for handler tests."""
