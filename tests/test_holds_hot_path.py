@@ -82,7 +82,13 @@ def test_a_hold_request_costs_the_web_one_redis_round_trip_and_no_database_read(
     assert total.get("mysql", 0) <= 4 * ticks, (seconds, total)
     assert 1.0 <= per_hold.get("redis:EVALSHA", 0) <= 1.05, per_hold
     broker = sum(v for k, v in total.items() if k in ("redis:LPUSH", "redis:MULTI"))
-    others = total.get("redis", 0) - total.get("redis:EVALSHA", 0) - broker
+    # A connection the pool opens meanwhile (two green threads wanting one at once)
+    # costs its handshake (HELLO, CLIENT SETINFO/SETNAME) once, not per request:
+    # fresh-clone run 33 counted one such connection in a 1.3 s window. A connection
+    # per request would be n HELLOs.
+    handshakes = total.get("redis:HELLO", 0) + total.get("redis:CLIENT", 0)
+    assert total.get("redis:HELLO", 0) <= 2, (seconds, total)
+    others = total.get("redis", 0) - total.get("redis:EVALSHA", 0) - broker - handshakes
     assert others <= 2 * (seconds + 1), (seconds, total)
 
 
