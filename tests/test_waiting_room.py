@@ -407,7 +407,6 @@ def test_500_buyers_on_sale_with_a_web_restart(cluster, clean_db, make_users, ap
         victims = [c for c in clients if c.url == webs[0].url]
         before = {c.user_id: len(c.acks) for c in victims}
         webs[0].kill9()   # the process group, gone before its port is taken again
-        wait_until(lambda: not webs[0].alive(), 10, "the killed web process gone")
         assert r.zcard(f"{ns}:wr:{event_id}:q") > 0, "the queue emptied before the kill"
         _cli(clean_db, "waiting-room", "open", str(event_id))
         webs[0] = _start_web(cluster, ports[0], "web-a-restarted")

@@ -5,8 +5,9 @@ import signal
 
 import requests
 
+from deploy.local.launcher import pid_alive
 from tests import zygote
-from tests.harness import PYTHON, Cluster, _Zygote, free_port, wait_until
+from tests.harness import PYTHON, _Zygote, free_port, wait_until
 
 
 def test_variables_read_at_import_need_their_own_interpreter():
@@ -30,28 +31,20 @@ def test_a_forked_child_runs_the_module_with_its_arguments_log_and_session(tmp_p
         assert requests.get(f"http://127.0.0.1:{port}/README.md", timeout=5).status_code == 200
     finally:
         os.kill(pid, signal.SIGKILL)
-    wait_until(lambda: not os.path.exists(f"/proc/{pid}"), 10, "the child reaped by the kernel")
+    wait_until(lambda: not pid_alive(pid), 10, "the child reaped by the kernel")
 
 
-def test_a_forked_web_process_takes_the_tests_environment(proc_env, tmp_path):
-    cluster = Cluster(proc_env, tmp_path)
-    try:
-        web = cluster.web(extra_env={"HOLD_TTL_SECONDS": "77"})
-        assert not web.popen, "forked from the zygote, not a new interpreter"
-        # The page's settings come from the app the child built from its environment.
-        page = requests.get(web.url + "/", timeout=5)
-        assert re.search(r'"hold_ttl_seconds": ?77\b', page.text), page.text[-2000:]
-    finally:
-        cluster.kill()
+def test_a_forked_web_process_takes_the_tests_environment(cluster):
+    web = cluster.web(extra_env={"HOLD_TTL_SECONDS": "77"})
+    assert not web.popen, "forked from the zygote, not a new interpreter"
+    # The page's settings come from the app the child built from its environment.
+    page = requests.get(web.url + "/", timeout=5)
+    assert re.search(r'"hold_ttl_seconds": ?77\b', page.text), page.text[-2000:]
 
 
-def test_the_zygote_is_not_used_where_a_variable_read_at_import_differs(proc_env, tmp_path):
-    cluster = Cluster(proc_env, tmp_path)
-    try:
-        web = cluster.web(extra_env={"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)})
-        assert web.popen is not None, "its own interpreter"
-    finally:
-        cluster.kill()
+def test_the_zygote_is_not_used_where_a_variable_read_at_import_differs(cluster, tmp_path):
+    web = cluster.web(extra_env={"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)})
+    assert web.popen is not None, "its own interpreter"
 
 
 def _epoll_watches_not_its_own(pid):
@@ -78,19 +71,15 @@ def _epoll_watches_not_its_own(pid):
     return strangers
 
 
-def test_forked_web_processes_do_not_share_an_event_hub(proc_env, tmp_path):
+def test_forked_web_processes_do_not_share_an_event_hub(cluster):
     """monkey_patch() made the zygote's epoll; a child that kept it would be woken by
     every other child's sockets."""
-    cluster = Cluster(proc_env, tmp_path)
-    try:
-        webs = [cluster.web(), cluster.web()]
-        for web in webs:
-            assert requests.get(web.url + "/healthz", timeout=5).status_code == 200
-        for web in webs:
-            # A number closed and reused between two reads of /proc can look foreign
-            # once; another process's watches stay.
-            wait_until(lambda: _epoll_watches_not_its_own(web.pid) == [], 5,
-                       f"only its own sockets in {web.name}'s epoll: "
-                       f"{_epoll_watches_not_its_own(web.pid)}")
-    finally:
-        cluster.kill()
+    webs = [cluster.web(), cluster.web()]
+    for web in webs:
+        assert requests.get(web.url + "/healthz", timeout=5).status_code == 200
+    for web in webs:
+        # A number closed and reused between two reads of /proc can look foreign
+        # once; another process's watches stay.
+        wait_until(lambda: _epoll_watches_not_its_own(web.pid) == [], 5,
+                   f"only its own sockets in {web.name}'s epoll: "
+                   f"{_epoll_watches_not_its_own(web.pid)}")

@@ -132,9 +132,13 @@ class Process:
         return []
 
     def _reap(self, timeout):
+        """Wait until it is gone: reaped by us when we started it, else by whoever
+        does (init for a daemon, the kernel for a test zygote's child)."""
         if self.popen is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.popen.wait(timeout)
+        else:
+            wait_gone([self], timeout)
 
     def tail(self, lines=40):
         try:
