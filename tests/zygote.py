@@ -87,8 +87,6 @@ def _child(request, listener, conn, started):
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         _own_hub()
         os.setsid()
-        os.write(started, b"1")   # its own process group now: the pid can be answered
-        os.close(started)
         devnull = os.open(os.devnull, os.O_RDONLY)
         log = os.open(request["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         os.dup2(devnull, 0)
@@ -96,6 +94,9 @@ def _child(request, listener, conn, started):
         os.dup2(log, 2)
         os.close(devnull)
         os.close(log)
+        # Its own process group and its log file exist now: the pid can be answered.
+        os.write(started, b"1")
+        os.close(started)
         os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update(request["env"])
