@@ -298,6 +298,7 @@ export class SeatMap {
   }
 
   _down(e) {
+    this.swallowClick = false;   // a new touch: its own click counts
     if (e.target.closest(".seatmap-tools")) return;
     this.lastPointer = e.pointerType;
     this.pointers.set(e.pointerId, { x: e.clientX, y: e.clientY, x0: e.clientX, y0: e.clientY });
@@ -328,7 +329,6 @@ export class SeatMap {
     if (this.dragged) {
       // The click that follows a drag is not a choice.
       this.swallowClick = true;
-      setTimeout(() => { this.swallowClick = false; }, 0);
       return;
     }
     if (e.type === "pointerup" && !e.target.closest(".seat") && !e.target.closest(".seatmap-tools")) {
@@ -338,13 +338,20 @@ export class SeatMap {
       if (section) {
         this.open(section);
         if (this.pitchPx() < TOUCH_TARGET) this.zoomToSection(section);
+        // This tap's click may come after the section's seats are drawn, on the
+        // seat now under the finger: it belongs to the tap that opened the section.
+        this.swallowClick = true;
       }
     }
   }
 
   _click(e) {
+    // The click of a drag or of the tap that opened a section picks nothing; a
+    // keyboard's click (detail 0) is always a choice. The next pointerdown resets it.
+    const swallow = this.swallowClick && e.detail !== 0;
+    this.swallowClick = false;
     const button = e.target.closest(".seat");
-    if (!button || this.swallowClick) return;
+    if (!button || swallow) return;
     const id = Number(button.dataset.seatId);
     const seat = this.seats.get(id);
     const pointer = e.detail === 0 ? "keyboard" : this.lastPointer;

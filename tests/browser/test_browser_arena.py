@@ -140,6 +140,35 @@ def test_arena_on_a_phone_by_touch(arena, tab, screenshots):
     phone.assert_no_console_errors()
 
 
+def test_the_tap_that_opens_a_section_picks_no_seat(arena, tab):
+    """A tap on a section opens it on pointerup and draws its seats at the next frame.
+    Chromium may deliver the tap's click after that frame, on the seat that is now under
+    the finger (fresh-clone run 34: the map zoomed to row P instead of showing the
+    section). That click is part of the tap that opened the section: it picks nothing."""
+    url, event_id = arena
+    phone = tab(url, "Tia", PHONE).open_event(event_id)
+    got = phone.page.evaluate("""async (name) => {
+        const m = window.boxoffice.map, s = m.plan.sections.find((x) => x.name === name);
+        const r = m.view.getBoundingClientRect();
+        const x = r.left + s.cx * m.k + m.tx, y = r.top + s.cy * m.k + m.ty;
+        const at = () => document.elementFromPoint(x, y);
+        const frames = () => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)));
+        const finger = {pointerId: 7, pointerType: "touch", isPrimary: true, clientX: x, clientY: y,
+                        bubbles: true};
+        at().dispatchEvent(new PointerEvent("pointerdown", finger));
+        at().dispatchEvent(new PointerEvent("pointerup", finger));
+        await frames();
+        const opened = m.k, under = at();
+        under.dispatchEvent(new MouseEvent("click", {clientX: x, clientY: y, detail: 1, bubbles: true}));
+        await frames();
+        return {section: m.section.name, opened, after: m.k, seatUnder: Boolean(under.closest(".seat"))};
+    }""", "111")
+    assert got["section"] == "111"
+    assert got["seatUnder"], "the click must land on a seat for this test to mean anything"
+    assert got["after"] == got["opened"], got
+    phone.assert_no_console_errors()
+
+
 def test_arena_on_a_desktop_by_keyboard_with_a_second_buyer(arena, tab, screenshots):
     url, event_id = arena
     ann = tab(url, "Ann", DESKTOP_800).open_event(event_id)
