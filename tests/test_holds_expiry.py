@@ -137,3 +137,31 @@ def test_expiry_is_decided_by_the_clock_the_services_are_given(app, make_users):
         assert [s["id"] for s in swept.seats[event_id].values()] == [s2]
         assert db.session.get(Seat, s2).status == "available"
         assert db.session.get(Seat, s1).status == "held"
+
+
+def test_the_departed_buyer_check_reads_each_holder_once_and_only_held_holds(app, make_users):
+    """holders(): every buyer with a hold not being paid, once however many holds;
+    held_by(): those buyers' held holds only (a hold being paid is never released)."""
+    from booking import holds
+    from booking.extensions import db
+    from booking.models import Hold
+    from tests.test_holds_idempotency import _event
+
+    (a, _), (b, _), (c, _) = make_users(3)
+    event_id, seats = _event(app, seats=5)
+    settings = app.extensions["boxoffice"].settings
+    with app.app_context():
+        out = holds.process_requests(db.session, [
+            {"kind": "hold", "user_id": user, "request_id": rid, "event_id": event_id,
+             "seat_ids": [seat]}
+            for user, rid, seat in [(a, "a1", seats[0]), (a, "a2", seats[1]),
+                                    (b, "b1", seats[2]), (c, "c1", seats[3])]], settings)
+        db.session.commit()
+        ids = {rid: payload["hold_id"] for _uid, rid, _e, payload in out.results}
+        db.session.execute(sa.update(Hold).where(Hold.id == ids["b1"]).values(status="paying"))
+        db.session.commit()
+
+        assert sorted(holds.holders(db.session)) == sorted([a, c])
+        assert holds.held_by(db.session, [a, b]) == sorted([ids["a1"], ids["a2"]])
+        assert holds.held_by(db.session, []) == []
+        db.session.rollback()

@@ -141,13 +141,15 @@ def sweep_holds():
     db.session.rollback()  # end the read transaction
     if not holders:
         return
-    seen = rt.presence.last_seen(list(holders))
+    seen = rt.presence.last_seen(holders)
     cutoff = time.time() - current_app.config["DISCONNECT_GRACE_SECONDS"]
-    gone = [h for user, hold_ids in holders.items()
-            if user in seen and seen[user] < cutoff for h in hold_ids]
+    gone = [user for user in holders if user in seen and seen[user] < cutoff]
     if gone:
-        log.info("releasing %d holds of departed buyers", len(gone))
-        send(run_transaction(lambda s: holds.release_holds(s, gone, "released")))
+        def release(session):
+            hold_ids = holds.held_by(session, gone)
+            log.info("releasing %d holds of %d departed buyers", len(hold_ids), len(gone))
+            return holds.release_holds(session, hold_ids, "released")
+        send(run_transaction(release))
 
 
 @shared_task(name="workers.tasks.requeue_overdue_requests")
