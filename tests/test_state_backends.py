@@ -178,6 +178,33 @@ def test_admit_looks_up_and_begins_in_one_call(ledger):
     assert outcome == "limited" and ledger.lookup(9, "y") is None   # limited: not begun
 
 
+def test_a_large_batch_of_answers_is_finished_at_once(ledger):
+    """1,200 answers (more than the Redis script removes from the index per command),
+    with open holds gained and lost and counters, in one finish_many."""
+    inside_one_minute(10)
+    now = time.time()
+    for i in range(1200):
+        assert ledger.begin(_hold(i % 7, f"r{i}"), holds_cap=1000)
+    assert ledger.depth() == 1200
+    ledger.finish_many([(i % 7, f"r{i}", "hold_result", {"ok": True, "hold_id": i})
+                        for i in range(1200)], late=3,
+                       opened=[(u, 100 + u, now + 300) for u in range(7)],
+                       closed=[(0, 100)], counts={"t:extra": 5})
+    assert ledger.depth() == 0
+    assert ledger.lookup(3, "r3") == ("hold_result", {"ok": True, "hold_id": 3})
+    assert ledger.lookup(1199 % 7, "r1199") == ("hold_result", {"ok": True, "hold_id": 1199})
+    assert ledger.finished_per_second(window_s=10) == 120.0
+    # Buyer 0's one open hold was closed in the same call; buyer 1's counts.
+    assert ledger.begin(_hold(0, "n0"), holds_cap=1)
+    with pytest.raises(TooManyHolds):
+        ledger.begin(_hold(1, "n1"), holds_cap=1)
+    state = ledger.state
+    if isinstance(state, RedisState):
+        key = ledger._open_key(1)
+        assert 300 < state.redis.ttl(key) <= 360       # kept as long as its last hold
+        assert 0 < state.redis.ttl(next(iter(state.redis.scan_iter(f"{ledger.done_prefix}:*"))))
+
+
 def test_open_holds_recorded_by_the_workers_count_against_the_cap(ledger):
     now = time.time()
     ledger.finish_many([], opened=[(1, 10, now + 300), (1, 11, now + 300), (2, 12, now + 300)])

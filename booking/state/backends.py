@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import redis
 from limits.storage import MemoryStorage
 
+from .redis_finish import RedisFinish
 from .script_batch import ScriptBatch
 
 
@@ -236,27 +237,10 @@ class RedisState:
 
     def finish(self, done):
         """Apply a Finish (answered requests, open holds gained and lost, counters) at once:
-        one MULTI/EXEC round trip."""
-        pipe = self.redis.pipeline(transaction=True)
-        for key, value in done.records.items():
-            pipe.set(key, value, ex=done.ttl)
-        if done.index_members:
-            pipe.zrem(done.index, *done.index_members)
-        for group, member in done.group_members:
-            pipe.srem(group, member)
-        for key, member, expires in done.opened:
-            pipe.zadd(key, {member: expires})
-            ttl = max(60, int(expires - done.now) + 60)
-            pipe.expire(key, ttl, nx=True)
-            pipe.expire(key, ttl, gt=True)
-        for key, member in done.closed:
-            pipe.zrem(key, member)
-        for key in {k for k, _m, _e in done.opened} | {k for k, _m in done.closed}:
-            pipe.zremrangebyscore(key, "-inf", done.now)
-        for key, amount in done.counts.items():
-            pipe.incrby(key, amount)
-            pipe.expire(key, done.counts_ttl)
-        pipe.execute()
+        one script, one round trip (booking/state/redis_finish.py)."""
+        if not hasattr(self, "_finish"):
+            self._finish = RedisFinish(self.redis)
+        self._finish(done)
 
     def open_reset(self, key, members, now):
         """Replace the open-hold set key with members ({member: expiry}), re-derived."""
