@@ -6,6 +6,7 @@ failing test prints the tails of those logs.
 """
 import atexit
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -123,7 +124,7 @@ class _Zygote:
             proc = subprocess.Popen([PYTHON, str(ROOT / "tests" / "zygote.py"), path, flavor],
                                     cwd=ROOT, env=cls.base_env, stdin=subprocess.DEVNULL,
                                     stdout=log, stderr=subprocess.STDOUT)
-        atexit.register(proc.kill)
+        atexit.register(cls._stop, proc, folder)
         deadline = time.monotonic() + 60
         while b"zygote ready" not in log_path.read_bytes():
             if proc.poll() is not None or time.monotonic() > deadline:
@@ -132,6 +133,13 @@ class _Zygote:
                                    + log_path.read_text()[-4000:])
             time.sleep(0.05)
         return proc, path
+
+    @staticmethod
+    def _stop(proc, folder):
+        """At the pytest process's exit: the zygote goes, and its socket and log with it."""
+        proc.kill()
+        proc.wait(10)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _ready(url):

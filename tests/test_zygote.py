@@ -2,12 +2,14 @@
 import os
 import re
 import signal
+import subprocess
+from pathlib import Path
 
 import requests
 
 from deploy.local.launcher import pid_alive
 from tests import zygote
-from tests.harness import PYTHON, _Zygote, free_port, wait_until
+from tests.harness import PYTHON, ROOT, _Zygote, free_port, wait_until
 
 
 def test_variables_read_at_import_need_their_own_interpreter():
@@ -83,3 +85,15 @@ def test_forked_web_processes_do_not_share_an_event_hub(cluster):
         wait_until(lambda: _epoll_watches_not_its_own(web.pid) == [], 5,
                    f"only its own sockets in {web.name}'s epoll: "
                    f"{_epoll_watches_not_its_own(web.pid)}")
+
+
+def test_a_zygote_and_its_folder_are_gone_when_its_process_exits():
+    """A pytest process's zygote is killed at its exit, and its socket folder removed."""
+    out = subprocess.run(
+        [PYTHON, "-c", "from tests.harness import _Zygote\n"
+                       "proc, path = _Zygote._launch('plain')\n"
+                       "print(proc.pid, path)"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=True)
+    pid, path = out.stdout.split()
+    assert not Path(path).parent.exists(), "the zygote's folder is left behind"
+    wait_until(lambda: not pid_alive(int(pid)), 10, "the zygote gone")
