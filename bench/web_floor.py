@@ -22,7 +22,7 @@ whatever the product does? This bench serves the same exchange with nothing else
   its `hold_result`, as `bench/holds.py` sends them.
 
 Prints, per run, the requests answered, the server's and the client's CPU per request
-(user + system over the measured window, psutil / getrusage), and click-to-result
+(user + system over the measured window, launcher.cpu_seconds / getrusage), and click-to-result
 p50 / p99. The load average before each run is printed with it.
 """
 import argparse
@@ -31,18 +31,18 @@ import json
 import os
 import random
 import resource
-import subprocess
+import socket
 import sys
+import tempfile
 import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
-import psutil
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "bench"), str(ROOT)]
 
+from deploy.local import launcher  # noqa: E402
 from deploy.local.launcher import free_port, raise_nofile  # noqa: E402
 
 
@@ -148,30 +148,27 @@ async def drive(port, sockets, rate, duration):
             "p99_ms": round(1000 * latencies[int(len(latencies) * 0.99)], 1) if latencies else None}
 
 
-def run_once(args):
-    port = free_port()
-    server = subprocess.Popen([sys.executable, __file__, "--serve", str(port), "--server",
-                               args.server], cwd=ROOT)
+def _listening(port):
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                import socket
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
-        proc = psutil.Process(server.pid)
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+def run_once(args, log_dir):
+    port = free_port()
+    server = launcher.Process.spawn(
+        "web-floor", [sys.executable, __file__, "--serve", str(port), "--server", args.server],
+        dict(os.environ), log_dir, nofile=True)
+    try:
+        launcher.wait_until(lambda: _listening(port), 30, "the server listening", proc=server)
         load = os.getloadavg()[0]
-        before = proc.cpu_times()
+        before = launcher.cpu_seconds(server.pid)
         result = asyncio.run(drive(port, args.sockets, args.rate, args.duration))
-        after = proc.cpu_times()
+        server_cpu = launcher.cpu_seconds(server.pid) - before
     finally:
-        server.terminate()
-        server.wait(10)
-    server_cpu = (after.user + after.system) - (before.user + before.system)
+        launcher.stop([server], timeout=10)
     answered = max(1, result["answered"])
     return dict(result, server=args.server, sockets=args.sockets, rate=args.rate,
                 load_before=round(load, 2), server_cpu_s=round(server_cpu, 2),
@@ -194,8 +191,9 @@ def main():
         return
     raise_nofile()
     rows = []
+    log_dir = tempfile.mkdtemp(prefix="web-floor-")
     for _ in range(args.repeat):
-        row = run_once(args)
+        row = run_once(args, log_dir)
         print(json.dumps(row), flush=True)
         rows.append(row)
     print(f"\n{'server':6} {'sockets':>7} {'rate':>6} {'load':>5} {'answered/s':>10} "

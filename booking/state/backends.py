@@ -84,6 +84,7 @@ class RedisState:
 
     def __init__(self, url, rate_prefix="limits"):
         self.redis = redis_client(url)
+        self._finish = RedisFinish(self.redis)   # registers its script: no round trip
         # Where Flask-Limiter's Redis storage keeps its counters (its key_prefix).
         self.rate_prefix = rate_prefix
 
@@ -238,8 +239,6 @@ class RedisState:
     def finish(self, done):
         """Apply a Finish (answered requests, open holds gained and lost, counters) at once:
         one script, one round trip (booking/state/redis_finish.py)."""
-        if not hasattr(self, "_finish"):
-            self._finish = RedisFinish(self.redis)
         self._finish(done)
 
     def open_reset(self, key, members, now):
