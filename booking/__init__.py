@@ -183,7 +183,7 @@ def _init_runtime(app, role):
         waiting_room=make_room_store(app, state),
         gates=GateCache(),
         coalescer=coalescer,
-        dispatcher=make_dispatcher(app, shedding) if role == "web" else None,
+        dispatcher=make_dispatcher(app) if role == "web" else None,
     )
     from . import metrics as metrics_module, ratelimits
     ratelimits.init_app(app)

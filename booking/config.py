@@ -132,13 +132,10 @@ def from_environment():
         "SEATS_CHANGED_INTERVAL_MS": _int("SEATS_CHANGED_INTERVAL_MS", 100),
         # Most requests a web process puts into one worker task (one transaction).
         "REQUEST_BATCH_MAX": _int("REQUEST_BATCH_MAX", 200),
-        # Under load (more than one request waiting), a web process waits this
-        # long for more before publishing, so that one task carries many.
-        "REQUEST_BATCH_LINGER_MS": _float("REQUEST_BATCH_LINGER_MS", 5.0),
-        # While most answers of the last 10 s came later than LATENCY_TARGET_MS, every
-        # batch (even of one request) waits this long for more: bigger tasks cost the
-        # workers less per request, so a backlog drains instead of feeding itself.
-        "REQUEST_BATCH_LINGER_BEHIND_MS": _float("REQUEST_BATCH_LINGER_BEHIND_MS", 50.0),
+        # A web process sends at most one task message per interval: a request that
+        # finds the last one older goes at once, later ones wait for the interval's
+        # end and go together (one task costs a worker a few ms whatever it carries).
+        "REQUEST_BATCH_INTERVAL_MS": _float("REQUEST_BATCH_INTERVAL_MS", 50.0),
         # Per-account limit on socket requests (limits' notation).
         "USER_RATE_LIMIT": os.environ.get("USER_RATE_LIMIT", "20/second;300/minute"),
         # An accepted request still unanswered after this long is enqueued again

@@ -10,15 +10,19 @@ Redis round trip and no database read: its pre-checks use this process's
 caches, and its rate budgets, repeat lookup, open-hold count and in-flight
 mark are one script (RequestLedger.admit).
 
-Handing requests to the workers, many per task: one Celery task costs a few
-milliseconds of CPU whatever it carries, so the web process groups requests.
-A handler hands its request to the dispatcher and waits only until the broker
-has it (never for a worker). While one batch is being published, the next
-accumulates, so an idle system sends batches of one and a busy one sends
-batches of up to REQUEST_BATCH_MAX with no added delay. The ack goes out after
-the publish, so an acknowledged request is in the broker and survives the web
-process. route() says which task performs which request, for the broker and
-for the embedded mode alike.
+Handing requests to the workers, many per task: one Celery task costs a worker
+a few milliseconds of CPU whatever it carries (its transaction, statements,
+commit and publish), so the web process groups requests. A handler hands its
+request to the dispatcher and waits only until the broker has it (never for a
+worker). A web process sends at most one task message per
+REQUEST_BATCH_INTERVAL_MS: a request that finds the last message older than
+that goes at once (an idle system never waits), and requests arriving sooner
+wait for the interval to end and go together. So the tasks a web process
+sends a second are bounded whatever the load, and a busy one sends batches of
+its request rate times the interval (docs/BENCHMARKS.md, "One task per
+interval"). The ack goes out after the publish, so an acknowledged request is
+in the broker and survives the web process. route() says which task performs
+which request, for the broker and for the embedded mode alike.
 """
 import logging
 import time
@@ -26,7 +30,6 @@ from collections import deque
 from dataclasses import dataclass
 
 from flask import current_app
-from redis.exceptions import RedisError
 
 from . import catalog, checkout, holds, records, waiting_room
 from .errors import BookingError, Busy, InvalidRequest
@@ -298,24 +301,13 @@ def run_here(items):
         log.exception("in-process task failed")
 
 
-def make_dispatcher(app, shedding):
+def make_dispatcher(app):
     """Redis mode: batches to the broker; embedded mode: the tasks run in this process."""
     if app.config["REDIS_URL"]:
         batch_max = app.config["REQUEST_BATCH_MAX"]
-        busy, behind = (app.config["REQUEST_BATCH_LINGER_MS"] / 1000,
-                        app.config["REQUEST_BATCH_LINGER_BEHIND_MS"] / 1000)
         return BatchingDispatcher(socketio, lambda items: send_to_workers(items, batch_max),
-                                  batch_max, busy, lambda: behind_linger(shedding, behind))
+                                  batch_max, app.config["REQUEST_BATCH_INTERVAL_MS"] / 1000)
     return InlineDispatcher(socketio, run_here)
-
-
-def behind_linger(shedding, linger_s):
-    """linger_s while the workers are behind, else 0. Also 0 when that cannot be read
-    (Redis is unavailable): the batch is sent at once, and its publish fails busy."""
-    try:
-        return linger_s if shedding.behind() else 0.0
-    except RedisError:
-        return 0.0
 
 
 class _Ticket:
@@ -330,30 +322,28 @@ class _Ticket:
 class BatchingDispatcher:
     """Groups requests from many handlers into one task message (Redis mode, eventlet)."""
 
-    def __init__(self, socketio, send_batch, batch_max, linger_s=0.0, behind_linger_s=None):
+    def __init__(self, socketio, send_batch, batch_max, interval_s=0.0, clock=time.monotonic):
         self.socketio = socketio
         self.send_batch = send_batch
         self.batch_max = batch_max
-        # Under load, wait this long for more requests before publishing, so
-        # one task carries many: batches otherwise form only while a publish
-        # is in flight (~1 ms), and a backed-up broker fills with tasks of 2-3
-        # requests that workers then take one by one.
-        self.linger_s = linger_s
-        # While the workers are behind (most answers late), every batch, even one
-        # request, waits behind_linger_s() for more. Without it a backlog feeds
-        # itself: buyers waiting on answers send fewer requests, batches shrink to
-        # one request, a worker's cost per request grows with them (its
-        # transaction, commit and publish are per task), and the workers fall
-        # further behind (docs/BENCHMARKS.md, "Batches when behind").
-        self.behind_linger_s = behind_linger_s or (lambda: 0.0)
+        # At most one task message per interval. Without it, batches form only
+        # while a publish is in flight (~1 ms): under load a web process sent
+        # tasks of 1 to 3 requests, the workers spent most of their CPU on the
+        # cost of a task rather than on the requests in it, fell behind, and
+        # the answers took seconds (docs/BENCHMARKS.md, "One task per interval").
+        self.interval_s = interval_s
+        self.clock = clock
+        self._sent_at = None
+        self._full = socketio.server.eio.create_event()   # a full batch is waiting
         self._queue = deque()
-        self._wakeup = None
         self._running = False
 
     def submit(self, item):
         """Return once the request is in the broker; raise Busy if it could not be sent."""
         ticket = _Ticket(item, self.socketio.server.eio.create_event())
         self._queue.append(ticket)
+        if len(self._queue) >= self.batch_max:
+            self._full.set()
         if not self._running:
             self._running = True
             self.socketio.start_background_task(self._drain)
@@ -361,16 +351,23 @@ class BatchingDispatcher:
         if ticket.error is not None:
             raise ticket.error
 
+    def _wait(self):
+        """Seconds until the next message may go: 0 once the interval since the last
+        one has passed, or when a full batch is waiting."""
+        if self._sent_at is None or len(self._queue) >= self.batch_max:
+            return 0.0
+        return self._sent_at + self.interval_s - self.clock()
+
     def _drain(self):
         try:
             while self._queue:
-                if len(self._queue) < self.batch_max:
-                    linger = max(self.behind_linger_s(),
-                                 self.linger_s if len(self._queue) > 1 else 0.0)
-                    if linger:
-                        self.socketio.sleep(linger)
+                self._full.clear()
+                wait = self._wait()
+                if wait > 0:
+                    self._full.wait(wait)
                 batch = [self._queue.popleft()
                          for _ in range(min(self.batch_max, len(self._queue)))]
+                self._sent_at = self.clock()
                 try:
                     self.send_batch([t.item for t in batch])
                 except Exception:

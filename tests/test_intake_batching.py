@@ -1,72 +1,93 @@
-"""The web's batching of requests into worker tasks (booking.intake.BatchingDispatcher),
-and the signal that makes it batch harder: the workers being behind
-(booking.state.shedding.LoadShedding.behind, from the shared ledger's counters)."""
+"""The web's batching of requests into worker tasks (booking.intake.BatchingDispatcher):
+at most one task message per interval, a request after a quiet interval at once."""
 import threading
 import time
 
+import pytest
 from flask import Flask
 from flask_socketio import SocketIO
 
-from booking.intake import BatchingDispatcher, behind_linger
-from booking.state.backends import RedisState
-from booking.state.ledger import RequestLedger
-from booking.state.shedding import LoadShedding
-from tests.conftest import REDIS_URL
-from tests.harness import free_port
+from booking.errors import Busy
+from booking.intake import BatchingDispatcher
 
 
-def _dispatcher(behind_s, busy_s=0.005):
+def _dispatcher(interval_s, batch_max=200, fail=False):
     sio = SocketIO(Flask(__name__), async_mode="threading")
     batches = []
-    return BatchingDispatcher(sio, lambda items: batches.append(list(items)), 200,
-                              linger_s=busy_s, behind_linger_s=lambda: behind_s), batches
+
+    def send(items):
+        if fail:
+            raise ConnectionError("the broker is gone")
+        batches.append((time.monotonic(), [i["n"] for i in items]))
+    return BatchingDispatcher(sio, send, batch_max, interval_s), batches
 
 
-def test_while_behind_even_a_lone_request_waits_for_company():
-    dispatcher, batches = _dispatcher(behind_s=2.0)
-    barrier = threading.Barrier(5)
+def _ask_together(dispatcher, ns, spacing_s=0.0):
+    """Submit one request per n from its own thread, spacing_s apart; wait for all."""
+    errors = []
 
-    def ask(n):
-        barrier.wait()
-        time.sleep(0.02 * n)   # one at a time: 0, 20, ... 80 ms apart
-        dispatcher.submit({"n": n})
-    threads = [threading.Thread(target=ask, args=(n,)) for n in range(5)]
+    def ask(n, delay):
+        time.sleep(delay)
+        try:
+            dispatcher.submit({"n": n})
+        except Busy as err:
+            errors.append(err)
+    threads = [threading.Thread(target=ask, args=(n, spacing_s * k)) for k, n in enumerate(ns)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(10)
-    assert [sorted(i["n"] for i in b) for b in batches] == [[0, 1, 2, 3, 4]]
+    return errors
 
 
-def test_when_not_behind_a_lone_request_goes_at_once():
-    """The busy linger is only for more than one request waiting: here it is a whole
-    second, and three requests one after the other take far less than three."""
-    dispatcher, batches = _dispatcher(behind_s=0.0, busy_s=1.0)
-    started = time.monotonic()
+def test_a_request_after_a_quiet_interval_goes_at_once():
+    """The interval is a whole second here; three requests a second and more apart
+    each go alone, at once."""
+    dispatcher, batches = _dispatcher(interval_s=1.0)
     for n in range(3):
+        started = time.monotonic()
         dispatcher.submit({"n": n})
-    assert batches == [[{"n": 0}], [{"n": 1}], [{"n": 2}]]
+        assert time.monotonic() - started < 0.5
+        time.sleep(1.05)
+    assert [b for _, b in batches] == [[0], [1], [2]]
+
+
+def test_requests_within_the_interval_wait_for_its_end_and_go_together():
+    dispatcher, batches = _dispatcher(interval_s=0.5)
+    dispatcher.submit({"n": 0})                  # at once: nothing was sent before
+    _ask_together(dispatcher, [1, 2, 3, 4], spacing_s=0.05)
+    assert [b for _, b in batches] == [[0], [1, 2, 3, 4]]
+    assert batches[1][0] - batches[0][0] >= 0.5 - 0.01
+
+
+def test_under_steady_load_the_messages_a_second_are_bounded():
+    """200 requests spread over a second from 200 threads: 5 messages at most per
+    second at an interval of 0.25 s (and the first), every request in one of them."""
+    dispatcher, batches = _dispatcher(interval_s=0.25)
+    started = time.monotonic()
+    assert _ask_together(dispatcher, list(range(200)), spacing_s=0.005) == []
+    took = time.monotonic() - started
+    assert sorted(n for _, b in batches for n in b) == list(range(200))
+    assert len(batches) <= took / 0.25 + 2, (len(batches), took)
+    gaps = [b - a for (a, _), (b, _) in zip(batches, batches[1:])]
+    assert min(gaps) >= 0.25 - 0.01, gaps
+
+
+def test_a_full_batch_does_not_wait_for_the_interval():
+    dispatcher, batches = _dispatcher(interval_s=5.0, batch_max=3)
+    dispatcher.submit({"n": 0})
+    started = time.monotonic()
+    _ask_together(dispatcher, [1, 2, 3])
     assert time.monotonic() - started < 2.0
+    assert [sorted(b) for _, b in batches] == [[0], [1, 2, 3]]
 
 
-def test_behind_means_most_answers_were_late_on_any_instance(redis_namespace):
-    ns = f"{redis_namespace}-behind"   # counters of its own: other tests count answers too
-    config = {"SHED_QUEUE_DEPTH": 0, "SHED_MAX_WAIT_SECONDS": 10.0, "SHED_FLOOR_RPS": 120.0}
-    writer = RequestLedger(RedisState(REDIS_URL), ns)
-    shedding = LoadShedding(RequestLedger(RedisState(REDIS_URL), ns), config)
-    assert not shedding.behind()          # nothing answered yet
-    writer.finish_many([(1, f"a{i}", "hold_result", {}) for i in range(40)])
-    writer.finish_many([(2, f"b{i}", "hold_result", {}) for i in range(60)], late=60, slow=60)
-    assert not shedding.behind()          # the figures of a second ago, read once a second
-    shedding._cached = (time.monotonic() - 2, shedding._cached[1])
-    assert shedding.behind()              # 60 of 100 answers late
-    assert shedding.bound() == 1200       # 100 answers in 10 s: under the floor's 120/s
-
-
-def test_with_redis_unavailable_the_batch_goes_at_once():
-    """The pace cannot be read: no linger, and nothing raised in the dispatcher's loop
-    (its requests would wait for ever); their publish then fails busy."""
-    config = {"SHED_QUEUE_DEPTH": 0, "SHED_MAX_WAIT_SECONDS": 10.0, "SHED_FLOOR_RPS": 120.0}
-    nobody = RedisState(f"redis://127.0.0.1:{free_port()}/0")   # a port nothing listens on
-    shedding = LoadShedding(RequestLedger(nobody, "nowhere"), config)
-    assert behind_linger(shedding, 0.05) == 0.0
+@pytest.mark.parametrize("interval_s", [0.0, 0.2])
+def test_a_failed_publish_answers_each_of_its_requests_busy(interval_s):
+    """The broker refuses: every request of the batch gets Busy (never waits for ever),
+    and the dispatcher goes on with the next ones."""
+    dispatcher, batches = _dispatcher(interval_s=interval_s, fail=True)
+    errors = _ask_together(dispatcher, list(range(5)), spacing_s=0.01)
+    assert len(errors) == 5 and all(e.details == {"retry_after_s": 2} for e in errors)
+    with pytest.raises(Busy):
+        dispatcher.submit({"n": 5})

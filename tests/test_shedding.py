@@ -42,10 +42,10 @@ def test_the_bound_is_read_again_by_one_request_at_a_time(redis_namespace):
     class Slow(RequestLedger):
         reads = 0
 
-        def pace(self, *args, **kwargs):
+        def finished_per_second(self, *args, **kwargs):
             Slow.reads += 1
             time.sleep(0.3)
-            return super().pace(*args, **kwargs)
+            return super().finished_per_second(*args, **kwargs)
 
     shedding = LoadShedding(Slow(RedisState(REDIS_URL), redis_namespace), config)
     assert shedding.bound() == 1200 and Slow.reads == 1

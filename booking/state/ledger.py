@@ -96,12 +96,6 @@ class RequestLedger:
         """Requests the workers answered per second, averaged over the last window_s seconds."""
         return self._window_sums([self.done_prefix], window_s, now)[0] / window_s
 
-    def pace(self, window_s=10, now=None):
-        """(answers per second, the share of them later than LATENCY_TARGET_MS) over the
-        last window_s seconds, in one read; (0.0, 0.0) when none was answered."""
-        done, late = self._window_sums([self.done_prefix, self.late_prefix], window_s, now)
-        return done / window_s, min(1.0, late / done) if done else 0.0
-
     def answer_shares(self, window_s=5, now=None):
         """(late, slow): of the requests answered in the last window_s seconds, the shares
         answered later than LATENCY_TARGET_MS after the web process received them, and

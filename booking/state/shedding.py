@@ -16,17 +16,14 @@ class LoadShedding:
     docs/WAITING_ROOM.md). The derived bound is recomputed once a second.
     """
 
-    # Most answers of the last 10 s came later than the latency target: the workers
-    # are behind, and the web processes batch harder (booking.intake).
-    BEHIND_LATE_SHARE = 0.5
-
     def __init__(self, ledger, config):
         self.ledger = ledger
         self.config = config
         self._cached = (0.0, None)
 
     def _pace(self):
-        """The ledger's pace (answers a second, late share), read again once a second."""
+        """What the workers answered a second lately (every instance), read again once a
+        second."""
         at, value = self._cached
         now = time.monotonic()
         if value is None or now - at > 1.0:
@@ -35,24 +32,19 @@ class LoadShedding:
                 # green threads run meanwhile) keep the last figures: one read a second
                 # per process, not one per request of that moment.
                 self._cached = (now, value)
-            value = self.ledger.pace()
+            value = self.ledger.finished_per_second()
             self._cached = (time.monotonic(), value)
         return value
 
     def bound(self):
         if self.config.get("SHED_QUEUE_DEPTH"):
             return int(self.config["SHED_QUEUE_DEPTH"])
-        rate = max(self.config["SHED_FLOOR_RPS"], self._pace()[0])
+        rate = max(self.config["SHED_FLOOR_RPS"], self._pace())
         return int(rate * self.config["SHED_MAX_WAIT_SECONDS"])
-
-    def behind(self):
-        """Whether most answers of the last 10 s came later than LATENCY_TARGET_MS after
-        their request was received (as the workers counted them, on every instance)."""
-        return self._pace()[1] >= self.BEHIND_LATE_SHARE
 
     def retry_after(self):
         """Seconds after which the backlog has likely halved, 1 to 30, for `busy` answers."""
-        rate = max(self.config["SHED_FLOOR_RPS"], self._pace()[0])
+        rate = max(self.config["SHED_FLOOR_RPS"], self._pace())
         return max(1, min(30, math.ceil(self.ledger.depth() / 2 / rate)))
 
     def pressure(self):
