@@ -25,6 +25,7 @@ in the broker and survives the web process. route() says which task performs
 which request, for the broker and for the embedded mode alike.
 """
 import logging
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -197,14 +198,45 @@ def _rederive_open_holds(rt, user_id):
 
 
 def seat_map(event_id):
-    """{seat_id: price} of an event, cached in this process (an event's seats never change)."""
+    """{seat_id: price} of an event, cached in this process (an event's seats never
+    change); None when there is no such event.
+
+    Loaded once per process and event, by the first request that needs it: the
+    requests arriving meanwhile wait for that load instead of each starting their
+    own. At the start of a sale every one of them did (the read yields to other
+    green threads), and each web process spent its first two seconds turning the
+    same 60,000 rows into dicts while the sale's first requests waited.
+    """
     seat_maps = runtime().seat_maps
-    if event_id not in seat_maps:
+    if event_id in seat_maps:
+        return seat_maps[event_id]
+    flight = _seat_map_loads.get(event_id)
+    if flight is not None:
+        flight.done.wait()
+        if flight.error is not None:
+            raise flight.error
+        return seat_maps.get(event_id)
+    flight = _seat_map_loads[event_id] = _Load(threading.Event())
+    try:
         prices = catalog.seat_prices(db.session, event_id)
-        if prices is None:
-            return None
-        seat_maps[event_id] = prices
-    return seat_maps[event_id]
+        if prices is not None:
+            seat_maps[event_id] = prices
+        return prices
+    except Exception as err:
+        flight.error = err
+        raise
+    finally:
+        del _seat_map_loads[event_id]
+        flight.done.set()
+
+
+@dataclass
+class _Load:
+    done: threading.Event
+    error: Exception | None = None
+
+
+_seat_map_loads = {}   # event_id -> the load in progress in this process
 
 
 def _precheck_hold(uid, p):

@@ -5,6 +5,7 @@ buyer for long, never able to let one past MAX_OPEN_HOLDS (the worker decides).
 import json
 import os
 import signal
+import threading
 import time
 import uuid
 
@@ -254,3 +255,62 @@ def test_a_lost_ledger_update_never_locks_a_buyer_out(app, make_users):
                                  "seat_ids": [seats[2]]}, callback=True)
     assert third["error"]["details"]["limit"] == "open_holds"   # two real ones now
     client.disconnect()
+
+
+def _concurrent_seat_maps(app, event_id, n):
+    """n threads ask this process's seat map of event_id at once: [(map or error)]."""
+    from booking import intake
+    barrier, answers = threading.Barrier(n), []
+
+    def ask():
+        with app.app_context():
+            barrier.wait()
+            try:
+                answers.append(intake.seat_map(event_id))
+            except Exception as err:   # noqa: BLE001 (the test looks at what came back)
+                answers.append(err)
+    threads = [threading.Thread(target=ask) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    return answers
+
+
+def test_a_seat_map_is_read_once_however_many_requests_want_it_at_once(app, clean_db,
+                                                                       monkeypatch):
+    """At a sale's start every request of a web process wanted the event's seat map before
+    it was cached, and each read all of it (60,000 rows each at the bench's event)."""
+    from booking import catalog
+    event_id = create_event(clean_db, rows=4, per_row=10)
+    real, reads = catalog.seat_prices, []
+
+    def slow_read(session, eid):
+        reads.append(eid)
+        prices = real(session, eid)
+        time.sleep(0.3)       # the read still running when the other requests arrive
+        return prices
+    monkeypatch.setattr(catalog, "seat_prices", slow_read)
+    answers = _concurrent_seat_maps(app, event_id, 8)
+    assert reads == [event_id]
+    assert len(answers) == 8 and all(len(a) == 40 for a in answers), answers
+    assert _concurrent_seat_maps(app, event_id + 1000, 3) == [None] * 3   # no such event
+    assert reads == [event_id, event_id + 1000]
+
+
+def test_a_failed_seat_map_read_fails_its_waiters_and_the_next_request_reads_again(
+        app, clean_db, monkeypatch):
+    from booking import catalog
+    event_id = create_event(clean_db, rows=2, per_row=10)
+    real, reads = catalog.seat_prices, []
+
+    def failing_read(session, eid):
+        reads.append(eid)
+        time.sleep(0.3)
+        raise ConnectionError("the database went away")
+    monkeypatch.setattr(catalog, "seat_prices", failing_read)
+    answers = _concurrent_seat_maps(app, event_id, 5)
+    assert reads == [event_id]
+    assert len(answers) == 5 and all(isinstance(a, ConnectionError) for a in answers)
+    monkeypatch.setattr(catalog, "seat_prices", real)
+    assert [len(a) for a in _concurrent_seat_maps(app, event_id, 2)] == [20, 20]
