@@ -297,12 +297,18 @@ def release_expired(session, now=None, limit=2000):
     Seats held for a payment in progress have no expiry and are left alone. As
     plain rows, like a batch of requests: in a sale where holds run out, the
     sweep through ORM objects took a fifth of the workers' CPU.
+
+    Seats another transaction has locked are skipped, not waited for: that is a
+    request deciding on them (buyers ask for seats the moment their holds run
+    out), which takes them over or leaves them for the next sweep. Waiting, the
+    sweep held its other locks meanwhile, requests waited for it in turn, and
+    sweeps took seconds in a sale (docs/BENCHMARKS.md, "One task per interval").
     """
     now = now or utcnow()
     outcome = Outcome()
     candidates = session.scalars(sa.select(Seat.id).where(
         Seat.status == "held", Seat.hold_expires_at <= now).order_by(Seat.id).limit(limit)).all()
-    seats = [s for s in lock_seat_rows(session, candidates).values()
+    seats = [s for s in lock_seat_rows(session, candidates, skip_locked=True).values()
              if s["status"] == "held" and s["hold_expires_at"] is not None
              and s["hold_expires_at"] <= now]
     if not seats:

@@ -26,12 +26,15 @@ _SEAT_ROW = (Seat.id, Seat.event_id, Seat.status, Seat.version, Seat.hold_id,
              Seat.hold_expires_at, Seat.price_cents, Seat.blocked)
 
 
-def lock_seat_rows(session, seat_ids):
-    """{id: plain dict} of seats, locked in ascending id order (cheaper than ORM objects)."""
+def lock_seat_rows(session, seat_ids, skip_locked=False):
+    """{id: plain dict} of seats, locked in ascending id order (cheaper than ORM objects).
+
+    skip_locked: leave out the seats another transaction has locked instead of waiting
+    for them (for work that can wait for its next turn: the expiry sweep)."""
     if not seat_ids:
         return {}
     rows = session.execute(sa.select(*_SEAT_ROW).where(Seat.id.in_(sorted(seat_ids)))
-                           .order_by(Seat.id).with_for_update())
+                           .order_by(Seat.id).with_for_update(skip_locked=skip_locked))
     return {r.id: dict(r._mapping) for r in rows}
 
 

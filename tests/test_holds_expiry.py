@@ -165,3 +165,56 @@ def test_the_departed_buyer_check_reads_each_holder_once_and_only_held_holds(app
         assert holds.held_by(db.session, [a, b]) == sorted([ids["a1"], ids["a2"]])
         assert holds.held_by(db.session, []) == []
         db.session.rollback()
+
+
+def test_the_sweep_skips_a_seat_a_request_is_deciding_on_instead_of_waiting(app, make_users,
+                                                                           clean_db):
+    """Another transaction holds the lock of one lapsed seat (a request deciding on it): the
+    sweep frees the other seats at once, leaves that one and its hold alone if the hold
+    keeps it, and frees it on its next turn, once the lock is gone. MariaDB's lock wait
+    is 50 s here, so a sweep that waited would fail the test's 5 s."""
+    from datetime import timedelta
+
+    from booking import holds
+    from booking.extensions import db
+    from booking.models import Hold, Seat, utcnow
+    from tests.test_holds_idempotency import _event
+
+    (a, _), = make_users(1)
+    event_id, (s1, s2, s3) = _event(app, seats=3)
+    settings = app.extensions["boxoffice"].settings
+    t0 = utcnow()
+    later = t0 + timedelta(seconds=settings.hold_ttl_seconds)
+    with app.app_context():
+        out = holds.process_requests(db.session, [
+            {"kind": "hold", "user_id": a, "request_id": "a1", "event_id": event_id,
+             "seat_ids": [s1, s2, s3]}], settings, now=t0)
+        db.session.commit()
+        hold_id = out.results[0][3]["hold_id"]
+
+    engine = sa.create_engine(clean_db)
+    other = engine.connect()
+    try:
+        transaction = other.begin()
+        other.execute(sa.text("SET SESSION innodb_lock_wait_timeout = 50"))
+        other.execute(sa.text("SELECT id FROM seats WHERE id = :s FOR UPDATE"), {"s": s2})
+        with app.app_context():
+            started = time.monotonic()
+            swept = holds.release_expired(db.session, now=later)
+            db.session.commit()
+            assert time.monotonic() - started < 5
+            assert sorted(swept.seats[event_id]) == [s1, s3]
+            assert [n[2]["hold_id"] for n in swept.notices] == [hold_id]
+            assert db.session.get(Seat, s2).status == "held"
+            assert db.session.get(Hold, hold_id).status == "expired"
+            db.session.rollback()
+        transaction.rollback()
+        with app.app_context():
+            again = holds.release_expired(db.session, now=later)
+            db.session.commit()
+            assert sorted(again.seats[event_id]) == [s2]
+            assert again.notices == []    # the hold was closed by the first sweep
+            assert {db.session.get(Seat, s).status for s in (s1, s2, s3)} == {"available"}
+    finally:
+        other.close()
+        engine.dispose()
