@@ -217,7 +217,11 @@ class Hold(db.Model):
     __table_args__ = (
         _in("status", HOLD_STATUSES),
         sa.CheckConstraint("amount_cents >= 0", name="amount_not_negative"),
-        sa.Index("ix_holds_user_status", "user_id", "status"),
+        # The buyer's foreign key has an index of its own: InnoDB checks the key (a shared
+        # lock on the users row, out of the lock order) on any change to its index's
+        # columns, and a hold's status changes often (migration 0011).
+        sa.Index("ix_holds_user", "user_id"),
+        sa.Index("ix_holds_status_user", "status", "user_id"),
         sa.Index("ix_holds_status_expires", "status", "expires_at"),
         # The dashboard's holds a minute.
         sa.Index("ix_holds_event_created", "event_id", "created_at"),

@@ -279,3 +279,42 @@ def test_same_seat_number_in_another_event_is_fine(conn, rows):
         venue_id=rows["venue"], name="Matinee", starts_at=utcnow(), currency="EUR",
         created_at=utcnow())).inserted_primary_key[0]
     conn.execute(_another_seat(rows, event_id=second, number=1, label="Main A1"))
+
+
+def test_a_holds_status_changes_without_a_lock_on_its_buyer(database):
+    """The expiry sweep and a request taking over a lapsed hold change holds of buyers whose
+    users rows they have not locked (requests lock those first, in id order). Through the
+    index of the buyer's foreign key, a status change took a shared lock on the users row:
+    out of the lock order, so sweeps waited for requests and deadlocked with them. Here
+    another transaction holds the buyer's row, and the change must not wait for it."""
+    if database.startswith("sqlite"):
+        pytest.skip("SQLite locks the whole database, not rows")
+    engine = sa.create_engine(database)
+    now = utcnow()
+    with engine.begin() as c:
+        user = c.execute(users.insert().values(email="lock@example.test", name="",
+                                               password_hash="x", created_at=now)
+                         ).inserted_primary_key[0]
+        venue = c.execute(venues.insert().values(name="Hall", timezone="UTC")
+                          ).inserted_primary_key[0]
+        event = c.execute(events.insert().values(venue_id=venue, name="Night", starts_at=now,
+                                                 currency="EUR", created_at=now)
+                          ).inserted_primary_key[0]
+        hold = c.execute(holds.insert().values(user_id=user, event_id=event, status="held",
+                                               amount_cents=0, currency="EUR", expires_at=now,
+                                               created_at=now)).inserted_primary_key[0]
+    try:
+        with engine.connect() as buyer, engine.connect() as sweep:
+            with buyer.begin():
+                buyer.execute(sa.select(users.c.id).where(users.c.id == user).with_for_update())
+                with sweep.begin():
+                    sweep.execute(sa.text("SET SESSION innodb_lock_wait_timeout = 1"))
+                    sweep.execute(holds.update().where(holds.c.id == hold)
+                                  .values(status="expired"))
+    finally:
+        with engine.begin() as c:
+            c.execute(holds.delete().where(holds.c.id == hold))
+            c.execute(events.delete().where(events.c.id == event))
+            c.execute(venues.delete().where(venues.c.id == venue))
+            c.execute(users.delete().where(users.c.id == user))
+        engine.dispose()
