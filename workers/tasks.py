@@ -12,6 +12,7 @@ from flask import current_app
 
 from booking import checkout, holds, intake, sales, settlement, waiting_room
 from booking.errors import BookingError, Busy
+from booking.models import utcnow
 from booking.payloads import reply
 from booking.records import RESULT_EVENTS
 from booking.runtime import runtime
@@ -132,8 +133,13 @@ def process_requests(self, items):
 def sweep_holds():
     """Release holds that expired and holds of buyers gone longer than the grace period."""
     rt = runtime()
+    # What had run out when the sweep started, in chunks of release_expired's limit. In
+    # a sale holds run out every moment: chasing them until none was left, one sweep
+    # ran for seconds of small transactions and kept a worker from the requests. What
+    # runs out meanwhile is the next sweep's (a request may take it at once anyway).
+    now = utcnow()
     while True:
-        outcome = run_transaction(lambda s: holds.release_expired(s))
+        outcome = run_transaction(lambda s: holds.release_expired(s, now=now))
         send(outcome)
         if not outcome.seats:
             break
