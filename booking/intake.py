@@ -25,6 +25,7 @@ in the broker and survives the web process. route() says which task performs
 which request, for the broker and for the embedded mode alike.
 """
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -338,7 +339,8 @@ def make_dispatcher(app):
     if app.config["REDIS_URL"]:
         batch_max = app.config["REQUEST_BATCH_MAX"]
         return BatchingDispatcher(socketio, lambda items: send_to_workers(items, batch_max),
-                                  batch_max, app.config["REQUEST_BATCH_INTERVAL_MS"] / 1000)
+                                  batch_max, app.config["REQUEST_BATCH_INTERVAL_MS"] / 1000,
+                                  app.config["REQUEST_BATCH_FULL_RATE"])
     return InlineDispatcher(socketio, run_here)
 
 
@@ -354,7 +356,8 @@ class _Ticket:
 class BatchingDispatcher:
     """Groups requests from many handlers into one task message (Redis mode, eventlet)."""
 
-    def __init__(self, socketio, send_batch, batch_max, interval_s=0.0, clock=time.monotonic):
+    def __init__(self, socketio, send_batch, batch_max, interval_s=0.0, full_rate=0.0,
+                 clock=time.monotonic):
         self.socketio = socketio
         self.send_batch = send_batch
         self.batch_max = batch_max
@@ -363,16 +366,35 @@ class BatchingDispatcher:
         # tasks of 1 to 3 requests, the workers spent most of their CPU on the
         # cost of a task rather than on the requests in it, fell behind, and
         # the answers took seconds (docs/BENCHMARKS.md, "One task per interval").
+        # The interval grows with this process's request rate, up to interval_s
+        # at full_rate requests a second (0: always interval_s): a lightly loaded
+        # process, whose workers have room, makes its requests wait less.
         self.interval_s = interval_s
+        self.full_rate = full_rate
         self.clock = clock
         self._sent_at = None
+        self._rate, self._rate_at = 0.0, clock()   # requests a second, decayed over 1 s
         self._full = socketio.server.eio.create_event()   # a full batch is waiting
         self._queue = deque()
         self._running = False
 
+    def count_request(self, now):
+        self._rate, self._rate_at = self.rate(now) + 1.0, now
+
+    def rate(self, now=None):
+        """This process's requests a second lately (an exponentially decayed count, 1 s)."""
+        now = self.clock() if now is None else now
+        return self._rate * math.exp(self._rate_at - now)
+
+    def interval(self, now=None):
+        if not self.full_rate:
+            return self.interval_s
+        return self.interval_s * min(1.0, self.rate(now) / self.full_rate)
+
     def submit(self, item):
         """Return once the request is in the broker; raise Busy if it could not be sent."""
         ticket = _Ticket(item, self.socketio.server.eio.create_event())
+        self.count_request(self.clock())
         self._queue.append(ticket)
         if len(self._queue) >= self.batch_max:
             self._full.set()
@@ -388,7 +410,8 @@ class BatchingDispatcher:
         one has passed, or when a full batch is waiting."""
         if self._sent_at is None or len(self._queue) >= self.batch_max:
             return 0.0
-        return self._sent_at + self.interval_s - self.clock()
+        now = self.clock()
+        return self._sent_at + self.interval(now) - now
 
     def _drain(self):
         try:

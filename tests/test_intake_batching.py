@@ -91,3 +91,23 @@ def test_a_failed_publish_answers_each_of_its_requests_busy(interval_s):
     assert len(errors) == 5 and all(e.details == {"retry_after_s": 2} for e in errors)
     with pytest.raises(Busy):
         dispatcher.submit({"n": 5})
+
+
+def test_the_interval_grows_with_the_request_rate_up_to_its_full_length():
+    """A lightly loaded process waits less: the interval is in proportion to its requests
+    a second, full from full_rate up. On a clock the test moves: 10, 100, 400 a second."""
+    sio = SocketIO(Flask(__name__), async_mode="threading")
+    now = [1000.0]
+    dispatcher = BatchingDispatcher(sio, lambda items: None, 200, interval_s=0.1,
+                                    full_rate=200, clock=lambda: now[0])
+    assert dispatcher.interval() == 0.0                     # nothing asked yet
+    for per_second in (10, 100, 400):
+        for _ in range(per_second * 5):                     # five seconds of it
+            now[0] += 1 / per_second
+            dispatcher.count_request(now[0])
+        rate = dispatcher.rate()
+        assert abs(rate - per_second) <= per_second * 0.05, (per_second, rate)
+        expected = 0.1 * min(1.0, per_second / 200)
+        assert abs(dispatcher.interval() - expected) <= expected * 0.05 + 1e-9
+    now[0] += 3.0                                            # quiet for three seconds
+    assert dispatcher.interval() < 0.1 * 400 / 200 * 0.06
