@@ -14,13 +14,14 @@ Handing requests to the workers, many per task: one Celery task costs a worker
 a few milliseconds of CPU whatever it carries (its transaction, statements,
 commit and publish), so the web process groups requests. A handler hands its
 request to the dispatcher and waits only until the broker has it (never for a
-worker). A web process sends at most one task message per
-REQUEST_BATCH_INTERVAL_MS: a request that finds the last message older than
-that goes at once (an idle system never waits), and requests arriving sooner
-wait for the interval to end and go together. So the tasks a web process
-sends a second are bounded whatever the load, and a busy one sends batches of
-its request rate times the interval (docs/BENCHMARKS.md, "One task per
-interval"). The ack goes out after the publish, so an acknowledged request is
+worker). A web process sends at most one task message per interval: a request
+that finds the last message older than that goes at once (an idle system never
+waits), and requests arriving sooner wait for the interval to end and go
+together. So the tasks a web process sends a second are bounded whatever the
+load, and a busy one sends batches of its request rate times the interval. The
+interval is REQUEST_BATCH_INTERVAL_MS from REQUEST_BATCH_FULL_RATE requests a
+second on the process up, shorter in proportion below (docs/BENCHMARKS.md, "One
+task per interval"). The ack goes out after the publish, so an acknowledged request is
 in the broker and survives the web process. route() says which task performs
 which request, for the broker and for the embedded mode alike.
 """
