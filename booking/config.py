@@ -138,7 +138,7 @@ def from_environment():
         # The interval is REQUEST_BATCH_INTERVAL_MS from REQUEST_BATCH_FULL_RATE
         # requests a second on that process up, and shorter in proportion below.
         "REQUEST_BATCH_INTERVAL_MS": _float("REQUEST_BATCH_INTERVAL_MS", 100.0),
-        "REQUEST_BATCH_FULL_RATE": _float("REQUEST_BATCH_FULL_RATE", 200.0),
+        "REQUEST_BATCH_FULL_RATE": _float("REQUEST_BATCH_FULL_RATE", 50.0),
         # Per-account limit on socket requests (limits' notation).
         "USER_RATE_LIMIT": os.environ.get("USER_RATE_LIMIT", "20/second;300/minute"),
         # An accepted request still unanswered after this long is enqueued again
