@@ -374,7 +374,8 @@ class BatchingDispatcher:
         # the answers took seconds (docs/BENCHMARKS.md, "One task per interval").
         # The interval grows with this process's request rate, up to interval_s
         # at full_rate requests a second (0: always interval_s): a lightly loaded
-        # process, whose workers have room, makes its requests wait less.
+        # process makes its requests wait less. full_rate stays low: the workers
+        # may be busy with other work (payments) while few requests come here.
         self.interval_s = interval_s
         self.full_rate = full_rate
         self.clock = clock
