@@ -302,7 +302,7 @@ def release_expired(session, now=None, limit=2000):
     request deciding on them (buyers ask for seats the moment their holds run
     out), which takes them over or leaves them for the next sweep. Waiting, the
     sweep held its other locks meanwhile, requests waited for it in turn, and
-    sweeps took seconds in a sale (docs/BENCHMARKS.md, "One task per interval").
+    sweeps took seconds in a sale (docs/BENCHMARKS.md, "#13: one task per interval").
     """
     now = now or utcnow()
     outcome = Outcome()

@@ -20,8 +20,8 @@ waits), and requests arriving sooner wait for the interval to end and go
 together. So the tasks a web process sends a second are bounded whatever the
 load, and a busy one sends batches of its request rate times the interval. The
 interval is REQUEST_BATCH_INTERVAL_MS from REQUEST_BATCH_FULL_RATE requests a
-second on the process up, shorter in proportion below (docs/BENCHMARKS.md, "One
-task per interval"). The ack goes out after the publish, so an acknowledged request is
+second on the process up, shorter in proportion below (docs/BENCHMARKS.md, "#13:
+one task per interval"). The ack goes out after the publish, so an acknowledged request is
 in the broker and survives the web process. route() says which task performs
 which request, for the broker and for the embedded mode alike.
 """
@@ -371,7 +371,7 @@ class BatchingDispatcher:
         # while a publish is in flight (~1 ms): under load a web process sent
         # tasks of 1 to 3 requests, the workers spent most of their CPU on the
         # cost of a task rather than on the requests in it, fell behind, and
-        # the answers took seconds (docs/BENCHMARKS.md, "One task per interval").
+        # the answers took seconds (docs/BENCHMARKS.md, "#13: one task per interval").
         # The interval grows with this process's request rate, up to interval_s
         # at full_rate requests a second (0: always interval_s): a lightly loaded
         # process makes its requests wait less. full_rate stays low: the workers
