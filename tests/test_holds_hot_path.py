@@ -109,7 +109,8 @@ def test_a_batch_of_answers_is_one_publish(cluster, clean_db, make_users, tmp_pa
         **_counted_env(tmp_path / "worker-{pid}.json"), "MAX_OPEN_HOLDS": "1000"})
     # Requests that wait a while in the web process go to the worker in one task.
     web = cluster.web(extra_env={"MAX_OPEN_HOLDS": "1000", "USER_RATE_LIMIT": "1000/second",
-                                 "REQUEST_BATCH_INTERVAL_MS": "300"})
+                                 "REQUEST_BATCH_INTERVAL_MS": "300",
+                                 "REQUEST_BATCH_FULL_RATE": "0"})
     (uid, tok), = make_users(1)
     buyer = Buyer(web.url, tok, uid).connect()
     children = psutil.Process(worker.pid).children()
