@@ -223,9 +223,11 @@ def test_the_sweep_skips_a_seat_a_request_is_deciding_on_instead_of_waiting(app,
 def test_a_sweep_releases_what_had_run_out_when_it_started(app, make_users, monkeypatch):
     """In a sale holds run out every moment; a sweep that chased them until none was left
     ran for seconds. Hold B runs out while the sweep is busy with hold A: it stays for
-    the next sweep (and is claimable meanwhile: lazy expiry)."""
+    the next sweep (and is claimable meanwhile: lazy expiry). The sweep's start is fixed
+    (workers.tasks.utcnow), so how fast this machine runs the test changes nothing."""
     from datetime import timedelta
 
+    import workers.tasks
     from booking import holds
     from booking.extensions import db
     from booking.models import Seat, utcnow
@@ -236,9 +238,11 @@ def test_a_sweep_releases_what_had_run_out_when_it_started(app, make_users, monk
     event_id, (s1, s2) = _event(app, seats=2)
     settings = app.extensions["boxoffice"].settings
     ttl = timedelta(seconds=settings.hold_ttl_seconds)
+    started = utcnow()
+    b_runs_out = started + timedelta(seconds=1)
     with app.app_context():
-        for user, rid, seat, made in ((a, "a1", s1, utcnow() - ttl - timedelta(minutes=1)),
-                                      (b, "b1", s2, utcnow() - ttl + timedelta(seconds=1))):
+        for user, rid, seat, made in ((a, "a1", s1, started - ttl - timedelta(minutes=1)),
+                                      (b, "b1", s2, b_runs_out - ttl)):
             out = holds.process_requests(db.session, [
                 {"kind": "hold", "user_id": user, "request_id": rid, "event_id": event_id,
                  "seat_ids": [seat]}], settings, now=made)
@@ -250,15 +254,17 @@ def test_a_sweep_releases_what_had_run_out_when_it_started(app, make_users, monk
     def busy_sweep(session, now=None, **kwargs):
         calls.append(now)
         out = real(session, now=now, **kwargs)
-        if len(calls) == 1:
-            time.sleep(1.5)          # hold B runs out meanwhile
+        if len(calls) == 1:   # hold B runs out meanwhile, on the wall clock
+            time.sleep(max(0.0, (b_runs_out - utcnow()).total_seconds()) + 0.5)
         return out
     monkeypatch.setattr(holds, "release_expired", busy_sweep)
+    monkeypatch.setattr(workers.tasks, "utcnow", lambda: started)
     sweep_holds.apply(throw=True)
     with app.app_context():
         assert db.session.get(Seat, s1).status == "available"
         assert db.session.get(Seat, s2).status == "held", "B ran out after the sweep started"
-    assert len(calls) == 2 and calls[0] == calls[1]
-    sweep_holds.apply(throw=True)
+    assert calls == [started, started]
+    monkeypatch.undo()
+    sweep_holds.apply(throw=True)        # the next sweep, started now
     with app.app_context():
         assert db.session.get(Seat, s2).status == "available"
