@@ -28,6 +28,18 @@ def _status(watcher, seat):
     return watcher.seat_versions.get(seat, (0, None))[1]
 
 
+def _hold_at(app, user, rid, event_id, seats, now):
+    """A hold request decided in-process at the time `now`, committed: its Outcome."""
+    from booking import holds
+    from booking.extensions import db
+    with app.app_context():
+        out = holds.process_requests(db.session, [
+            {"kind": "hold", "user_id": user, "request_id": rid, "event_id": event_id,
+             "seat_ids": seats}], app.extensions["boxoffice"].settings, now=now)
+        db.session.commit()
+        return out
+
+
 def test_lapsed_hold_is_claimable_at_once_then_swept(cluster, clean_db, buyers):
     """No beat running: a claim takes an expired seat at once; beat later frees the rest."""
     event_id = create_event(clean_db, rows=1, per_row=6)
@@ -114,12 +126,7 @@ def test_expiry_is_decided_by_the_clock_the_services_are_given(app, make_users):
     ttl = timedelta(seconds=settings.hold_ttl_seconds)
 
     def hold(user, rid, seats, now):
-        with app.app_context():
-            out = holds.process_requests(db.session, [
-                {"kind": "hold", "user_id": user, "request_id": rid, "event_id": event_id,
-                 "seat_ids": seats}], settings, now=now)
-            db.session.commit()
-            return out
+        return _hold_at(app, user, rid, event_id, seats, now)
 
     first = hold(a, "a1", [s1, s2], t0).results[0][3]
     assert first["ok"], first
@@ -185,12 +192,7 @@ def test_the_sweep_skips_a_seat_a_request_is_deciding_on_instead_of_waiting(app,
     settings = app.extensions["boxoffice"].settings
     t0 = utcnow()
     later = t0 + timedelta(seconds=settings.hold_ttl_seconds)
-    with app.app_context():
-        out = holds.process_requests(db.session, [
-            {"kind": "hold", "user_id": a, "request_id": "a1", "event_id": event_id,
-             "seat_ids": [s1, s2, s3]}], settings, now=t0)
-        db.session.commit()
-        hold_id = out.results[0][3]["hold_id"]
+    hold_id = _hold_at(app, a, "a1", event_id, [s1, s2, s3], t0).results[0][3]["hold_id"]
 
     engine = sa.create_engine(clean_db)
     other = engine.connect()
@@ -240,14 +242,10 @@ def test_a_sweep_releases_what_had_run_out_when_it_started(app, make_users, monk
     ttl = timedelta(seconds=settings.hold_ttl_seconds)
     started = utcnow()
     b_runs_out = started + timedelta(seconds=1)
-    with app.app_context():
-        for user, rid, seat, made in ((a, "a1", s1, started - ttl - timedelta(minutes=1)),
-                                      (b, "b1", s2, b_runs_out - ttl)):
-            out = holds.process_requests(db.session, [
-                {"kind": "hold", "user_id": user, "request_id": rid, "event_id": event_id,
-                 "seat_ids": [seat]}], settings, now=made)
-            assert out.results[0][3]["ok"], out.results
-            db.session.commit()
+    for user, rid, seat, made in ((a, "a1", s1, started - ttl - timedelta(minutes=1)),
+                                  (b, "b1", s2, b_runs_out - ttl)):
+        out = _hold_at(app, user, rid, event_id, [seat], made)
+        assert out.results[0][3]["ok"], out.results
 
     real, calls = holds.release_expired, []
 
