@@ -94,25 +94,33 @@ def test_upgrade_is_idempotent_and_reversible(tmp_path):
     engine.dispose()
 
 
-@pytest.fixture
-def rows(conn):
-    """One of everything: a buyer, an event with two seats, a paid hold and its order."""
+def _buyer_and_hold(conn, email, hold_status, amount_cents):
+    """A buyer, a venue, an event and the buyer's hold in that status: their ids."""
     now = utcnow()
     ids = {}
     ids["user"] = conn.execute(users.insert().values(
-        email="b@example.test", name="B", password_hash="x", created_at=now)).inserted_primary_key[0]
+        email=email, name="B", password_hash="x", created_at=now)).inserted_primary_key[0]
     ids["venue"] = conn.execute(venues.insert().values(
         name="Hall", timezone="UTC")).inserted_primary_key[0]
     ids["event"] = conn.execute(events.insert().values(
         venue_id=ids["venue"], name="Night", starts_at=now, currency="EUR",
         created_at=now)).inserted_primary_key[0]
+    ids["hold"] = conn.execute(holds.insert().values(
+        user_id=ids["user"], event_id=ids["event"], status=hold_status,
+        amount_cents=amount_cents, currency="EUR", expires_at=now,
+        created_at=now)).inserted_primary_key[0]
+    return ids
+
+
+@pytest.fixture
+def rows(conn):
+    """One of everything: a buyer, an event with two seats, a paid hold and its order."""
+    now = utcnow()
+    ids = _buyer_and_hold(conn, "b@example.test", "paid", 1000)
     for n in (1, 2):
         ids[f"seat{n}"] = conn.execute(seats.insert().values(
             event_id=ids["event"], section="Main", row="A", number=n, label=f"Main A{n}",
             price_cents=1000, status="available", version=0)).inserted_primary_key[0]
-    ids["hold"] = conn.execute(holds.insert().values(
-        user_id=ids["user"], event_id=ids["event"], status="paid", amount_cents=1000,
-        currency="EUR", expires_at=now, created_at=now)).inserted_primary_key[0]
     ids["order"] = conn.execute(orders.insert().values(
         user_id=ids["user"], event_id=ids["event"], hold_id=ids["hold"], status="paid",
         amount_cents=1000, currency="EUR", created_at=now)).inserted_primary_key[0]
@@ -290,19 +298,9 @@ def test_a_holds_status_changes_without_a_lock_on_its_buyer(database):
     if database.startswith("sqlite"):
         pytest.skip("SQLite locks the whole database, not rows")
     engine = sa.create_engine(database)
-    now = utcnow()
     with engine.begin() as c:
-        user = c.execute(users.insert().values(email="lock@example.test", name="",
-                                               password_hash="x", created_at=now)
-                         ).inserted_primary_key[0]
-        venue = c.execute(venues.insert().values(name="Hall", timezone="UTC")
-                          ).inserted_primary_key[0]
-        event = c.execute(events.insert().values(venue_id=venue, name="Night", starts_at=now,
-                                                 currency="EUR", created_at=now)
-                          ).inserted_primary_key[0]
-        hold = c.execute(holds.insert().values(user_id=user, event_id=event, status="held",
-                                               amount_cents=0, currency="EUR", expires_at=now,
-                                               created_at=now)).inserted_primary_key[0]
+        ids = _buyer_and_hold(c, "lock@example.test", "held", 0)
+    user, venue, event, hold = ids["user"], ids["venue"], ids["event"], ids["hold"]
     try:
         with engine.connect() as buyer, engine.connect() as sweep:
             with buyer.begin():
