@@ -26,8 +26,8 @@ from . import mail, records, tickets
 from .errors import (BookingError, Conflict, HoldExpired, NotFound,
                      PaymentDeclined, PaymentError)
 from .holds import check_owner
-from .locking import lock_holds, lock_payment, lock_seats_of_hold, lock_users
-from .models import HoldSeat, Order, OrderSeat, Payment, User, utcnow
+from .locking import lock_holds, lock_payments, lock_seats_of_holds, lock_users
+from .models import Order, OrderSeat, Payment, User, utcnow
 from .outcome import Outcome, set_seat
 from .payloads import reply
 
@@ -51,12 +51,6 @@ def processor_key(user_id, idempotency_key):
     return f"u{user_id}:{idempotency_key}"
 
 
-def _answer(outcome, user_id, request_id, payload, now, session):
-    entry = (user_id, request_id, EVENT, payload)
-    records.record(session, [entry], now)
-    outcome.results.append(entry)
-
-
 def _payment_answer(payment, request_id):
     """The result a finished payment gives, for whichever request asks."""
     if payment.status == "captured" and payment.order_id:
@@ -71,56 +65,90 @@ def _payment_answer(payment, request_id):
 
 
 def begin_payment(session, item, processor_name, now=None):
-    """Phase 1. Returns a PaymentStart; raises nothing for the buyer's mistakes (they are answered)."""
-    now = now or utcnow()
-    uid, rid, hold_id = item["user_id"], item["request_id"], item["hold_id"]
-    start = PaymentStart()
-    lock_users(session, [uid])
-    seen = records.recorded(session, [(uid, rid)])
-    if seen:
-        event, payload = seen[(uid, rid)]
-        start.outcome.results.append((uid, rid, event, payload))
-        return start
+    """Phase 1 for one pay request (begin_payments with one item)."""
+    return begin_payments(session, [item], processor_name, now)[0]
 
-    key = processor_key(uid, item["idempotency_key"])
-    payment = session.scalar(sa.select(Payment).where(Payment.processor_key == key))
-    if payment is not None:
-        if payment.hold_id != hold_id:
-            _answer(start.outcome, uid, rid, reply(rid, Conflict.of("key_reused"), event=EVENT),
-                    now, session)
-        elif payment.status == "pending":
+
+def begin_payments(session, items, processor_name, now=None):
+    """Phase 1 for pay requests of distinct buyers, in one transaction: [PaymentStart] in
+    the order of items. Raises nothing for the buyers' mistakes (they are answered).
+
+    Set-based: the locks, the reads and the writes are one statement each for the
+    whole batch, in the lock order (booking/locking.py); each request is decided
+    as begin_payment always decided it. A buyer appears once (pay_rounds splits a
+    batch): a request's answer may depend on the buyer's own earlier one.
+    """
+    now = now or utcnow()
+    assert len({i["user_id"] for i in items}) == len(items), "one request per buyer"
+    starts = [PaymentStart() for _ in items]
+    answers = []
+    lock_users(session, [i["user_id"] for i in items])
+    seen = records.recorded(session, [(i["user_id"], i["request_id"]) for i in items])
+    keys = [processor_key(i["user_id"], i["idempotency_key"]) for i in items]
+    known = {p.processor_key: p for p in session.scalars(
+        sa.select(Payment).where(Payment.processor_key.in_(sorted(set(keys)))))}
+    fresh = []
+    for start, item, key in zip(starts, items, keys):
+        uid, rid = item["user_id"], item["request_id"]
+        if (uid, rid) in seen:
+            event, payload = seen[(uid, rid)]
+            start.outcome.results.append((uid, rid, event, payload))
+        elif key not in known:
+            fresh.append((start, item, key))
+        elif known[key].hold_id != item["hold_id"]:
+            answers.append((start, uid, rid, reply(rid, Conflict.of("key_reused"), event=EVENT)))
+        elif known[key].status == "pending":
             # The same payment again (a redelivery or a double send): ask the
             # processor again under the same key; it will not charge twice.
-            start.payment_id, start.processor_key = payment.id, key
-            start.amount_cents, start.currency = payment.amount_cents, payment.currency
+            _to_charge(start, known[key])
         else:
-            _answer(start.outcome, uid, rid, _payment_answer(payment, rid), now, session)
-        return start
+            answers.append((start, uid, rid, _payment_answer(known[key], rid)))
+    if fresh:
+        hold_ids = [item["hold_id"] for _s, item, _k in fresh]
+        seats = lock_seats_of_holds(session, hold_ids)
+        locked = {hold.id: hold for hold in lock_holds(session, hold_ids)}
+        created = []
+        for start, item, key in fresh:
+            uid, rid, hold_id = item["user_id"], item["request_id"], item["hold_id"]
+            hold = locked.get(hold_id)
+            try:
+                check_payable(hold_id, *((hold.user_id, hold.status, hold.expires_at) if hold
+                                         else (None, None, None)), uid, now)
+            except BookingError as err:
+                answers.append((start, uid, rid, reply(rid, err, event=EVENT)))
+                continue
+            hold.status = "paying"
+            for seat in seats[hold_id].values():
+                # A seat being paid for never expires. Watchers are told (a new version
+                # without expires_at), or their maps would free it when the hold's time
+                # passes while the payment is still running.
+                set_seat(start.outcome, seat, "held", hold=hold, expires_at=None)
+            payment = Payment(user_id=uid, hold_id=hold.id,
+                              idempotency_key=item["idempotency_key"], processor_key=key,
+                              request_id=rid, status="pending", amount_cents=hold.amount_cents,
+                              currency=hold.currency, brand=item["brand"], last4=item["last4"],
+                              processor=processor_name, created_at=now, updated_at=now)
+            session.add(payment)
+            created.append((start, payment))
+        session.flush()  # the payments' ids, in one INSERT
+        for start, payment in created:
+            _to_charge(start, payment)
+    _record(session, [(start.outcome, (uid, rid, EVENT, payload))
+                      for start, uid, rid, payload in answers], now)
+    return starts
 
-    seats = lock_seats_of_hold(session, hold_id)
-    hold = next(iter(lock_holds(session, [hold_id])), None)
-    try:
-        check_payable(hold_id, *((hold.user_id, hold.status, hold.expires_at) if hold
-                                 else (None, None, None)), uid, now)
-    except BookingError as err:
-        _answer(start.outcome, uid, rid, reply(rid, err, event=EVENT), now, session)
-        return start
-    hold.status = "paying"
-    for seat in seats.values():
-        # A seat being paid for never expires. Watchers are told (a new version
-        # without expires_at), or their maps would free it when the hold's time
-        # passes while the payment is still running.
-        set_seat(start.outcome, seat, "held", hold=hold, expires_at=None)
-    payment = Payment(user_id=uid, hold_id=hold.id, idempotency_key=item["idempotency_key"],
-                      processor_key=key, request_id=rid, status="pending",
-                      amount_cents=hold.amount_cents, currency=hold.currency,
-                      brand=item["brand"], last4=item["last4"], processor=processor_name,
-                      created_at=now, updated_at=now)
-    session.add(payment)
-    session.flush()
-    start.payment_id, start.processor_key = payment.id, key
+
+def _to_charge(start, payment):
+    start.payment_id, start.processor_key = payment.id, payment.processor_key
     start.amount_cents, start.currency = payment.amount_cents, payment.currency
-    return start
+
+
+def _record(session, answers, now):
+    """Record answers [(outcome, (user_id, request_id, event, payload))] in one statement
+    and add each to its outcome's results."""
+    records.record(session, [entry for _o, entry in answers], now)
+    for outcome, entry in answers:
+        outcome.results.append(entry)
 
 
 def keyed_payment(session, user_id, idempotency_key):
@@ -160,44 +188,55 @@ def check_payable(hold_id, owner_id, status, expires_at, user_id, now, in_progre
 
 
 def finish_payment(session, payment_id, charge, request_id=None, now=None):
-    """Phase 3: apply the processor's answer (a Charge, or None for 'no charge exists').
+    """Phase 3 for one payment (finish_payments with one entry)."""
+    return finish_payments(session, [(payment_id, charge, request_id)], now)
 
-    request_id: the request this task serves, if not the one that started the
-    payment (a double send with the same key); every such request is answered.
-    Returns an Outcome: the answers, seat changes, and processor keys to refund
-    (a capture that cannot become an order).
+
+def finish_payments(session, entries, now=None):
+    """Phase 3: apply the processor's answers, in one transaction.
+
+    entries: [(payment_id, charge, request_id)] of distinct payments; charge is a
+    Charge, or None for 'no charge exists'; request_id is the request this task
+    serves if not the one that started the payment (a double send with the same
+    key): every such request is answered. Returns an Outcome: the answers, seat
+    changes, and processor keys to refund (a capture that cannot become an order).
+    Set-based like begin_payments; each payment is decided on its own.
     """
     now = now or utcnow()
     outcome = Outcome()
-    head = session.execute(sa.select(Payment.user_id, Payment.hold_id)
-                           .where(Payment.id == payment_id)).one()
-    lock_users(session, [head.user_id])
-    seats = lock_seats_of_hold(session, head.hold_id)
-    hold = lock_holds(session, [head.hold_id])[0]
-    payment = lock_payment(session, payment_id)
-
-    captured = charge is not None and charge.status == "captured"
-    if payment.status != "pending":
-        # Settled already (by the task or by reconciliation). A capture we did
-        # not turn into this payment's order must not stay charged.
-        if captured and payment.order_id is None and payment.status != "refunded":
-            payment.status = "captured"
-            outcome.refunds.append(payment.processor_key)
-        _answer_all(session, outcome, payment, [request_id], now)
-        return outcome
-
-    payment.updated_at = now
-    if captured:
-        payment.reference = charge.reference
-        if hold.status == "paying" and _seats_intact(session, hold, seats):
-            order = _create_order(session, outcome, hold, seats, payment, now)
-            payment.status, payment.order_id = "captured", order.id
-            hold.status = "paid"
-        else:
-            log.warning("capture for hold %s cannot become an order; refunding", hold.id)
-            payment.status = "captured"
-            outcome.refunds.append(payment.processor_key)
-    else:
+    ids = [payment_id for payment_id, _c, _r in entries]
+    assert len(set(ids)) == len(ids), "one entry per payment"
+    heads = session.execute(sa.select(Payment.user_id, Payment.hold_id)
+                            .where(Payment.id.in_(sorted(ids)))).all()
+    lock_users(session, {head.user_id for head in heads})
+    hold_ids = [head.hold_id for head in heads]
+    seats = lock_seats_of_holds(session, hold_ids)
+    locked = {hold.id: hold for hold in lock_holds(session, hold_ids)}
+    payments = lock_payments(session, ids)
+    asked, new_orders = [], []
+    for payment_id, charge, request_id in entries:
+        payment = payments[payment_id]
+        hold, hold_seats = locked[payment.hold_id], seats[payment.hold_id]
+        asked.append((payment, [payment.request_id, request_id]))
+        captured = charge is not None and charge.status == "captured"
+        if payment.status != "pending":
+            # Settled already (by the task or by reconciliation). A capture we did
+            # not turn into this payment's order must not stay charged.
+            asked[-1] = (payment, [request_id])
+            if captured and payment.order_id is None and payment.status != "refunded":
+                payment.status = "captured"
+                outcome.refunds.append(payment.processor_key)
+            continue
+        payment.updated_at = now
+        if captured:
+            payment.reference = charge.reference
+            if hold.status == "paying" and _seats_intact(hold, hold_seats):
+                new_orders.append((hold, hold_seats, payment))
+            else:
+                log.warning("capture for hold %s cannot become an order; refunding", hold.id)
+                payment.status = "captured"
+                outcome.refunds.append(payment.processor_key)
+            continue
         if charge is not None and charge.status == "declined":
             payment.status, payment.decline_reason = "declined", charge.decline_reason
         else:
@@ -205,42 +244,60 @@ def finish_payment(session, payment_id, charge, request_id=None, now=None):
         if hold.status == "paying":
             # Back to the buyer until the hold's own expiry: another card may be tried.
             hold.status = "held"
-            for seat in seats.values():
+            for seat in hold_seats.values():
                 set_seat(outcome, seat, "held", hold=hold, expires_at=hold.expires_at)
-    _answer_all(session, outcome, payment, [payment.request_id, request_id], now)
+    _create_orders(session, outcome, new_orders, now)
+    _answer_all(session, outcome, asked, now)
     session.flush()
     return outcome
 
 
-def _answer_all(session, outcome, payment, request_ids, now):
-    """Answer each request about this payment that has no recorded answer yet."""
-    wanted = {r for r in request_ids if r}
-    done = records.recorded(session, {(payment.user_id, r) for r in wanted})
-    for rid in sorted(wanted):
-        if (payment.user_id, rid) not in done:
-            _answer(outcome, payment.user_id, rid, _payment_answer(payment, rid), now, session)
+def _answer_all(session, outcome, asked, now):
+    """Answer each request about each payment that has no recorded answer yet.
+
+    asked: [(payment, [request_id or None])], one recorded-answers read for all."""
+    wanted = sorted({(payment.user_id, rid, payment) for payment, rids in asked
+                     for rid in rids if rid}, key=lambda w: (w[0], w[1]))
+    done = records.recorded(session, {(uid, rid) for uid, rid, _p in wanted})
+    _record(session, [(outcome, (uid, rid, EVENT, _payment_answer(payment, rid)))
+                      for uid, rid, payment in wanted if (uid, rid) not in done], now)
 
 
-def _seats_intact(session, hold, seats):
-    wanted = set(session.scalars(sa.select(HoldSeat.seat_id).where(HoldSeat.hold_id == hold.id)))
-    return wanted == {s.id for s in seats.values() if s.status == "held"}
+def _seats_intact(hold, seats):
+    """Whether every seat the hold covered still points at it, held."""
+    return ({hs.seat_id for hs in hold.seats}
+            == {s.id for s in seats.values() if s.status == "held"})
 
 
-def _create_order(session, outcome, hold, seats, payment, now):
-    order = Order(user_id=hold.user_id, event_id=hold.event_id, hold_id=hold.id, status="paid",
-                  amount_cents=hold.amount_cents, currency=hold.currency, created_at=now)
-    order.items = [OrderSeat(seat_id=s.id, label=s.label, price_cents=hs.price_cents)
-                   for s, hs in zip(sorted(seats.values(), key=lambda x: x.id), hold.seats)]
-    session.add(order)
-    session.flush()
-    for seat in seats.values():
-        set_seat(outcome, seat, "sold", order_id=order.id)
-    # In the order's own transaction: never an order without its tickets and
-    # its confirmation e-mail, never a ticket or an e-mail without an order.
-    tickets.issue_tickets(session, order)
-    buyer_email = session.scalar(sa.select(User.email).where(User.id == order.user_id))
-    outcome.mails.append(mail.queue_order_confirmation(session, order, buyer_email).id)
-    return order
+def _create_orders(session, outcome, new_orders, now):
+    """Orders for captured payments [(hold, seats, payment)], with their tickets and their
+    confirmation e-mails: in the payments' own transaction (never an order without its
+    tickets and its e-mail, never a ticket or an e-mail without an order), each kind of
+    row in one INSERT for the whole batch."""
+    if not new_orders:
+        return
+    orders = []
+    for hold, seats, payment in new_orders:
+        prices = {hs.seat_id: hs.price_cents for hs in hold.seats}
+        order = Order(user_id=hold.user_id, event_id=hold.event_id, hold_id=hold.id,
+                      status="paid", amount_cents=hold.amount_cents, currency=hold.currency,
+                      created_at=now,
+                      items=[OrderSeat(seat_id=seat.id, label=seat.label,
+                                       price_cents=prices[seat.id])
+                             for seat in sorted(seats.values(), key=lambda x: x.id)])
+        session.add(order)
+        orders.append(order)
+    session.flush()  # the orders' ids
+    for order, (hold, seats, payment) in zip(orders, new_orders):
+        for seat in seats.values():
+            set_seat(outcome, seat, "sold", order_id=order.id)
+        payment.status, payment.order_id = "captured", order.id
+        hold.status = "paid"
+    tickets.issue_tickets_for(session, orders)
+    emails = dict(session.execute(sa.select(User.id, User.email)
+                                  .where(User.id.in_(sorted({o.user_id for o in orders})))).all())
+    outcome.mails.extend(row.id for row in mail.queue_order_confirmations(
+        session, [(order, emails[order.user_id]) for order in orders]))
 
 
 def mark_refunded(session, processor_keys, now=None):

@@ -312,12 +312,15 @@ _PRECHECKS = {"hold": _precheck_hold, "release": _precheck_release, "pay": _prec
 # ------------------------------------------------------------- to the workers
 
 def route(items, batch_max):
-    """[(task, args)] performing items: holds and releases batched, payments one each."""
+    """[(task, args)] performing items: holds and releases in batches, payments in batches
+    of their own (a payment waits on the processor; a hold must not wait on it)."""
     from workers import tasks
     batchable = [i for i in items if i["kind"] != "pay"]
-    calls = [(tasks.process_requests, [batchable[start:start + batch_max]])
+    pays = [i for i in items if i["kind"] == "pay"]
+    return ([(tasks.process_requests, [batchable[start:start + batch_max]])
              for start in range(0, len(batchable), batch_max)]
-    return calls + [(tasks.pay, [i]) for i in items if i["kind"] == "pay"]
+            + [(tasks.pay_many, [pays[start:start + batch_max]])
+               for start in range(0, len(pays), batch_max)])
 
 
 def send_to_workers(items, batch_max):
@@ -326,9 +329,7 @@ def send_to_workers(items, batch_max):
         # The message's own summary of its arguments, for logs and monitors: Celery
         # otherwise builds a bounded repr of the whole batch on every send (1.5% of a
         # web process's CPU in bench/holds.py).
-        what = args[0]
-        task.apply_async(args=args, kwargsrepr="{}", argsrepr=(
-            f"({len(what)} requests)" if isinstance(what, list) else "(1 payment)"))
+        task.apply_async(args=args, kwargsrepr="{}", argsrepr=f"({len(args[0])} requests)")
 
 
 def run_here(items):

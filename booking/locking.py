@@ -71,10 +71,18 @@ def write_seat_rows(session, seats, chunk=500):
             tuple(params))
 
 
-def lock_seats_of_hold(session, hold_id):
-    """The seats currently pointing at a hold, locked."""
-    ids = session.scalars(sa.select(Seat.id).where(Seat.hold_id == hold_id)).all()
-    return lock_seats(session, ids)
+def lock_seats_of_holds(session, hold_ids):
+    """{hold_id: {id: Seat}}: the seats pointing at each hold, locked in one statement.
+
+    Grouped by the hold a seat points at once it is locked (an unlocked read found
+    them; one that moved on meanwhile is not that hold's)."""
+    wanted = set(hold_ids)
+    ids = session.scalars(sa.select(Seat.id).where(Seat.hold_id.in_(sorted(wanted)))).all()
+    by_hold = {hold_id: {} for hold_id in wanted}
+    for seat_id, seat in lock_seats(session, ids).items():
+        if seat.hold_id in by_hold:
+            by_hold[seat.hold_id][seat_id] = seat
+    return by_hold
 
 
 def lock_holds(session, hold_ids, *conditions):
@@ -84,5 +92,10 @@ def lock_holds(session, hold_ids, *conditions):
                            .order_by(Hold.id).with_for_update()).all()
 
 
-def lock_payment(session, payment_id):
-    return session.scalar(sa.select(Payment).where(Payment.id == payment_id).with_for_update())
+def lock_payments(session, payment_ids):
+    """{id: Payment}, locked in ascending id order."""
+    if not payment_ids:
+        return {}
+    rows = session.scalars(sa.select(Payment).where(Payment.id.in_(sorted(payment_ids)))
+                           .order_by(Payment.id).with_for_update()).all()
+    return {p.id: p for p in rows}

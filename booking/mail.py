@@ -57,21 +57,41 @@ def queue_mail(session, *, kind, dedupe_key, to_addr, user_id=None, order_id=Non
     existing = session.scalar(sa.select(MailOutbox).where(MailOutbox.dedupe_key == dedupe_key))
     if existing is not None:
         return existing
-    now = now or utcnow()
-    row = MailOutbox(dedupe_key=dedupe_key, kind=kind, to_addr=to_addr, user_id=user_id,
-                     order_id=order_id, refund_id=refund_id, params=json.dumps(params or {}),
-                     message_id=_message_id(kind), status="pending", attempts=0,
-                     next_attempt_at=now, created_at=now)
+    row = _outbox_row(kind=kind, dedupe_key=dedupe_key, to_addr=to_addr, user_id=user_id,
+                      order_id=order_id, refund_id=refund_id, params=params, now=now)
     session.add(row)
     session.flush()
     return row
 
 
+def _outbox_row(*, kind, dedupe_key, to_addr, user_id=None, order_id=None, refund_id=None,
+                params=None, now=None):
+    assert kind in KINDS, kind
+    now = now or utcnow()
+    return MailOutbox(dedupe_key=dedupe_key, kind=kind, to_addr=to_addr, user_id=user_id,
+                      order_id=order_id, refund_id=refund_id, params=json.dumps(params or {}),
+                      message_id=_message_id(kind), status="pending", attempts=0,
+                      next_attempt_at=now, created_at=now)
+
+
 def queue_order_confirmation(session, order, to_addr):
     """The confirmation of a paid order: one per order, whatever happens."""
-    return queue_mail(session, kind="order_confirmation", dedupe_key=f"order:{order.id}:paid",
-                      to_addr=to_addr, user_id=order.user_id, order_id=order.id,
-                      now=order.created_at)
+    return queue_order_confirmations(session, [(order, to_addr)])[0]
+
+
+def queue_order_confirmations(session, orders):
+    """queue_order_confirmation for [(order, to_addr)]: one read and one INSERT for all."""
+    keys = {f"order:{order.id}:paid": (order, to_addr) for order, to_addr in orders}
+    rows = {row.dedupe_key: row for row in session.scalars(
+        sa.select(MailOutbox).where(MailOutbox.dedupe_key.in_(sorted(keys))))}
+    for key, (order, to_addr) in keys.items():
+        if key not in rows:
+            rows[key] = _outbox_row(kind="order_confirmation", dedupe_key=key, to_addr=to_addr,
+                                    user_id=order.user_id, order_id=order.id,
+                                    now=order.created_at)
+            session.add(rows[key])
+    session.flush()
+    return [rows[f"order:{order.id}:paid"] for order, _to in orders]
 
 
 def queue_resend(session, order, to_addr, now=None):

@@ -13,6 +13,7 @@ from flask import current_app
 from booking import checkout, holds, intake, sales, settlement, waiting_room
 from booking.errors import BookingError, Busy
 from booking.models import utcnow
+from booking.outcome import Outcome
 from booking.payloads import reply
 from booking.records import RESULT_EVENTS
 from booking.runtime import runtime
@@ -170,51 +171,111 @@ def requeue_overdue_requests():
 
 @shared_task(bind=True, name="workers.tasks.pay", max_retries=DB_RETRIES)
 def pay(self, item):
-    """Charge a hold under the buyer's idempotency key, then sell its seats (or give it back)."""
+    """One payment (the message of web processes before payments were batched)."""
+    _pay(self, [item])
+
+
+@shared_task(bind=True, name="workers.tasks.pay_many", max_retries=DB_RETRIES)
+def pay_many(self, items):
+    """Charge holds, each under its buyer's idempotency key, then sell their seats (or give
+    them back): one transaction before the charges and one after, for the whole batch."""
+    _pay(self, items)
+
+
+def pay_rounds(items):
+    """items split so that a buyer appears once in each round, in the order they came."""
+    rounds = []
+    for item in items:
+        for part in rounds:
+            if all(other["user_id"] != item["user_id"] for other in part):
+                part.append(item)
+                break
+        else:
+            rounds.append([item])
+    return rounds
+
+
+def _pay(task, items):
+    for part in pay_rounds(items):
+        _pay_round(task, part)
+
+
+def _pay_round(task, items):
     rt = runtime()
-    start = _decide(self, [item], lambda s: checkout.begin_payment(s, item, rt.processor.name))
-    if start is None:
+    starts = _decide(task, items, lambda s: checkout.begin_payments(s, items, rt.processor.name))
+    if starts is None:
         return
-    if start.payment_id is None:
-        send(start.outcome, [item])
+    answered = [(start, item) for start, item in zip(starts, items) if start.payment_id is None]
+    if answered:
+        send(merged(start.outcome for start, _i in answered), [item for _s, item in answered])
+    to_charge = [(start, item) for start, item in zip(starts, items)
+                 if start.payment_id is not None]
+    if not to_charge:
         return
-    timeout = current_app.config["PAYMENT_TIMEOUT_SECONDS"]
-    # Its seats stopped expiring (committed): watchers learn it before the charge runs.
-    rt.broadcaster.seats(start.outcome.seat_changes())
-    try:
+    # Their seats stopped expiring (committed): watchers learn it before the charges run.
+    rt.broadcaster.seats(merged(start.outcome for start, _i in to_charge).seat_changes())
+    charged = []
+    for start, item in to_charge:
         try:
-            charge = rt.processor.charge(key=start.processor_key, amount_cents=start.amount_cents,
-                                         currency=start.currency, card_token=item["card_token"],
-                                         timeout_s=timeout,
-                                         metadata={"hold_id": item["hold_id"],
-                                                   "user_id": item["user_id"]})
-        except TokenInvalid:
-            # This token cannot charge (expired, used, or none: a repeat of the
-            # key). An earlier attempt under the same key may have: the processor
-            # says, by key, whether anything was charged.
-            log.info("card token of payment %s refused; asking the processor by key",
-                     start.payment_id)
-            charge = rt.processor.lookup(key=start.processor_key, timeout_s=timeout)
-    except ProcessorUnavailable:
-        # Charged or not, nobody knows yet: the payment stays pending and
-        # reconciliation asks the processor by key, then answers the buyer.
-        log.warning("processor did not answer for payment %s", start.payment_id)
-        return
-    if charge is not None and charge.status in settlement.WAITING:
-        # 3-D Secure: the hold stays paying while the buyer answers the challenge;
-        # the browser, the webhook or reconciliation settles the payment after.
-        settlement.ask_buyer_to_act(rt, item, charge)
+            charge = _charge(rt, start, item)
+        except ProcessorUnavailable:
+            # Charged or not, nobody knows yet: the payment stays pending and
+            # reconciliation asks the processor by key, then answers the buyer.
+            log.warning("processor did not answer for payment %s", start.payment_id)
+            continue
+        if charge is not None and charge.status in settlement.WAITING:
+            # 3-D Secure: the hold stays paying while the buyer answers the challenge;
+            # the browser, the webhook or reconciliation settles the payment after.
+            settlement.ask_buyer_to_act(rt, item, charge)
+            continue
+        charged.append((start.payment_id, charge, item))
+    if not charged:
         return
     try:
-        _finish_payment(start.payment_id, charge, [item], item["request_id"])
+        _finish_payments([(pid, charge, item["request_id"]) for pid, charge, item in charged],
+                         [item for _p, _c, item in charged])
     except DatabaseUnavailable as exc:
-        # Charged but not recorded: run again; the same key will not charge twice.
-        raise self.retry(countdown=1, exc=exc)
+        # Charged but not recorded: run again; the same keys will not charge twice.
+        raise task.retry(countdown=1, exc=exc)
+
+
+def _charge(rt, start, item):
+    """The processor's answer for a started payment; raises ProcessorUnavailable."""
+    timeout = current_app.config["PAYMENT_TIMEOUT_SECONDS"]
+    try:
+        return rt.processor.charge(key=start.processor_key, amount_cents=start.amount_cents,
+                                   currency=start.currency, card_token=item["card_token"],
+                                   timeout_s=timeout,
+                                   metadata={"hold_id": item["hold_id"],
+                                             "user_id": item["user_id"]})
+    except TokenInvalid:
+        # This token cannot charge (expired, used, or none: a repeat of the key). An
+        # earlier attempt under the same key may have: the processor says, by key,
+        # whether anything was charged.
+        log.info("card token of payment %s refused; asking the processor by key",
+                 start.payment_id)
+        return rt.processor.lookup(key=start.processor_key, timeout_s=timeout)
+
+
+def merged(outcomes):
+    """One Outcome of several (answers, notices, seat changes, refunds and mails of each)."""
+    whole = Outcome()
+    for outcome in outcomes:
+        whole.results += outcome.results
+        whole.notices += outcome.notices
+        whole.refunds += outcome.refunds
+        whole.mails += outcome.mails
+        for event_id, seats in outcome.seats.items():
+            whole.seats.setdefault(event_id, {}).update(seats)
+    return whole
 
 
 def _finish_payment(payment_id, charge, items=(), request_id=None):
-    outcome = run_transaction(
-        lambda s: checkout.finish_payment(s, payment_id, charge, request_id=request_id))
+    _finish_payments([(payment_id, charge, request_id)], items)
+
+
+def _finish_payments(entries, items=()):
+    outcome = run_transaction(lambda s: checkout.finish_payments(s, entries))
     _refund(outcome.refunds)
     send(outcome, items)
 
