@@ -179,7 +179,9 @@ async function refresh() {
   try {
     door = await getJSON(`/api/v1/events/${eventId}/door`);
     localStorage.setItem(`door:${eventId}`, JSON.stringify(door));
-    if (!online) setOnline(true);
+    // A refresh sent before the network went away can still succeed after the browser
+    // said so: only a browser that has a network is put back online here.
+    if (!online && navigator.onLine) setOnline(true);
     await upload();
   } catch (err) {
     if (!err.status) setOnline(false);
