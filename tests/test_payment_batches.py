@@ -7,6 +7,7 @@ simulated processor, in-process.
 - each payment of a batch is decided on its own: a good card, a declined card, an
   expired hold, a repeat of a finished key and a buyer's second payment in the same
   batch are each answered as they would be alone, and the audit stays clean;
+- the charges of a batch are asked of the processor at once;
 - the web sends its payments to the batch task.
 """
 import threading
@@ -24,6 +25,7 @@ from tests.test_holds_idempotency import _event
 
 GOOD = "4242424242424242"
 DECLINE = "4000000000000002"
+SLOW = "4000000000003220"
 
 
 def _holds(app, users, seats_each=2):
@@ -68,9 +70,9 @@ def _audit_clean(app):
 
 
 class _Statements:
-    """Counts what the app's engine sends from this thread (the embedded mode sends the
-    e-mails from threads of its own): statements, and those of the simulated processor
-    (its own table, on its own connection) apart."""
+    """Counts what the app's engine sends: the task's statements (from this thread; the
+    embedded mode sends the e-mails from threads of its own), and those of the simulated
+    processor (its own table, on its own connections) apart."""
 
     def __init__(self, engine):
         self.engine, self.app_side, self.processor = engine, 0, 0
@@ -84,11 +86,9 @@ class _Statements:
         sa.event.remove(self.engine, "before_cursor_execute", self._count)
 
     def _count(self, _conn, _cursor, statement, _params, _context, _many):
-        if threading.get_ident() != self.thread:
-            return
         if "sim_charges" in statement:
-            self.processor += 1
-        else:
+            self.processor += 1   # from the task's charging threads
+        elif threading.get_ident() == self.thread:
             self.app_side += 1
 
 
@@ -164,6 +164,25 @@ def test_each_payment_of_a_batch_is_decided_on_its_own(app, make_users):
             Payment.hold_id == late_h)) == 0
         assert db.session.scalar(sa.select(sa.func.count()).select_from(Ticket)) == 4
         db.session.rollback()
+    _audit_clean(app)
+
+
+@pytest.mark.app_config(SIM_SLOW_SECONDS=2.0)
+def test_the_charges_of_a_batch_are_asked_at_once(app, make_users):
+    """Four cards whose processor answers after 2 s, in one batch: the four charges are
+    made within 2 s of each other (one after another, they would be 6 s apart), and each
+    becomes its order."""
+    from booking.models import SimCharge
+    from workers.tasks import pay_many
+    users = [uid for uid, _t in make_users(4)]
+    hold_ids = _holds(app, users, seats_each=1)
+    batch = [_item(app, uid, hold_id, number=SLOW) for uid, hold_id in zip(users, hold_ids)]
+    pay_many.apply(args=[batch], throw=True)
+    with app.app_context():
+        made = db.session.scalars(sa.select(SimCharge.created_at)).all()
+        db.session.rollback()
+    assert len(made) == 4 and max(made) - min(made) < timedelta(seconds=2), made
+    assert all("order_id" in answer for answer in _answers(app, batch).values())
     _audit_clean(app)
 
 

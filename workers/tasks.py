@@ -5,6 +5,7 @@ what makes acks_late and redelivery after a lost worker safe.
 """
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from celery import shared_task
 from celery.exceptions import Retry
@@ -215,10 +216,8 @@ def _pay_round(task, items):
     # Their seats stopped expiring (committed): watchers learn it before the charges run.
     rt.broadcaster.seats(merged(start.outcome for start, _i in to_charge).seat_changes())
     charged = []
-    for start, item in to_charge:
-        try:
-            charge = _charge(rt, start, item)
-        except ProcessorUnavailable:
+    for (start, item), charge in zip(to_charge, _charges(rt, to_charge)):
+        if isinstance(charge, ProcessorUnavailable):
             # Charged or not, nobody knows yet: the payment stays pending and
             # reconciliation asks the processor by key, then answers the buyer.
             log.warning("processor did not answer for payment %s", start.payment_id)
@@ -237,6 +236,35 @@ def _pay_round(task, items):
     except DatabaseUnavailable as exc:
         # Charged but not recorded: run again; the same keys will not charge twice.
         raise task.retry(countdown=1, exc=exc)
+
+
+_charge_pool = None
+
+
+def _charges(rt, to_charge):
+    """The processor's answer for each started payment [(start, item)], or the
+    ProcessorUnavailable it raised, in order. Asked at once, up to PAYMENT_CONCURRENCY
+    (a processor answers over the network: a batch waits for its slowest charge, not
+    for the sum of them)."""
+    if len(to_charge) == 1:
+        return [_charge_or_unavailable(rt, *to_charge[0])]
+    global _charge_pool
+    if _charge_pool is None:  # in this process (a prefork child makes its own)
+        _charge_pool = ThreadPoolExecutor(max(1, current_app.config["PAYMENT_CONCURRENCY"]),
+                                          thread_name_prefix="charge")
+    app = current_app._get_current_object()
+
+    def charge_in_app(pair):
+        with app.app_context():
+            return _charge_or_unavailable(rt, *pair)
+    return list(_charge_pool.map(charge_in_app, to_charge))
+
+
+def _charge_or_unavailable(rt, start, item):
+    try:
+        return _charge(rt, start, item)
+    except ProcessorUnavailable as err:
+        return err
 
 
 def _charge(rt, start, item):
