@@ -213,7 +213,7 @@ def finish_payments(session, entries, now=None):
     seats = lock_seats_of_holds(session, hold_ids)
     locked = {hold.id: hold for hold in lock_holds(session, hold_ids)}
     payments = lock_payments(session, ids)
-    asked, new_orders = [], []
+    asked, new_orders, paid = [], [], set()
     for payment_id, charge, request_id in entries:
         payment = payments[payment_id]
         hold, hold_seats = locked[payment.hold_id], seats[payment.hold_id]
@@ -230,7 +230,9 @@ def finish_payments(session, entries, now=None):
         payment.updated_at = now
         if captured:
             payment.reference = charge.reference
-            if hold.status == "paying" and _seats_intact(hold, hold_seats):
+            if hold.status == "paying" and hold.id not in paid and _seats_intact(hold,
+                                                                                hold_seats):
+                paid.add(hold.id)  # another capture of this hold would be refunded
                 new_orders.append((hold, hold_seats, payment))
             else:
                 log.warning("capture for hold %s cannot become an order; refunding", hold.id)
@@ -241,7 +243,7 @@ def finish_payments(session, entries, now=None):
             payment.status, payment.decline_reason = "declined", charge.decline_reason
         else:
             payment.status = "failed"
-        if hold.status == "paying":
+        if hold.status == "paying" and hold.id not in paid:
             # Back to the buyer until the hold's own expiry: another card may be tried.
             hold.status = "held"
             for seat in hold_seats.values():
