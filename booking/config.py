@@ -163,8 +163,9 @@ def from_environment():
         # How long a charge may take before its outcome counts as unknown
         # (the payment stays pending and reconciliation asks the processor).
         "PAYMENT_TIMEOUT_SECONDS": _float("PAYMENT_TIMEOUT_SECONDS", 10.0),
-        # Charges of one batch of payments asked of the processor at once, per worker child.
-        "PAYMENT_CONCURRENCY": _int("PAYMENT_CONCURRENCY", 8),
+        # Payments a worker child decides in one round (two transactions) and whose
+        # charges it asks of the processor at once; a larger batch runs in rounds.
+        "PAYMENT_CONCURRENCY": _int("PAYMENT_CONCURRENCY", 16),
         # How often reconciliation settles unanswered payments.
         "RECONCILE_INTERVAL_SECONDS": _float("RECONCILE_INTERVAL_SECONDS", 10.0),
         "TOKEN_MAX_AGE_SECONDS": _int("TOKEN_MAX_AGE_SECONDS", 7 * 24 * 3600),

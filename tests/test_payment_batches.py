@@ -7,7 +7,8 @@ simulated processor, in-process.
 - each payment of a batch is decided on its own: a good card, a declined card, an
   expired hold, a repeat of a finished key and a buyer's second payment in the same
   batch are each answered as they would be alone, and the audit stays clean;
-- the charges of a batch are asked of the processor at once;
+- the charges of a round are asked of the processor at once, and a batch runs in rounds
+  of distinct buyers no larger than that;
 - the web sends its payments to the batch task.
 """
 import threading
@@ -203,6 +204,18 @@ def test_a_batch_delivered_twice_charges_and_sells_once(app, make_users):
         assert db.session.scalar(sa.select(sa.func.count()).select_from(Order)) == 3
         db.session.rollback()
     _audit_clean(app)
+
+
+def test_a_batch_runs_in_rounds_of_distinct_buyers_and_bounded_size():
+    """A buyer once in a round, a buyer's payments in the order they came, and no round
+    larger than the charges asked at once."""
+    from workers.tasks import pay_rounds
+    items = [{"user_id": uid, "request_id": f"r{n}"} for n, uid in enumerate([1, 2, 1, 3, 4, 1])]
+    rounds = pay_rounds(items, size=2)
+    assert [[i["request_id"] for i in part] for part in rounds] == [
+        ["r0", "r1"], ["r2", "r3"], ["r4", "r5"]]
+    assert [[i["user_id"] for i in part] for part in pay_rounds(items, size=8)] == [
+        [1, 2, 3, 4], [1], [1]]
 
 
 @pytest.mark.parametrize("kinds, calls", [

@@ -183,12 +183,13 @@ def pay_many(self, items):
     _pay(self, items)
 
 
-def pay_rounds(items):
-    """items split so that a buyer appears once in each round, in the order they came."""
+def pay_rounds(items, size):
+    """items in rounds of at most size, a buyer once in each, a buyer's requests in the
+    order they came (each goes in the first round with room and without that buyer)."""
     rounds = []
     for item in items:
         for part in rounds:
-            if all(other["user_id"] != item["user_id"] for other in part):
+            if len(part) < size and all(o["user_id"] != item["user_id"] for o in part):
                 part.append(item)
                 break
         else:
@@ -197,7 +198,9 @@ def pay_rounds(items):
 
 
 def _pay(task, items):
-    for part in pay_rounds(items):
+    # A round's charges are asked at once: as many as the processor is asked at
+    # once, so a round waits at most one charge's time (PAYMENT_TIMEOUT_SECONDS).
+    for part in pay_rounds(items, max(1, current_app.config["PAYMENT_CONCURRENCY"])):
         _pay_round(task, part)
 
 
