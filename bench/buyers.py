@@ -414,9 +414,13 @@ async def _client_main(cfg, users, body, ready_q, go_evt, stop_evt):
     while not stop_evt.is_set() and not run.done():
         await asyncio.sleep(0.1)
     scenario.stopping = True
-    # Stop issuing; wait for the results of what was accepted (reconnects re-send).
+    # Stop issuing; wait for the results of what was accepted (reconnects re-send), and
+    # for the acks of what was sent: a request whose ack is on its way is not in
+    # inflight yet, and leaving before it comes counted it unanswered a moment after
+    # it was sent (two payments in a term-web drill, sent 1.2 s before the drain ended).
     drain_until = time.monotonic() + cfg.get("drain_s", 30)
-    while c.inflight and time.monotonic() < drain_until:
+    while ((c.inflight or any(b.pending for b in c.buyers))
+           and time.monotonic() < drain_until):
         await asyncio.sleep(0.2)
     run.cancel()
     resender.cancel()

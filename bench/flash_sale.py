@@ -231,6 +231,8 @@ class FlashSale(Scenario):
         cfg, st, rng = self.cfg, self.c.stats, self.rng
         timeout = cfg["result_timeout"]
         await self._sleep(*cfg["pay_think_s"])
+        if self.stopping:
+            return  # the drain: no new requests
         fate = rng.random()
         walk, cancel, decline = cfg["walk_away"], cfg["cancel"], cfg["decline"]
         if fate < walk:
@@ -260,6 +262,8 @@ class FlashSale(Scenario):
             st.inc("retried_after_decline")
             number = GOOD_CARD
             await self._sleep(*cfg["pay_think_s"])
+            if self.stopping:
+                return
 
 
 # --- the run (in the parent process) -----------------------------------------
