@@ -245,10 +245,11 @@ _charge_pool = None
 
 
 def _charges(rt, to_charge):
-    """The processor's answer for each started payment [(start, item)], or the
-    ProcessorUnavailable it raised, in order. Asked at once, up to PAYMENT_CONCURRENCY
-    (a processor answers over the network: a batch waits for its slowest charge, not
-    for the sum of them)."""
+    """The processor's answer for each started payment of a round [(start, item)], or the
+    ProcessorUnavailable it raised, in order. Asked at once (a processor answers over the
+    network: a round waits for its slowest charge, not for the sum of them). Any other
+    error fails the task once the round's charges ran: its payments stay pending, and
+    reconciliation and the re-send of overdue requests settle them by key."""
     if len(to_charge) == 1:
         return [_charge_or_unavailable(rt, *to_charge[0])]
     global _charge_pool
