@@ -11,6 +11,7 @@ simulated processor, in-process.
   of distinct buyers no larger than that;
 - the web sends its payments to the batch task.
 """
+import json
 import threading
 import uuid
 from datetime import timedelta
@@ -21,7 +22,8 @@ import sqlalchemy as sa
 from booking import holds, intake
 from booking.audit import run_audit
 from booking.extensions import db
-from booking.models import Hold, MailOutbox, Order, Payment, Seat, Ticket, utcnow
+from booking.models import (Hold, MailOutbox, Order, Payment, RequestRecord, Seat, SimCharge,
+                            Ticket, utcnow)
 from tests.test_holds_idempotency import _event
 
 GOOD = "4242424242424242"
@@ -54,8 +56,6 @@ def _item(app, uid, hold_id, number=GOOD, key=None, request_id=None):
 
 def _answers(app, items):
     """{request_id: payment_result payload} from the durable record."""
-    from booking.models import RequestRecord
-    import json
     with app.app_context():
         rows = db.session.scalars(sa.select(RequestRecord).where(
             RequestRecord.request_id.in_([i["request_id"] for i in items]))).all()
@@ -134,7 +134,7 @@ def test_each_payment_of_a_batch_is_decided_on_its_own(app, make_users):
     finished payment's key under a new request, and one buyer's two payments (two
     holds): one batch, each answered as it would be alone."""
     from workers.tasks import pay_many
-    (good, declined, late, thief, repeat, twice), = [[uid for uid, _t in make_users(6)]]
+    good, declined, late, thief, repeat, twice = [uid for uid, _t in make_users(6)]
     good_h, declined_h, late_h, repeat_h, twice_h1, twice_h2 = _holds(
         app, [good, declined, late, repeat, twice, twice], seats_each=1)
     finished = _item(app, repeat, repeat_h, key="repeat-key")
@@ -173,7 +173,6 @@ def test_the_charges_of_a_batch_are_asked_at_once(app, make_users):
     """Four cards whose processor answers after 2 s, in one batch: the four charges are
     made within 2 s of each other (one after another, they would be 6 s apart), and each
     becomes its order."""
-    from booking.models import SimCharge
     from workers.tasks import pay_many
     users = [uid for uid, _t in make_users(4)]
     hold_ids = _holds(app, users, seats_each=1)
@@ -199,7 +198,6 @@ def test_a_batch_delivered_twice_charges_and_sells_once(app, make_users):
     pay_many.apply(args=[batch], throw=True)
     assert _answers(app, batch) == first
     with app.app_context():
-        from booking.models import SimCharge
         assert db.session.scalar(sa.select(sa.func.count()).select_from(SimCharge)) == 3
         assert db.session.scalar(sa.select(sa.func.count()).select_from(Order)) == 3
         db.session.rollback()
