@@ -14,7 +14,10 @@ A charge whose answer never came leaves the payment 'pending'; the
 reconciliation task (workers.tasks.reconcile_payments, over unsettled_payments)
 asks the processor by key and finishes it with finish_payment the same way.
 check_payable is the rule behind phase 1, also run by the web tier as a
-pre-check. Functions take a session and plain values, never commit or emit.
+pre-check. Phases 1 and 3 take a round of payments at once (begin_payments,
+finish_payments: set-based statements, each payment decided on its own);
+begin_payment and finish_payment are the same for one. Functions take a session
+and plain values, never commit or emit.
 """
 import logging
 from dataclasses import dataclass, field
