@@ -11,7 +11,7 @@ from tests.tickets_helpers import Organizer, wait_for
 
 
 def test_an_answer_from_before_the_network_went_away_keeps_the_scanner_offline(
-        browser, cluster, clean_db):
+        browser, cluster, clean_db, screenshots):
     cluster.worker(concurrency=1)
     web = cluster.web()
     org = Organizer(web.url, clean_db, rows=1, per_row=4)
@@ -38,6 +38,10 @@ def test_an_answer_from_before_the_network_went_away_keeps_the_scanner_offline(
     held[0].fulfill(status=200, content_type="application/json", body=json.dumps(door))
     page.wait_for_timeout(1000)
     expect(badge).to_contain_text("Offline")
+    page.screenshot(path=str(screenshots / "scanner-offline-phone.png"))
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.screenshot(path=str(screenshots / "scanner-offline-desktop.png"))
+    page.set_viewport_size({"width": 390, "height": 844})
 
     staff.set_offline(False)
     page.unroute(f"**/api/v1/events/{org.event_id}/door")
