@@ -67,6 +67,21 @@ def _payment_answer(payment, request_id):
     return reply(request_id, PaymentError(), event=EVENT)
 
 
+def payment_rounds(items, size):
+    """Pay requests in rounds for begin_payments: at most size in each, a buyer once in
+    each, a buyer's requests in the order they came (each goes in the first round with
+    room and without that buyer)."""
+    rounds = []
+    for item in items:
+        for part in rounds:
+            if len(part) < size and all(o["user_id"] != item["user_id"] for o in part):
+                part.append(item)
+                break
+        else:
+            rounds.append([item])
+    return rounds
+
+
 def begin_payment(session, item, processor_name, now=None):
     """Phase 1 for one pay request (begin_payments with one item)."""
     return begin_payments(session, [item], processor_name, now)[0]
@@ -78,7 +93,7 @@ def begin_payments(session, items, processor_name, now=None):
 
     Set-based: the locks, the reads and the writes are one statement each for the
     whole batch, in the lock order (booking/locking.py); each request is decided
-    as begin_payment always decided it. A buyer appears once (pay_rounds splits a
+    as begin_payment always decided it. A buyer appears once (payment_rounds splits a
     batch): a request's answer may depend on the buyer's own earlier one.
     """
     now = now or utcnow()

@@ -13,13 +13,17 @@ def lock_users(session, user_ids):
                         .order_by(User.id).with_for_update())
 
 
+def _locked(session, model, ids, *conditions):
+    """The rows of model with these ids (and conditions), locked in ascending id order."""
+    if not ids:
+        return []
+    return session.scalars(sa.select(model).where(model.id.in_(sorted(ids)), *conditions)
+                           .order_by(model.id).with_for_update()).all()
+
+
 def lock_seats(session, seat_ids):
     """{id: Seat}, locked in ascending id order."""
-    if not seat_ids:
-        return {}
-    seats = session.scalars(sa.select(Seat).where(Seat.id.in_(sorted(seat_ids)))
-                            .order_by(Seat.id).with_for_update()).all()
-    return {s.id: s for s in seats}
+    return {s.id: s for s in _locked(session, Seat, seat_ids)}
 
 
 _SEAT_ROW = (Seat.id, Seat.event_id, Seat.status, Seat.version, Seat.hold_id,
@@ -86,16 +90,9 @@ def lock_seats_of_holds(session, hold_ids):
 
 
 def lock_holds(session, hold_ids, *conditions):
-    if not hold_ids:
-        return []
-    return session.scalars(sa.select(Hold).where(Hold.id.in_(sorted(hold_ids)), *conditions)
-                           .order_by(Hold.id).with_for_update()).all()
+    return _locked(session, Hold, hold_ids, *conditions)
 
 
 def lock_payments(session, payment_ids):
     """{id: Payment}, locked in ascending id order."""
-    if not payment_ids:
-        return {}
-    rows = session.scalars(sa.select(Payment).where(Payment.id.in_(sorted(payment_ids)))
-                           .order_by(Payment.id).with_for_update()).all()
-    return {p.id: p for p in rows}
+    return {p.id: p for p in _locked(session, Payment, payment_ids)}

@@ -74,13 +74,9 @@ def _outbox_row(*, kind, dedupe_key, to_addr, user_id=None, order_id=None, refun
                       next_attempt_at=now, created_at=now)
 
 
-def queue_order_confirmation(session, order, to_addr):
-    """The confirmation of a paid order: one per order, whatever happens."""
-    return queue_order_confirmations(session, [(order, to_addr)])[0]
-
-
 def queue_order_confirmations(session, orders):
-    """queue_order_confirmation for [(order, to_addr)]: one read and one INSERT for all."""
+    """The confirmations of paid orders [(order, to_addr)], one per order whatever happens
+    (found by dedupe key, else written): one read and one INSERT for all."""
     keys = {f"order:{order.id}:paid": (order, to_addr) for order, to_addr in orders}
     rows = {row.dedupe_key: row for row in session.scalars(
         sa.select(MailOutbox).where(MailOutbox.dedupe_key.in_(sorted(keys))))}

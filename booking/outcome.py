@@ -55,3 +55,15 @@ def set_seat(outcome, seat, status, hold=None, expires_at=None, order_id=None):
     seat.version += 1
     outcome.record_seat(seat)
 
+
+def merged(outcomes):
+    """One Outcome of several (answers, notices, seat changes, refunds and mails of each)."""
+    whole = Outcome()
+    for outcome in outcomes:
+        whole.results += outcome.results
+        whole.notices += outcome.notices
+        whole.refunds += outcome.refunds
+        whole.mails += outcome.mails
+        for event_id, seats in outcome.seats.items():
+            whole.seats.setdefault(event_id, {}).update(seats)
+    return whole

@@ -1,7 +1,7 @@
 """Tickets: one per seat of a paid order, each with a signed code for its QR.
 
 Tickets are created in the transaction that creates their order (checkout's
-finish_payment calls issue_tickets), so there is never an order without its
+finish_payments calls issue_tickets_for), so there is never an order without its
 tickets nor a ticket without its order; the audit checks both. Functions take
 a session and never commit.
 """
@@ -29,13 +29,9 @@ def signer():
     return _signer(tuple(current_app.config["TICKET_SIGNING_KEYS"]))
 
 
-def issue_tickets(session, order):
-    """Create a valid ticket with a signed code for each seat of a new order; returns them."""
-    return issue_tickets_for(session, [order])
-
-
 def issue_tickets_for(session, orders):
-    """issue_tickets for several new orders: one INSERT and one UPDATE for all their tickets."""
+    """Create a valid ticket with a signed code for each seat of new orders; returns them.
+    One INSERT for all their tickets, then the codes (which sign the ids)."""
     tickets = [Ticket(order_id=order.id, event_id=order.event_id, seat_id=item.seat_id,
                       price_cents=item.price_cents, status="valid", created_at=order.created_at)
                for order in orders for item in order.items]

@@ -207,7 +207,7 @@ def test_a_batch_delivered_twice_charges_and_sells_once(app, make_users):
 def test_a_batch_runs_in_rounds_of_distinct_buyers_and_bounded_size():
     """A buyer once in a round, a buyer's payments in the order they came, and no round
     larger than the charges asked at once."""
-    from workers.tasks import pay_rounds
+    from booking.checkout import payment_rounds as pay_rounds
     items = [{"user_id": uid, "request_id": f"r{n}"} for n, uid in enumerate([1, 2, 1, 3, 4, 1])]
     rounds = pay_rounds(items, size=2)
     assert [[i["request_id"] for i in part] for part in rounds] == [

@@ -14,7 +14,7 @@ from flask import current_app
 from booking import checkout, holds, intake, sales, settlement, waiting_room
 from booking.errors import BookingError, Busy
 from booking.models import utcnow
-from booking.outcome import Outcome
+from booking.outcome import merged
 from booking.payloads import reply
 from booking.records import RESULT_EVENTS
 from booking.runtime import runtime
@@ -183,24 +183,11 @@ def pay_many(self, items):
     _pay(self, items)
 
 
-def pay_rounds(items, size):
-    """items in rounds of at most size, a buyer once in each, a buyer's requests in the
-    order they came (each goes in the first round with room and without that buyer)."""
-    rounds = []
-    for item in items:
-        for part in rounds:
-            if len(part) < size and all(o["user_id"] != item["user_id"] for o in part):
-                part.append(item)
-                break
-        else:
-            rounds.append([item])
-    return rounds
-
-
 def _pay(task, items):
     # A round's charges are asked at once: as many as the processor is asked at
     # once, so a round waits at most one charge's time (PAYMENT_TIMEOUT_SECONDS).
-    for part in pay_rounds(items, max(1, current_app.config["PAYMENT_CONCURRENCY"])):
+    for part in checkout.payment_rounds(items,
+                                        max(1, current_app.config["PAYMENT_CONCURRENCY"])):
         _pay_round(task, part)
 
 
@@ -287,19 +274,6 @@ def _charge(rt, start, item):
         log.info("card token of payment %s refused; asking the processor by key",
                  start.payment_id)
         return rt.processor.lookup(key=start.processor_key, timeout_s=timeout)
-
-
-def merged(outcomes):
-    """One Outcome of several (answers, notices, seat changes, refunds and mails of each)."""
-    whole = Outcome()
-    for outcome in outcomes:
-        whole.results += outcome.results
-        whole.notices += outcome.notices
-        whole.refunds += outcome.refunds
-        whole.mails += outcome.mails
-        for event_id, seats in outcome.seats.items():
-            whole.seats.setdefault(event_id, {}).update(seats)
-    return whole
 
 
 def _finish_payment(payment_id, charge, items=(), request_id=None):
