@@ -64,8 +64,23 @@ def _is_localhost(host):
         return False
 
 
+# Files that are the same for everyone: their answers never carry the session cookie.
+STATIC_ENDPOINTS = frozenset({"static", "pages.vendor"})
+
+
 class SessionCookies(SecureCookieSessionInterface):
-    """Flask's signed cookie, Secure by the COOKIE_SECURE setting."""
+    """Flask's signed cookie, Secure by the COOKIE_SECURE setting, renewed by every
+    request but those for static files."""
+
+    def save_session(self, app, session, response):
+        # A static file's answer would write back the cookie as it was when the file
+        # was asked for: one still loading when its page logs out put the ended
+        # session's cookie back (and lost the "signed out" note). Its "Vary: Cookie"
+        # (Flask-Login reads the session after every request) would also make the
+        # browser fetch the file again after each renewal of the cookie.
+        if request.endpoint in STATIC_ENDPOINTS and not session.modified:
+            return
+        super().save_session(app, session, response)
 
     def get_cookie_secure(self, app):
         setting = _COOKIE_SECURE[app.config["COOKIE_SECURE"]]

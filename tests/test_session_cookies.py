@@ -56,3 +56,20 @@ def test_an_unused_session_expires_and_use_keeps_it(client):
         assert client.get("/api/v1/orders").status_code == 200
     time.sleep(4)  # unused for longer than the lifetime
     assert client.get("/api/v1/orders").status_code == 401
+
+
+@pytest.mark.parametrize("path", ["/static/js/common.js",
+                                  "/vendor/bootstrap/bootstrap.bundle.min.js"])
+def test_static_files_leave_the_session_cookie_alone(client, path):
+    """A static file neither reads nor renews the session. Renewing it there would write
+    back the cookie as it was when the file was asked for: a file still loading while
+    the buyer logs out put the signed-out session's cookie back, and the "You are signed
+    out." note was lost. It also keeps static files cacheable (no Set-Cookie, no Vary)."""
+    sign_up_on(client, "http://127.0.0.1")
+    r = client.get(path, base_url="http://127.0.0.1")
+    assert r.status_code == 200
+    assert "Set-Cookie" not in r.headers
+    assert "Cookie" not in r.headers.get("Vary", "")
+    # A page and the API still renew it.
+    assert client.get("/api/v1/orders", base_url="http://127.0.0.1").headers[
+        "Set-Cookie"].startswith("session=")
