@@ -392,6 +392,23 @@ def run_client_process(cfg, users, scenario, out_path, ready_q, go_evt, stop_evt
     Path(out_path).write_text(json.dumps(result))
 
 
+def awaiting_answers(c):
+    """Whether a request sent is still unanswered: accepted (c.inflight) or with its ack
+    still on its way (only in its buyer's pending)."""
+    return bool(c.inflight) or any(b.pending for b in c.buyers)
+
+
+async def drain(c, seconds, poll_s=0.2):
+    """Once no new request goes out: wait up to seconds for the answers of what was sent
+    (reconnects re-send). Waiting for c.inflight alone left out a request whose ack was
+    on its way: the drain ended, the ack came, and the request counted accepted and
+    unanswered a moment after it was sent (two payments in a term-web drill, sent 1.2 s
+    before the drain ended, each decided and recorded by a worker)."""
+    until = time.monotonic() + seconds
+    while awaiting_answers(c) and time.monotonic() < until:
+        await asyncio.sleep(poll_s)
+
+
 async def _client_main(cfg, users, body, ready_q, go_evt, stop_evt):
     c = ClientProcess(cfg)
     loop = asyncio.get_running_loop()
@@ -414,14 +431,7 @@ async def _client_main(cfg, users, body, ready_q, go_evt, stop_evt):
     while not stop_evt.is_set() and not run.done():
         await asyncio.sleep(0.1)
     scenario.stopping = True
-    # Stop issuing; wait for the results of what was accepted (reconnects re-send), and
-    # for the acks of what was sent: a request whose ack is on its way is not in
-    # inflight yet, and leaving before it comes counted it unanswered a moment after
-    # it was sent (two payments in a term-web drill, sent 1.2 s before the drain ended).
-    drain_until = time.monotonic() + cfg.get("drain_s", 30)
-    while ((c.inflight or any(b.pending for b in c.buyers))
-           and time.monotonic() < drain_until):
-        await asyncio.sleep(0.2)
+    await drain(c, cfg.get("drain_s", 30))
     run.cancel()
     resender.cancel()
     with contextlib.suppress(BaseException):
