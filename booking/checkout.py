@@ -30,7 +30,7 @@ from .errors import (BookingError, Conflict, HoldExpired, NotFound,
                      PaymentDeclined, PaymentError)
 from .holds import check_owner
 from .locking import lock_holds, lock_payments, lock_seats_of_holds, lock_users
-from .models import Order, OrderSeat, Payment, User, utcnow
+from .models import Hold, Order, OrderSeat, Payment, User, utcnow
 from .outcome import Outcome, set_seat
 from .payloads import reply
 
@@ -169,19 +169,30 @@ def _record(session, answers, now):
         outcome.results.append(entry)
 
 
-def keyed_payment(session, user_id, idempotency_key):
-    """The buyer's payment under this idempotency key: (hold_id, status, brand, last4), or None.
+def keyed_payment_and_hold(session, user_id, idempotency_key, hold_id):
+    """The web's pre-check reads, in one statement: (payment, hold).
 
-    The key is looked up before the hold's state: a payment that finished
-    under it answers the same again (its order, its decline), whatever the
-    hold has become since (paid, say). Read without locks: a status other than
-    pending is final.
+    payment is the buyer's payment under this idempotency key, (hold_id, status,
+    brand, last4), or None; hold is (user_id, status, expires_at) of hold_id, or
+    (None, None, None). The key decides first: a payment that finished under it
+    answers the same again (its order, its decline), whatever the hold has become
+    since (paid, say). Read without locks: a status other than pending is final.
+    (Two SELECTs before: one round trip to MariaDB more for every payment.)
     """
-    row = session.execute(sa.select(Payment.hold_id, Payment.status, Payment.brand,
-                                    Payment.last4)
-                          .where(Payment.processor_key == processor_key(user_id,
-                                                                        idempotency_key))).first()
-    return tuple(row) if row is not None else None
+    # A one-row table of the two values, outer-joined to each row it names: the row
+    # comes whatever is found (MariaDB looks both up by their unique keys).
+    asked = sa.select(
+        sa.literal(processor_key(user_id, idempotency_key), sa.String).label("key"),
+        sa.literal(hold_id, sa.Integer).label("hold_id")).subquery()
+    row = session.execute(
+        sa.select(Payment.hold_id, Payment.status.label("payment_status"), Payment.brand,
+                  Payment.last4, Hold.user_id, Hold.status.label("hold_status"),
+                  Hold.expires_at)
+        .select_from(asked)
+        .outerjoin(Payment, Payment.processor_key == asked.c.key)
+        .outerjoin(Hold, Hold.id == asked.c.hold_id)).one()
+    payment = tuple(row[:4]) if row.payment_status is not None else None
+    return payment, tuple(row[4:])
 
 
 def check_payable(hold_id, owner_id, status, expires_at, user_id, now, in_progress_ok=False):

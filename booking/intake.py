@@ -269,7 +269,8 @@ def _precheck_release(uid, p):
 
 
 def _precheck_pay(uid, p):
-    known = checkout.keyed_payment(db.session, uid, p["idempotency_key"])
+    known, (owner, status, expires_at) = checkout.keyed_payment_and_hold(
+        db.session, uid, p["idempotency_key"], p["hold_id"])
     if known is not None and known[1] != "pending" and not records.recorded(
             db.session, [(uid, p["request_id"])]):
         # Finished under this key, asked by a new request: the worker answers from that
@@ -277,7 +278,6 @@ def _precheck_pay(uid, p):
         # (The same request again is answered from its record, in submit.)
         return {"hold_id": p["hold_id"], "idempotency_key": p["idempotency_key"],
                 "card_token": None, "brand": known[2], "last4": known[3]}
-    owner, status, expires_at = holds.hold_state(db.session, p["hold_id"])
     checkout.check_payable(p["hold_id"], owner, status, expires_at, uid, utcnow(),
                            in_progress_ok=True)
     token = _card_token(p)

@@ -155,6 +155,39 @@ def test_failed_publish_is_sent_again_by_the_worker(cluster, clean_db, buyers, r
     assert _count(clean_db, "holds") == 1
 
 
+def test_a_payments_failed_publish_is_sent_again_by_the_worker(cluster, clean_db, buyers,
+                                                                redis_proxy):
+    """The same for a payment: charged, sold and recorded, its answer not published. The
+    task runs again and the answer arrives once Redis answers, without the buyer sending
+    anything again; the rerun charges nothing more and makes no second order."""
+    from tests.checkout_helpers import card
+    event_id = create_event(clean_db, rows=1, per_row=4)
+    worker = cluster.worker(extra_env={
+        "SOCKETIO_MESSAGE_QUEUE_URL": _through(redis_proxy, REDIS_URL)})
+    web = cluster.web()
+    buyer = buyers(web.url)
+    seat = buyer.join(event_id)["seats"][0]["id"]
+    hold_id = _held(buyer, seat, event_id)
+
+    redis_proxy.cut()
+    payload = {"request_id": uuid.uuid4().hex, "hold_id": hold_id,
+               "idempotency_key": uuid.uuid4().hex, "card": card("4242424242424242")}
+    ack = buyer.call("pay", payload)            # sent once: no client re-send here
+    assert ack["ok"] and ack["queued"], ack
+    wait_until(lambda: worker.log_contains("could not send payments' results; retrying"), 60,
+               "the worker's publish failed and the task is retried", worker)
+    assert _recorded(clean_db, payload["request_id"]) == 1
+    assert _count(clean_db, "orders") == 1
+    assert not buyer.results("payment_result")
+
+    redis_proxy.restore()
+    result = buyer.result_for("payment_result", payload["request_id"], timeout=30)
+    assert result["ok"] and result["order_id"], result
+    assert _count(clean_db, "orders") == 1
+    assert _count(clean_db, "sim_charges") == 1
+    assert _hold_status(clean_db, hold_id) == "paid"
+
+
 def test_client_resend_covers_a_publish_that_never_succeeds(cluster, clean_db, buyers,
                                                              redis_proxy):
     """The worker's publish path stays cut: the client's re-send is answered from the

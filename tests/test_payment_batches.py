@@ -186,6 +186,49 @@ def test_the_charges_of_a_batch_are_asked_at_once(app, make_users):
     _audit_clean(app)
 
 
+def test_the_webs_pay_pre_check_is_one_statement(app, make_users):
+    """The web process reads the payment under the key and the hold in one SELECT (it
+    was two), and decides as before: the buyer's held hold goes on with a token; someone
+    else's hold, a missing hold and an expired one are refused; a finished key answers
+    from its payment whatever the hold became."""
+    from booking.errors import HoldExpired, HoldNotOwned, NotFound
+    from workers.tasks import pay_many
+    buyer, other, payer = [uid for uid, _t in make_users(3)]
+    own, late, done = _holds(app, [buyer, buyer, payer], seats_each=1)
+    finished = _item(app, payer, done, key="done-key")
+    pay_many.apply(args=[[finished]], throw=True)
+    with app.app_context():
+        db.session.execute(sa.update(Hold).where(Hold.id == late)
+                           .values(expires_at=utcnow() - timedelta(seconds=1)))
+        db.session.commit()
+
+    def precheck(uid, hold_id, key=None):
+        p = {"hold_id": hold_id, "idempotency_key": key or uuid.uuid4().hex,
+             "request_id": uuid.uuid4().hex,
+             "card": {"number": GOOD, "exp_month": 12, "exp_year": 2031, "cvc": "123",
+                      "name": "T"}}
+        with app.app_context():
+            with _Statements(db.engine) as counted:
+                try:
+                    return intake._precheck_pay(uid, p), counted
+                except Exception as err:   # noqa: BLE001 (the refusal is the answer)
+                    return err, counted
+                finally:
+                    db.session.remove()
+
+    item, counted = precheck(buyer, own)
+    assert item["hold_id"] == own and item["card_token"] and item["last4"] == "4242", item
+    assert counted.app_side == 1
+    for uid, hold_id, refusal in [(other, own, HoldNotOwned), (buyer, 10**9, NotFound),
+                                  (buyer, late, HoldExpired)]:
+        err, counted = precheck(uid, hold_id)
+        assert isinstance(err, refusal), (hold_id, err)
+        assert counted.app_side == 1
+    # The key decides first: the paid hold is answered from its payment, charging nothing.
+    item, _counted = precheck(payer, done, key="done-key")
+    assert item["card_token"] is None and item["last4"] == "4242", item
+
+
 def test_a_batch_delivered_twice_charges_and_sells_once(app, make_users):
     """The same batch run again (a redelivery after a lost worker): the same answers, one
     charge and one order per hold."""

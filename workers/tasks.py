@@ -186,23 +186,45 @@ def pay_many(self, items):
 def _pay(task, items):
     # A round's charges are asked at once: as many as the processor is asked at
     # once, so a round waits at most one charge's time (PAYMENT_TIMEOUT_SECONDS).
+    unsent = None
     for part in checkout.payment_rounds(items,
                                         max(1, current_app.config["PAYMENT_CONCURRENCY"])):
-        _pay_round(task, part)
+        try:
+            _pay_round(task, part)
+        except PublishFailed as err:
+            unsent = err   # the other rounds go on
+    if unsent is not None:
+        # Decided and recorded, answers not all published: run again. The records
+        # answer what was decided (sent again), and a payment begun but not charged
+        # is charged under its key, which never charges twice.
+        log.warning("could not send payments' results; retrying", exc_info=unsent)
+        raise task.retry(countdown=1, exc=unsent)
 
 
 def _pay_round(task, items):
+    """Begin, charge and finish one round; raises PublishFailed once the round is done
+    if an answer was not published."""
     rt = runtime()
     starts = _decide(task, items, lambda s: checkout.begin_payments(s, items, rt.processor.name))
     if starts is None:
         return
+    unsent = None
     answered = [(start, item) for start, item in zip(starts, items) if start.payment_id is None]
     if answered:
-        send(merged(start.outcome for start, _i in answered), [item for _s, item in answered])
+        try:
+            send(merged(start.outcome for start, _i in answered),
+                 [item for _s, item in answered])
+        except PublishFailed as err:
+            unsent = err   # the round's charges go on
     to_charge = [(start, item) for start, item in zip(starts, items)
                  if start.payment_id is not None]
-    if not to_charge:
-        return
+    if to_charge:
+        _charge_and_finish(task, rt, to_charge)
+    if unsent is not None:
+        raise unsent
+
+
+def _charge_and_finish(task, rt, to_charge):
     # Their seats stopped expiring (committed): watchers learn it before the charges run.
     rt.broadcaster.seats(merged(start.outcome for start, _i in to_charge).seat_changes())
     charged = []
