@@ -49,9 +49,8 @@ def send(outcome, items=()):
                               current_app.config["REDIS_NAMESPACE"], items, now))
     # The answers are recorded (ledger and durable record) before they are
     # published: a re-sent request is answered from them. A failed publish is
-    # raised after the rest went out (booking.delivery): a batch of holds and
-    # releases runs again and re-sends them; the client's re-send covers the
-    # rest (a payment's answer among them).
+    # raised after the rest went out (booking.delivery): the task runs again and
+    # re-sends them from the records; the client's re-send covers the rest.
     # Answers and notices go out in one publish.
     unsent = None
     try:
