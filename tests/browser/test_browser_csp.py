@@ -120,6 +120,34 @@ def test_every_page_runs_under_the_csp_with_no_violation(browser, site, clean_db
         buyer.close()
 
 
+def test_the_organizers_pages_run_under_the_csp_with_no_violation(browser, site, clean_db):
+    """The back office and the door scanner too: every /manage page of an organizer with
+    one event, and /checkin for it."""
+    staff = Watched(browser, site.url, "Organizer").sign_up()
+    try:
+        org = int(ops_command(clean_db, "booking", "organizer", "create", "--name", "CSP Live",
+                              "--admin-email", staff.email).strip().splitlines()[-1])
+        out = ops_command(clean_db, "booking", "create-event", "--name", "CSP gala",
+                          "--venue", "CSP Hall", "--starts-at", "2030-01-01T19:00:00Z",
+                          "--rows", "2", "--seats-per-row", "4", "--price-cents", "3000",
+                          "--organizer", str(org))
+        event = int(out.strip().splitlines()[-1])
+        pages = ["/manage", f"/manage/o/{org}", f"/manage/o/{org}/venues",
+                 f"/manage/o/{org}/members", f"/manage/o/{org}/events/new",
+                 f"/manage/events/{event}", f"/manage/events/{event}/edit",
+                 f"/manage/events/{event}/seats", f"/manage/events/{event}/sale",
+                 f"/manage/events/{event}/orders", f"/manage/events/{event}/live",
+                 f"/checkin?event={event}"]
+        for path in pages:
+            response = staff.visit(path)
+            assert response.status == 200, (path, response.status)
+            staff.page.wait_for_load_state("networkidle")
+            assert not staff.violations(), (path, staff.violations())
+        assert len(staff.visited) == len(pages)
+    finally:
+        staff.close()
+
+
 def test_api_and_static_responses_carry_the_headers(site):
     import requests
     for path in ("/api/v1/events", "/static/css/app.css", "/healthz", "/nope"):
