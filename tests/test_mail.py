@@ -118,6 +118,28 @@ def test_refusals_are_retried_with_back_off_until_the_server_takes_it(cluster, c
         smtp.stop()
 
 
+def test_a_payment_rounds_confirmations_go_to_the_mail_worker_in_one_message(
+        app, cluster, clean_db, make_users, proc_env):
+    """Three payments decided in one round: their three e-mails go to the after-sale queue
+    as one send_mails message (one each cost the sale's worker a publish per order), and
+    each is sent once."""
+    from tests.test_payment_batches import _holds, _item
+    smtp = SmtpServer().start()
+    try:
+        worker = cluster.worker(concurrency=1, extra_env={"SMTP_URL": smtp.url})
+        users = [uid for uid, _t in make_users(3)]
+        items = [_item(app, uid, hold_id) for uid, hold_id in zip(users, _holds(app, users))]
+        _celery(proc_env).send_task("workers.tasks.pay_many", args=[items],
+                                    queue=proc_env["CELERY_QUEUE"])
+        wait_for(lambda: [r["status"] for r in _outbox(clean_db)] == ["sent"] * 3, 60)
+        received = [line for line in worker.log_path.read_text().splitlines()
+                    if "workers.after_sale.send_mail" in line and line.endswith("received")]
+        assert len(received) == 1 and "send_mails[" in received[0], received
+        assert len(smtp.inbox.orders()) == 3
+    finally:
+        smtp.stop()
+
+
 def test_a_mail_refused_for_good_is_failed_and_reported_by_the_audit(app):
     """A 5xx answer marks the row failed (no retry), and the audit lists it."""
     from booking import mail
