@@ -129,17 +129,23 @@ def test_result_lost_while_unsubscribed_is_recovered(cluster, clean_db, buyers, 
     wait_until(lambda: buyer.results("resend"), 60, "the socket told to re-send", web)
 
 
-def test_failed_publish_is_sent_again_by_the_worker(cluster, clean_db, buyers, redis_proxy):
-    """The worker records the answer, then its publish fails (Redis unreachable for
-    it): the task runs again and the result arrives once Redis answers, without the
-    buyer sending anything again."""
+def _worker_publishing_through(cluster, clean_db, buyers, redis_proxy):
+    """A worker whose publishes go through redis_proxy, a web process, a buyer who joined a
+    new event: (worker, buyer, event_id, a seat's id)."""
     event_id = create_event(clean_db, rows=1, per_row=4)
     worker = cluster.worker(extra_env={
         "SOCKETIO_MESSAGE_QUEUE_URL": _through(redis_proxy, REDIS_URL)})
     web = cluster.web()
     buyer = buyers(web.url)
-    seat = buyer.join(event_id)["seats"][0]["id"]
+    return worker, buyer, event_id, buyer.join(event_id)["seats"][0]["id"]
 
+
+def test_failed_publish_is_sent_again_by_the_worker(cluster, clean_db, buyers, redis_proxy):
+    """The worker records the answer, then its publish fails (Redis unreachable for
+    it): the task runs again and the result arrives once Redis answers, without the
+    buyer sending anything again."""
+    worker, buyer, event_id, seat = _worker_publishing_through(cluster, clean_db, buyers,
+                                                               redis_proxy)
     redis_proxy.cut()
     payload = _hold(seat, event_id)
     ack = buyer.call("hold", payload)           # sent once: no client re-send here
@@ -161,12 +167,8 @@ def test_a_payments_failed_publish_is_sent_again_by_the_worker(cluster, clean_db
     task runs again and the answer arrives once Redis answers, without the buyer sending
     anything again; the rerun charges nothing more and makes no second order."""
     from tests.checkout_helpers import card
-    event_id = create_event(clean_db, rows=1, per_row=4)
-    worker = cluster.worker(extra_env={
-        "SOCKETIO_MESSAGE_QUEUE_URL": _through(redis_proxy, REDIS_URL)})
-    web = cluster.web()
-    buyer = buyers(web.url)
-    seat = buyer.join(event_id)["seats"][0]["id"]
+    worker, buyer, event_id, seat = _worker_publishing_through(cluster, clean_db, buyers,
+                                                               redis_proxy)
     hold_id = _held(buyer, seat, event_id)
 
     redis_proxy.cut()
