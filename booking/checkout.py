@@ -29,7 +29,8 @@ from . import mail, records, tickets
 from .errors import (BookingError, Conflict, HoldExpired, NotFound,
                      PaymentDeclined, PaymentError)
 from .holds import check_owner
-from .locking import lock_holds, lock_payments, lock_seats_of_holds, lock_users
+from .locking import (lock_holds, lock_payments, lock_seats_of_holds, lock_users,
+                      write_objects, write_seats)
 from .models import Hold, Order, OrderSeat, Payment, User, utcnow
 from .outcome import Outcome, set_seat
 from .payloads import reply
@@ -148,6 +149,7 @@ def begin_payments(session, items, processor_name, now=None):
                               processor=processor_name, created_at=now, updated_at=now)
             session.add(payment)
             created.append((start, payment))
+        _write_rows(session, seats.values(), locked.values())
         session.flush()  # the payments' ids, in one INSERT
         for start, payment in created:
             _to_charge(start, payment)
@@ -277,10 +279,24 @@ def finish_payments(session, entries, now=None):
             hold.status = "held"
             for seat in hold_seats.values():
                 set_seat(outcome, seat, "held", hold=hold, expires_at=hold.expires_at)
+    _write_rows(session, seats.values(), locked.values(), payments.values())
     _create_orders(session, outcome, new_orders, now)
     _answer_all(session, outcome, asked, now)
+    _write_rows(session, seats.values(), locked.values(), payments.values())
     session.flush()
     return outcome
+
+
+_PAYMENT_COLUMNS = ("status", "order_id", "updated_at", "reference", "decline_reason")
+
+
+def _write_rows(session, seats_by_hold, holds, payments=()):
+    """Write what changed in the locked seats, holds and payments in one UPDATE each: the
+    ORM's flush sends an UPDATE a row (PyMySQL), 80 of a batch of 8 payments' 103 round
+    trips to MariaDB."""
+    write_seats(session, [seat for seats in seats_by_hold for seat in seats.values()])
+    write_objects(session, holds, ("status",))
+    write_objects(session, payments, _PAYMENT_COLUMNS)
 
 
 def _answer_all(session, outcome, asked, now):
@@ -324,6 +340,8 @@ def _create_orders(session, outcome, new_orders, now):
             set_seat(outcome, seat, "sold", order_id=order.id)
         payment.status, payment.order_id = "captured", order.id
         hold.status = "paid"
+    _write_rows(session, [seats for _h, seats, _p in new_orders],
+                [hold for hold, _s, _p in new_orders], [payment for _h, _s, payment in new_orders])
     tickets.issue_tickets_for(session, orders)
     emails = dict(session.execute(sa.select(User.id, User.email)
                                   .where(User.id.in_(sorted({o.user_id for o in orders})))).all())

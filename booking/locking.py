@@ -2,6 +2,7 @@
 then payments. Every transaction that writes booking rows follows it, so concurrent
 transactions wait for each other instead of deadlocking."""
 import sqlalchemy as sa
+from sqlalchemy.orm.attributes import set_committed_value
 
 from .models import Hold, Payment, Seat, User
 
@@ -49,30 +50,71 @@ def write_seat_rows(session, seats, chunk=500):
     """Write status, references and version of changed seat rows, one statement per chunk.
 
     Only for rows locked by lock_seat_rows in this transaction: the values are
-    absolute (the version was read under the lock). The statement is built as
-    driver SQL because building the equivalent CASE expressions through
-    SQLAlchemy costs more CPU than the database spends running it.
+    absolute (the version was read under the lock).
     """
-    if not seats:
+    write_rows(session, Seat.__table__, seats, _WRITTEN, chunk)
+
+
+def write_rows(session, table, rows, columns, chunk=500):
+    """UPDATE table SET column = CASE id WHEN ... THEN ... END, ... WHERE id IN (...): the
+    columns of rows ({"id": ..., column: value}) in one statement per chunk.
+
+    For rows this transaction locked (or inserted): the values are absolute. An
+    UPDATE of an ORM flush or an executemany is one round trip per row with PyMySQL.
+    The statement is built as driver SQL because building the equivalent CASE
+    expressions through SQLAlchemy costs more CPU than the database spends running it.
+    """
+    if not rows:
         return
     connection = session.connection()
     dialect = connection.dialect
     mark = "?" if dialect.paramstyle == "qmark" else "%s"
-    table = Seat.__table__
-    convert = {c: table.c[c].type.dialect_impl(dialect).bind_processor(dialect) for c in _WRITTEN}
-    for start in range(0, len(seats), chunk):
-        part = seats[start:start + chunk]
+    convert = {c: table.c[c].type.dialect_impl(dialect).bind_processor(dialect) for c in columns}
+    for start in range(0, len(rows), chunk):
+        part = rows[start:start + chunk]
         sets, params = [], []
-        for column in _WRITTEN:
+        for column in columns:
             fn = convert[column]
             sets.append(f"{column} = CASE id {f'WHEN {mark} THEN {mark} ' * len(part)}END")
-            for seat in part:
-                value = seat[column]
-                params += (seat["id"], fn(value) if fn and value is not None else value)
-        params += [s["id"] for s in part]
+            for row in part:
+                value = row[column]
+                params += (row["id"], fn(value) if fn and value is not None else value)
+        params += [r["id"] for r in part]
         connection.exec_driver_sql(
-            f"UPDATE seats SET {', '.join(sets)} WHERE id IN ({', '.join([mark] * len(part))})",
-            tuple(params))
+            f"UPDATE {table.name} SET {', '.join(sets)} "
+            f"WHERE id IN ({', '.join([mark] * len(part))})", tuple(params))
+
+
+def write_objects(session, objects, columns, relationships=()):
+    """Write these columns of ORM objects of one class in one statement (write_rows), and
+    tell the session they are written, so that its next flush does not UPDATE them again
+    one row at a time. Only the objects with one of the columns changed are written.
+
+    relationships: those whose foreign key is among columns (set with it), marked
+    written too. For objects this transaction locked or inserted (absolute values).
+    """
+    changed = [obj for obj in objects
+               if any(sa.inspect(obj).attrs[c].history.has_changes() for c in columns)]
+    if not changed:
+        return
+    write_rows(session, type(changed[0]).__table__,
+               [{"id": obj.id, **{c: getattr(obj, c) for c in columns}} for obj in changed],
+               columns)
+    for obj in changed:
+        for column in columns:
+            set_committed_value(obj, column, getattr(obj, column))
+        for name in relationships:
+            if name in obj.__dict__:
+                set_committed_value(obj, name, obj.__dict__[name])
+
+
+# What the payment path changes in the rows it locked (booking/checkout.py).
+SEAT_COLUMNS = ("status", "hold_id", "hold_expires_at", "order_id", "version")
+
+
+def write_seats(session, seats):
+    """write_objects for Seat objects changed by outcome.set_seat."""
+    write_objects(session, seats, SEAT_COLUMNS, relationships=("hold",))
 
 
 def lock_seats_of_holds(session, hold_ids):

@@ -50,6 +50,7 @@ def set_seat(outcome, seat, status, hold=None, expires_at=None, order_id=None):
     """Change a seat's status (its version grows by one) and note it for broadcast."""
     seat.status = status
     seat.hold = hold
+    seat.hold_id = hold.id if hold is not None else None  # a new hold's: set at its flush
     seat.hold_expires_at = expires_at
     seat.order_id = order_id
     seat.version += 1

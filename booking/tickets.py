@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from flask import current_app
 
 from .errors import NotFound
+from .locking import write_objects
 from .models import Event, Order, Ticket, User, iso_utc
 from .ticket_codes import TicketSigner
 
@@ -40,7 +41,7 @@ def issue_tickets_for(session, orders):
     sign = signer()
     for ticket in tickets:
         ticket.code = sign.sign(ticket.id, ticket.event_id)
-    session.flush()
+    write_objects(session, tickets, ("code",))  # one UPDATE, not one a ticket
     return tickets
 
 
