@@ -1,7 +1,9 @@
 """The confirmation e-mail goes out exactly once: under a task delivered twice, a worker
 killed in the middle of the SMTP conversation, and an SMTP server refusing for a while.
 Real workers, beat, MariaDB, Redis and a real SMTP server (aiosmtpd)."""
+import re
 import time
+import uuid
 
 from celery import Celery
 
@@ -118,6 +120,25 @@ def test_refusals_are_retried_with_back_off_until_the_server_takes_it(cluster, c
         smtp.stop()
 
 
+def _mail_tasks(log):
+    """{task name[id]: [outbox ids it sent]} from a worker's log with one child (its lines
+    in order: each "mail N: sent", then its task's "succeeded"); under True, the ids
+    sent with no task finished after them. (The queue may hold an earlier test's
+    message too: it finds nothing to send.)"""
+    tasks, sent = {}, []
+    for line in log.splitlines():
+        found = re.search(r"workers\.after_sale: mail (\d+): sent$", line)
+        if found:
+            sent.append(int(found.group(1)))
+            continue
+        done = re.search(r"Task (workers\.after_sale\.send_mails?\[[0-9a-f-]+\]) succeeded", line)
+        if done:
+            tasks[done.group(1)], sent = sent, []
+    if sent:
+        tasks[True] = sent
+    return tasks
+
+
 def test_a_payment_rounds_confirmations_go_to_the_mail_worker_in_one_message(
         app, cluster, clean_db, make_users, proc_env):
     """Three payments decided in one round: their three e-mails go to the after-sale queue
@@ -126,15 +147,22 @@ def test_a_payment_rounds_confirmations_go_to_the_mail_worker_in_one_message(
     from tests.test_payment_batches import _holds, _item
     smtp = SmtpServer().start()
     try:
-        worker = cluster.worker(concurrency=1, extra_env={"SMTP_URL": smtp.url})
+        # Queues of this test's own: nothing an earlier test left in the shared ones.
+        queue = f"{proc_env['CELERY_QUEUE']}-{uuid.uuid4().hex[:8]}"
+        worker = cluster.worker(concurrency=1, extra_env={"SMTP_URL": smtp.url,
+                                                          "CELERY_QUEUE": queue})
         users = [uid for uid, _t in make_users(3)]
         items = [_item(app, uid, hold_id) for uid, hold_id in zip(users, _holds(app, users))]
-        _celery(proc_env).send_task("workers.tasks.pay_many", args=[items],
-                                    queue=proc_env["CELERY_QUEUE"])
+        _celery(proc_env).send_task("workers.tasks.pay_many", args=[items], queue=queue)
         wait_for(lambda: [r["status"] for r in _outbox(clean_db)] == ["sent"] * 3, 60)
-        received = [line for line in worker.log_path.read_text().splitlines()
-                    if "workers.after_sale.send_mail" in line and line.endswith("received")]
-        assert len(received) == 1 and "send_mails[" in received[0], received
+        ours = {row["id"] for row in _outbox(clean_db)}
+        assert set(_mail_tasks(worker.log_path.read_text()).get(True, [])) == set(), \
+            "a mail sent by a task that did not finish"
+        by_task = {task: ids for task, ids in _mail_tasks(worker.log_path.read_text()).items()
+                   if ours & set(ids)}
+        assert len(by_task) == 1, by_task                      # one message for the three
+        [(task, ids)] = by_task.items()
+        assert task.startswith("workers.after_sale.send_mails[") and sorted(ids) == sorted(ours)
         assert len(smtp.inbox.orders()) == 3
     finally:
         smtp.stop()
