@@ -279,10 +279,11 @@ def finish_payments(session, entries, now=None):
             hold.status = "held"
             for seat in hold_seats.values():
                 set_seat(outcome, seat, "held", hold=hold, expires_at=hold.expires_at)
+    # Written before the orders' flush would send them a row at a time; _create_orders
+    # writes what it changes itself, and nothing after it changes these rows.
     _write_rows(session, seats.values(), locked.values(), payments.values())
     _create_orders(session, outcome, new_orders, now)
     _answer_all(session, outcome, asked, now)
-    _write_rows(session, seats.values(), locked.values(), payments.values())
     session.flush()
     return outcome
 

@@ -1,6 +1,7 @@
 """Row locks, always taken in one order: users, then seats (ascending id), then holds,
 then payments. Every transaction that writes booking rows follows it, so concurrent
-transactions wait for each other instead of deadlocking."""
+transactions wait for each other instead of deadlocking. The rows locked here are
+written back in one UPDATE per table (write_rows, write_objects), not one a row."""
 import sqlalchemy as sa
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -108,13 +109,13 @@ def write_objects(session, objects, columns, relationships=()):
                 set_committed_value(obj, name, obj.__dict__[name])
 
 
-# What the payment path changes in the rows it locked (booking/checkout.py).
-SEAT_COLUMNS = ("status", "hold_id", "hold_expires_at", "order_id", "version")
+# What outcome.set_seat changes in a Seat object (the payment path, booking/checkout.py).
+_SEAT_OBJECT_COLUMNS = ("status", "hold_id", "hold_expires_at", "order_id", "version")
 
 
 def write_seats(session, seats):
     """write_objects for Seat objects changed by outcome.set_seat."""
-    write_objects(session, seats, SEAT_COLUMNS, relationships=("hold",))
+    write_objects(session, seats, _SEAT_OBJECT_COLUMNS, relationships=("hold",))
 
 
 def lock_seats_of_holds(session, hold_ids):
