@@ -24,6 +24,7 @@ from booking.audit import run_audit
 from booking.extensions import db
 from booking.models import (Hold, MailOutbox, Order, Payment, RequestRecord, Seat, SimCharge,
                             Ticket, utcnow)
+from tests.checkout_helpers import card
 from tests.test_holds_idempotency import _event
 
 GOOD = "4242424242424242"
@@ -211,8 +212,7 @@ def test_the_webs_pay_pre_check_is_one_statement(app, make_users):
     def precheck(uid, hold_id, key=None):
         p = {"hold_id": hold_id, "idempotency_key": key or uuid.uuid4().hex,
              "request_id": uuid.uuid4().hex,
-             "card": {"number": GOOD, "exp_month": 12, "exp_year": 2031, "cvc": "123",
-                      "name": "T"}}
+             "card": card(GOOD)}
         with app.app_context():
             with _Statements(db.engine) as counted:
                 try:
